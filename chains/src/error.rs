@@ -1,0 +1,58 @@
+//! What can go wrong talking to a chain, named by what failed.
+
+/// A failed call to a chain backend. The poller asks `is_transient()` to
+/// choose a short backoff (outages, rate limits, garbage) or a long one
+/// (configuration problems that need an operator).
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("cannot reach {url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{call} timed out after {seconds}s")]
+    Timeout { call: String, seconds: u64 },
+    #[error("{url} answered HTTP {status}")]
+    Http { url: String, status: u16 },
+    #[error("node error in {method}: {code} {message}")]
+    Rpc {
+        method: String,
+        code: i64,
+        message: String,
+    },
+    #[error("unusable response to {what}: {detail}")]
+    Garbage { what: String, detail: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ChainError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ChainError::Transport { .. }
+            | ChainError::Timeout { .. }
+            | ChainError::Garbage { .. } => true,
+            // 401/403 are credentials, 404 a wrong URL: an operator must act.
+            ChainError::Http { status, .. } => !matches!(status, 401 | 403 | 404),
+            // -28: node warming up; -5/-8: data raced away between calls.
+            ChainError::Rpc { code, .. } => matches!(code, -28 | -5 | -8),
+            ChainError::Config(_) => false,
+        }
+    }
+
+    /// Bounded metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChainError::Transport { .. } => "transport",
+            ChainError::Timeout { .. } => "timeout",
+            ChainError::Http { .. } => "http",
+            ChainError::Rpc { .. } => "rpc",
+            ChainError::Garbage { .. } => "decode",
+            ChainError::Config(_) => "config",
+        }
+    }
+
+    pub fn garbage(what: impl Into<String>, detail: impl ToString) -> ChainError {
+        ChainError::Garbage {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! paywatch-chains: what the chains say.
+//!
+//! Chain sources read a node or API and return plain data (observations with
+//! block height and hash, the tip, the next cursor); they never touch the
+//! store. The one generic `Poller` drives any source and hands each scan step
+//! to a `ScanSink` (the daemon's engine), which applies it atomically.
+//!
+//! Layout:
+//! - `source` — the `ChainSource` trait and scan types
+//! - `poller` — the loop: interval, poll-now, cancellation, timeouts, backoff
+//! - `rpc` — JSON-RPC client with URL failover
+//! - `utxo` — BTC and LTC: addresses, the `core-rpc` backend
+//! - `address` — address validation for every asset, one entry point
+//! - `error`, `network`, `secret` — shared small types
+
+pub mod address;
+mod error;
+mod network;
+pub mod poller;
+pub mod rpc;
+mod secret;
+pub mod source;
+pub mod utxo;
+
+pub use address::canonical_address;
+pub use error::ChainError;
+pub use network::Network;
+pub use poller::{Clock, PollReport, Poller, PollerConfig, ScanSink, SystemClock};
+pub use secret::Secret;
+pub use source::{ChainSource, ScanBatch, ScanRequest, WatchSet};

@@ -1,0 +1,71 @@
+//! The `ChainSource` trait: what every backend (core-rpc, esplora, rippled,
+//! evm, tron-http) provides. Sources return data and never touch the store.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use paywatch_state::{BlockRef, ChainTip, Observation};
+
+use crate::ChainError;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The addresses to watch, canonical. `version` changes whenever the set
+/// does, so a source can cache what it derives from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchSet {
+    pub version: u64,
+    pub addresses: HashSet<String>,
+}
+
+/// Looks up the hash paywatch stored for a height it applied, so a source can
+/// find where a reorg forked.
+pub type KnownHash<'a> = &'a (dyn Fn(u64) -> Option<String> + Send + Sync);
+
+/// One step of a scan: blocks after `from` up to at most `to`.
+pub struct ScanRequest<'a> {
+    pub from: &'a BlockRef,
+    pub to: u64,
+    pub watch: &'a WatchSet,
+    pub known_hash: KnownHash<'a>,
+}
+
+/// What a scan step found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScanBatch {
+    /// Set when blocks above this height left the best chain.
+    pub rollback_to: Option<u64>,
+    pub blocks: Vec<BlockRef>,
+    pub observations: Vec<Observation>,
+    /// The last block this step covered (`from` itself if none).
+    pub cursor: Option<BlockRef>,
+}
+
+pub trait ChainSource: Send + Sync + 'static {
+    /// The backend name for status and logs (`core-rpc`, ...).
+    fn backend(&self) -> &'static str;
+
+    /// The node's best block and, where the chain has one, its finality mark.
+    fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>>;
+
+    /// Scans blocks after `req.from` up to `req.to` (fewer if the source
+    /// prefers smaller steps), detecting reorgs by block hash first.
+    fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>>;
+
+    /// Every watched transfer in the mempool now; `None` where the chain has
+    /// no mempool to watch.
+    fn mempool<'a>(
+        &'a self,
+        watch: &'a WatchSet,
+    ) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>>;
+}
+
+/// Convenience for sources: the cursor of a batch, or `from` when empty.
+pub fn batch_cursor(batch: &ScanBatch, from: &BlockRef) -> BlockRef {
+    batch.cursor.clone().unwrap_or_else(|| from.clone())
+}
+
+/// Shared handle used by the poller.
+pub type SharedSource = Arc<dyn ChainSource>;

@@ -1,0 +1,362 @@
+//! The `core-rpc` backend: Bitcoin Core / Litecoin Core JSON-RPC.
+//!
+//! Scans every block from the cursor to the tip in order (raw blocks decoded
+//! with the `bitcoin` crate, exact satoshis, matched on scriptPubKey bytes)
+//! and polls the mempool for 0-conf detection.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bitcoin::consensus::deserialize;
+use bitcoin::{Block, ScriptBuf, Transaction, Txid};
+use paywatch_state::amount::from_base_units;
+use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::address::{UtxoAddress, parse_btc, parse_ltc};
+use crate::rpc::RpcClient;
+use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet};
+use crate::{ChainError, Network};
+
+/// Scripts watched, mapped to their canonical address text.
+type WatchMap = HashMap<ScriptBuf, String>;
+
+/// An output of a mempool transaction, kept between polls.
+struct MempoolOutput {
+    vout: u32,
+    script: ScriptBuf,
+    sats: u64,
+}
+
+pub struct CoreRpcSource {
+    asset: Asset,
+    network: Network,
+    rpc: RpcClient,
+    max_blocks_per_step: u64,
+    watch_cache: Mutex<(u64, Arc<WatchMap>)>,
+    /// Decoded outputs of every mempool transaction seen, so each poll only
+    /// fetches the new ones.
+    mempool_cache: Mutex<HashMap<Txid, Arc<Vec<MempoolOutput>>>>,
+}
+
+#[derive(Deserialize)]
+struct BlockchainInfo {
+    chain: String,
+    blocks: u64,
+    bestblockhash: String,
+}
+
+/// Parses a BTC or LTC address for `network`.
+pub fn parse_utxo_address(
+    asset: Asset,
+    network: Network,
+    text: &str,
+) -> Result<UtxoAddress, super::address::AddressError> {
+    match asset {
+        Asset::Ltc => parse_ltc(network, text),
+        _ => parse_btc(network, text),
+    }
+}
+
+impl CoreRpcSource {
+    pub fn new(
+        asset: Asset,
+        network: Network,
+        rpc: RpcClient,
+        max_blocks_per_step: u64,
+    ) -> CoreRpcSource {
+        CoreRpcSource {
+            asset,
+            network,
+            rpc,
+            max_blocks_per_step: max_blocks_per_step.max(1),
+            watch_cache: Mutex::new((u64::MAX, Arc::new(WatchMap::new()))),
+            mempool_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn watch_map(&self, watch: &WatchSet) -> Arc<WatchMap> {
+        let mut cache = self.watch_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.0 != watch.version {
+            let map: WatchMap = watch
+                .addresses
+                .iter()
+                .filter_map(|a| parse_utxo_address(self.asset, self.network, a).ok())
+                .map(|a| (a.script, a.canonical))
+                .collect();
+            *cache = (watch.version, Arc::new(map));
+        }
+        cache.1.clone()
+    }
+
+    /// The hash at `height` on the node's best chain; `None` above its tip.
+    async fn block_hash(&self, height: u64) -> Result<Option<String>, ChainError> {
+        match self
+            .rpc
+            .call::<String>("getblockhash", json!([height]))
+            .await
+        {
+            Ok(h) => Ok(Some(h)),
+            Err(ChainError::Rpc { code: -8, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Finds the last block both the node and paywatch agree on. `None` when
+    /// `from` is still on the best chain.
+    async fn find_fork(
+        &self,
+        from: &BlockRef,
+        known: crate::source::KnownHash<'_>,
+    ) -> Result<Option<BlockRef>, ChainError> {
+        if self.block_hash(from.height).await?.as_deref() == Some(from.hash.as_str()) {
+            return Ok(None);
+        }
+        let mut height = from.height;
+        while height > 0 {
+            height -= 1;
+            let Some(ours) = known(height) else {
+                return Err(ChainError::Config(format!(
+                    "{} reorganized below height {height}, deeper than the block hashes paywatch keeps; \
+                     restore the node or re-create the state directory",
+                    self.asset
+                )));
+            };
+            if self.block_hash(height).await?.as_deref() == Some(ours.as_str()) {
+                tracing::warn!(asset = %self.asset, fork = height, was = from.height, "reorg detected; rolling back");
+                return Ok(Some(BlockRef { height, hash: ours }));
+            }
+        }
+        Err(ChainError::Config(format!(
+            "{}: no common block with the node; is it the right chain?",
+            self.asset
+        )))
+    }
+
+    async fn raw_block(&self, hash: &str) -> Result<Block, ChainError> {
+        let hex_text: String = self.rpc.call("getblock", json!([hash, 0])).await?;
+        let bytes = hex::decode(hex_text.trim()).map_err(|e| ChainError::garbage("getblock", e))?;
+        deserialize::<Block>(&bytes).map_err(|e| ChainError::garbage(format!("block {hash}"), e))
+    }
+
+    fn observe_tx(
+        &self,
+        tx: &Transaction,
+        watch: &WatchMap,
+        block: Option<&BlockRef>,
+        out: &mut Vec<Observation>,
+    ) -> Result<(), ChainError> {
+        let outputs = tx
+            .output
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (i as u32, &o.script_pubkey, o.value.to_sat()));
+        collect_matches(
+            self.asset,
+            || tx.compute_txid(),
+            tx.is_coinbase(),
+            outputs,
+            watch,
+            block,
+            out,
+        )
+    }
+}
+
+/// Groups the watched outputs of one transaction per script (several outputs
+/// to one address are one transfer, keyed by the first output index).
+fn collect_matches<'s>(
+    asset: Asset,
+    txid: impl FnOnce() -> Txid,
+    coinbase: bool,
+    outputs: impl Iterator<Item = (u32, &'s ScriptBuf, u64)>,
+    watch: &WatchMap,
+    block: Option<&BlockRef>,
+    out: &mut Vec<Observation>,
+) -> Result<(), ChainError> {
+    let mut hits: Vec<(u32, &String, u64)> = Vec::new();
+    for (vout, script, sats) in outputs {
+        if let Some(address) = watch.get(script) {
+            match hits.iter_mut().find(|(_, a, _)| *a == address) {
+                Some(hit) => hit.2 = hit.2.saturating_add(sats),
+                None => hits.push((vout, address, sats)),
+            }
+        }
+    }
+    if hits.is_empty() {
+        return Ok(());
+    }
+    let txid = txid().to_string();
+    for (vout, address, sats) in hits {
+        out.push(Observation {
+            txid: txid.clone(),
+            index: vout,
+            address: address.clone(),
+            tag: None,
+            amount: from_base_units(asset, u128::from(sats))
+                .map_err(|e| ChainError::garbage("output value", e))?,
+            block: block.cloned(),
+            coinbase,
+        });
+    }
+    Ok(())
+}
+
+impl ChainSource for CoreRpcSource {
+    fn backend(&self) -> &'static str {
+        "core-rpc"
+    }
+
+    fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>> {
+        Box::pin(async move {
+            let info: BlockchainInfo = self.rpc.call("getblockchaininfo", json!([])).await?;
+            let expected = match self.network {
+                Network::Mainnet => "main",
+                Network::Testnet => "test",
+                Network::Regtest => "regtest",
+            };
+            if info.chain != expected {
+                return Err(ChainError::Config(format!(
+                    "the {} node is on chain {:?} but network = \"{}\"",
+                    self.asset, info.chain, self.network
+                )));
+            }
+            Ok(ChainTip {
+                height: info.blocks,
+                hash: info.bestblockhash,
+                finalized: None,
+            })
+        })
+    }
+
+    fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
+        Box::pin(async move {
+            let watch = self.watch_map(req.watch);
+            let fork = self.find_fork(req.from, req.known_hash).await?;
+            let mut batch = ScanBatch {
+                rollback_to: fork.as_ref().map(|f| f.height),
+                ..ScanBatch::default()
+            };
+            let mut prev = fork.unwrap_or_else(|| req.from.clone());
+            let last = req.to.min(prev.height + self.max_blocks_per_step);
+            for height in prev.height + 1..=last {
+                let Some(hash) = self.block_hash(height).await? else {
+                    break;
+                };
+                let block = self.raw_block(&hash).await?;
+                if block.header.prev_blockhash.to_string() != prev.hash {
+                    // The chain changed under us; the next step finds the fork.
+                    break;
+                }
+                let here = BlockRef { height, hash };
+                for tx in &block.txdata {
+                    self.observe_tx(tx, &watch, Some(&here), &mut batch.observations)?;
+                }
+                batch.blocks.push(here.clone());
+                prev = here;
+            }
+            batch.cursor = Some(prev);
+            Ok(batch)
+        })
+    }
+
+    fn mempool<'a>(
+        &'a self,
+        watch: &'a WatchSet,
+    ) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>> {
+        Box::pin(async move {
+            let watch = self.watch_map(watch);
+            let txids: Vec<String> = self.rpc.call("getrawmempool", json!([])).await?;
+            let current: HashSet<Txid> = txids.iter().filter_map(|t| t.parse().ok()).collect();
+            let known: HashSet<Txid> = {
+                let mut cache = self.mempool_cache.lock().unwrap_or_else(|p| p.into_inner());
+                cache.retain(|txid, _| current.contains(txid));
+                cache.keys().copied().collect()
+            };
+            for txid in current.difference(&known) {
+                let hex_text: String = match self
+                    .rpc
+                    .call("getrawtransaction", json!([txid.to_string(), false]))
+                    .await
+                {
+                    Ok(h) => h,
+                    Err(ChainError::Rpc { code: -5, .. }) => continue, // left the mempool meanwhile
+                    Err(e) => return Err(e),
+                };
+                let outputs = match hex::decode(hex_text.trim())
+                    .ok()
+                    .and_then(|b| deserialize::<Transaction>(&b).ok())
+                {
+                    Some(tx) => tx
+                        .output
+                        .iter()
+                        .enumerate()
+                        .map(|(i, o)| MempoolOutput {
+                            vout: i as u32,
+                            script: o.script_pubkey.clone(),
+                            sats: o.value.to_sat(),
+                        })
+                        .collect(),
+                    None => {
+                        tracing::debug!(asset = %self.asset, %txid, "mempool transaction not decodable; skipped");
+                        Vec::new()
+                    }
+                };
+                self.mempool_cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(*txid, Arc::new(outputs));
+            }
+            let snapshot: Vec<(Txid, Arc<Vec<MempoolOutput>>)> = {
+                let cache = self.mempool_cache.lock().unwrap_or_else(|p| p.into_inner());
+                cache.iter().map(|(t, o)| (*t, o.clone())).collect()
+            };
+            let mut found = Vec::new();
+            for (txid, outputs) in snapshot {
+                let outs = outputs.iter().map(|o| (o.vout, &o.script, o.sats));
+                collect_matches(self.asset, || txid, false, outs, &watch, None, &mut found)?;
+            }
+            Ok(Some(found))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_outputs_to_one_address_are_one_transfer() {
+        use bitcoin::hashes::Hash;
+        let program =
+            bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V0, &[7u8; 20]).expect("program");
+        let watched = ScriptBuf::new_witness_program(&program);
+        let other = ScriptBuf::new_p2sh(&bitcoin::ScriptHash::all_zeros());
+        let watch: WatchMap = [(watched.clone(), "rltc1q-watched".to_string())]
+            .into_iter()
+            .collect();
+        let outputs = [
+            (0u32, &other, 5u64),
+            (1, &watched, 100_000),
+            (2, &watched, 23),
+        ];
+        let mut out = Vec::new();
+        collect_matches(
+            Asset::Ltc,
+            Txid::all_zeros,
+            false,
+            outputs.into_iter(),
+            &watch,
+            None,
+            &mut out,
+        )
+        .expect("collect");
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].index, out[0].amount.to_string()),
+            (1, "0.00100023".to_string())
+        );
+        assert_eq!(out[0].address, "rltc1q-watched");
+    }
+}

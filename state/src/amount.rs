@@ -1,0 +1,145 @@
+//! Exact amounts. Every amount is a `rust_decimal::Decimal` held at its
+//! asset's scale (SPEC §1: never floats), written in JSON as a string.
+
+use rust_decimal::Decimal;
+
+use crate::Asset;
+
+/// Why an amount string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("{0:?} is not a decimal number")]
+    NotANumber(String),
+    #[error("{value:?} has more than the {decimals} decimals {asset} allows")]
+    TooPrecise {
+        value: String,
+        asset: Asset,
+        decimals: u32,
+    },
+    #[error("amount must be greater than zero")]
+    NotPositive,
+    #[error("{0} base units do not fit an exact decimal (at most 2^96)")]
+    TooLarge(u128),
+}
+
+/// Parses a user-given amount (`"0.084215"`) for `asset`: plain decimal
+/// notation only, strictly positive, no more decimals than the chain has.
+/// The result is rescaled to the asset's scale.
+pub fn parse_amount(asset: Asset, text: &str) -> Result<Decimal, AmountError> {
+    let plain = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && text.chars().filter(|&c| c == '.').count() <= 1
+        && !text.starts_with('.')
+        && !text.ends_with('.');
+    if !plain {
+        return Err(AmountError::NotANumber(text.to_string()));
+    }
+    let value: Decimal = text
+        .parse()
+        .map_err(|_| AmountError::NotANumber(text.to_string()))?;
+    let value = value.normalize();
+    if value.scale() > asset.decimals() {
+        return Err(AmountError::TooPrecise {
+            value: text.to_string(),
+            asset,
+            decimals: asset.decimals(),
+        });
+    }
+    if value <= Decimal::ZERO {
+        return Err(AmountError::NotPositive);
+    }
+    Ok(at_asset_scale(asset, value))
+}
+
+/// Converts an integer count of base units (satoshis, drops, token units)
+/// into an amount. Fallible: token values can exceed what a Decimal holds.
+pub fn from_base_units(asset: Asset, units: u128) -> Result<Decimal, AmountError> {
+    let signed = i128::try_from(units).map_err(|_| AmountError::TooLarge(units))?;
+    Decimal::try_from_i128_with_scale(signed, asset.decimals())
+        .map_err(|_| AmountError::TooLarge(units))
+}
+
+/// Returns `value` at exactly the asset's scale, so that its text form (and
+/// every match key built from it) is canonical.
+pub fn at_asset_scale(asset: Asset, value: Decimal) -> Decimal {
+    let mut v = value;
+    v.rescale(asset.decimals());
+    v
+}
+
+/// A human form without trailing zeros, for payment URIs (`amount=0.1`).
+pub fn trimmed(value: Decimal) -> String {
+    value.normalize().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_held_at_the_asset_scale() {
+        assert_eq!(
+            parse_amount(Asset::Ltc, "0.084215").map(|d| d.to_string()),
+            Ok("0.08421500".into())
+        );
+        assert_eq!(
+            parse_amount(Asset::Xrp, "12").map(|d| d.to_string()),
+            Ok("12.000000".into())
+        );
+        assert_eq!(
+            parse_amount(Asset::Ltc, "1.10").map(|d| d.to_string()),
+            Ok("1.10000000".into())
+        );
+    }
+
+    #[test]
+    fn amounts_known_to_break_floats_stay_exact() {
+        for text in ["0.29999999", "20999999.97690000", "0.1"] {
+            let v = parse_amount(Asset::Btc, text).expect("valid");
+            assert_eq!(v, text.parse::<Decimal>().expect("decimal"));
+        }
+        assert_eq!(
+            from_base_units(Asset::Btc, 2_099_999_997_690_000).map(|d| d.to_string()),
+            Ok("20999999.97690000".into())
+        );
+    }
+
+    #[test]
+    fn bad_amount_texts_are_refused() {
+        for text in [
+            "", "-1", "1e3", "0x10", " 1", "1.", ".5", "1.2.3", "abc", "NaN", "+1",
+        ] {
+            assert!(
+                matches!(
+                    parse_amount(Asset::Ltc, text),
+                    Err(AmountError::NotANumber(_))
+                ),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_amount(Asset::Ltc, "0"), Err(AmountError::NotPositive));
+        assert_eq!(
+            parse_amount(Asset::Ltc, "0.00000000"),
+            Err(AmountError::NotPositive)
+        );
+        assert!(matches!(
+            parse_amount(Asset::Ltc, "0.000000001"),
+            Err(AmountError::TooPrecise { .. })
+        ));
+        // Trailing zeros beyond the scale are not extra precision.
+        assert!(parse_amount(Asset::Ltc, "0.100000000000").is_ok());
+    }
+
+    #[test]
+    fn token_values_beyond_a_decimal_are_errors_not_panics() {
+        assert!(from_base_units(Asset::UsdtBsc, 99_999_999_999_999_999_999_999).is_ok());
+        assert!(matches!(
+            from_base_units(Asset::UsdtBsc, 1u128 << 100),
+            Err(AmountError::TooLarge(_))
+        ));
+        assert!(matches!(
+            from_base_units(Asset::UsdtBsc, u128::MAX),
+            Err(AmountError::TooLarge(_))
+        ));
+    }
+}

@@ -1,0 +1,52 @@
+//! Opaque ids that sort by creation time: `pi_` / `evt_` followed by 10
+//! Crockford base32 digits of milliseconds and 16 of randomness (ULID-like),
+//! so listing newest-first is a reverse scan of the id order.
+
+use chrono::{DateTime, Utc};
+
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+pub fn new_id(prefix: &str, now: DateTime<Utc>) -> String {
+    let millis = u128::try_from(now.timestamp_millis().max(0)).unwrap_or(0);
+    let mut random = [0u8; 10];
+    // The OS random source failing is not something to continue through
+    // silently: fall back to time bits only would risk collisions.
+    getrandom::fill(&mut random).expect("OS random source is unavailable");
+    let mut value: u128 = millis << 80;
+    for (i, b) in random.iter().enumerate() {
+        value |= u128::from(*b) << (8 * (9 - i));
+    }
+    let mut out = String::with_capacity(prefix.len() + 26);
+    out.push_str(prefix);
+    for i in (0..26).rev() {
+        out.push(ALPHABET[((value >> (5 * i)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// A uniformly random u32, for destination tags (unpredictable, per the XRPL
+/// docs' advice, rather than sequential).
+pub fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("OS random source is unavailable");
+    u32::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn ids_sort_by_time_and_do_not_collide() {
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let a = new_id("pi_", t);
+        let b = new_id("pi_", t + chrono::Duration::milliseconds(1));
+        assert!(a < b);
+        assert_eq!(a.len(), 29);
+        assert!(a.starts_with("pi_"));
+        let many: std::collections::HashSet<String> =
+            (0..10_000).map(|_| new_id("pi_", t)).collect();
+        assert_eq!(many.len(), 10_000);
+    }
+}

@@ -1,0 +1,38 @@
+//! paywatch-state: what is owed and what was seen.
+//!
+//! Pure data and rules plus the embedded store; no network, no chain code.
+//! Chain sources (in `paywatch-chains`) hand this crate plain `ScanUpdate`s,
+//! and the store applies each in one atomic, durable write.
+//!
+//! Layout:
+//! - `asset` — the five assets and their per-chain facts
+//! - `amount` — exact decimal amounts at asset scale
+//! - `model` — intents, transfers, events, cursors, and their JSON views
+//! - `machine` — the intent lifecycle as pure functions
+//! - `matcher` — match keys (address, tag, unique amount)
+//! - `scan` — what chain sources report, and the per-asset policy
+//! - `uri` — payment URIs
+//! - `ids` — time-ordered opaque ids
+//! - `store` — the redb store: one atomic write per batch, event log, outbox
+
+pub mod amount;
+mod asset;
+pub mod ids;
+pub mod machine;
+pub mod matcher;
+pub mod model;
+mod scan;
+pub mod store;
+pub mod uri;
+
+pub use asset::{Asset, MatchMode, UnknownAsset};
+pub use model::{
+    BlockRef, ChainState, ChainTip, Event, EventType, Flag, Intent, IntentStatus, IntentView,
+    PaymentView, Transfer, TransferKey, TransferStatus, TransferView,
+};
+pub use scan::{AssetPolicy, Observation, ScanUpdate};
+pub use store::TransferFilter;
+pub use store::{
+    CreateError, CreateOutcome, IntentFilter, NewIntent, OutboxEntry, OutboxStats, Store,
+    StoreError,
+};

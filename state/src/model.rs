@@ -1,0 +1,365 @@
+//! What is stored: intents, transfers, events and per-asset chain cursors,
+//! plus the JSON views the API and the webhooks show (SPEC §2, §4, §5).
+//!
+//! Stored records keep only facts; what can be derived (received, flags,
+//! confirmations) is computed when a view is rendered, so it can never drift.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::Asset;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentStatus {
+    Awaiting,
+    Detected,
+    Confirmed,
+    Expired,
+    Cancelled,
+}
+
+impl IntentStatus {
+    pub const ALL: [IntentStatus; 5] = [
+        IntentStatus::Awaiting,
+        IntentStatus::Detected,
+        IntentStatus::Confirmed,
+        IntentStatus::Expired,
+        IntentStatus::Cancelled,
+    ];
+
+    /// Awaiting or detected: the intent can still receive on time.
+    pub fn is_open(self) -> bool {
+        matches!(self, IntentStatus::Awaiting | IntentStatus::Detected)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentStatus::Awaiting => "awaiting",
+            IntentStatus::Detected => "detected",
+            IntentStatus::Confirmed => "confirmed",
+            IntentStatus::Expired => "expired",
+            IntentStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<IntentStatus> {
+        IntentStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flag {
+    Underpaid,
+    Overpaid,
+    PaidLate,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferStatus {
+    Pending,
+    Confirmed,
+    Reverted,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "intent.detected")]
+    IntentDetected,
+    #[serde(rename = "intent.confirmed")]
+    IntentConfirmed,
+    #[serde(rename = "intent.expired")]
+    IntentExpired,
+    #[serde(rename = "intent.cancelled")]
+    IntentCancelled,
+    #[serde(rename = "intent.reverted")]
+    IntentReverted,
+    #[serde(rename = "intent.paid_late")]
+    IntentPaidLate,
+    #[serde(rename = "transfer.unmatched")]
+    TransferUnmatched,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 7] = [
+        EventType::IntentDetected,
+        EventType::IntentConfirmed,
+        EventType::IntentExpired,
+        EventType::IntentCancelled,
+        EventType::IntentReverted,
+        EventType::IntentPaidLate,
+        EventType::TransferUnmatched,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::IntentDetected => "intent.detected",
+            EventType::IntentConfirmed => "intent.confirmed",
+            EventType::IntentExpired => "intent.expired",
+            EventType::IntentCancelled => "intent.cancelled",
+            EventType::IntentReverted => "intent.reverted",
+            EventType::IntentPaidLate => "intent.paid_late",
+            EventType::TransferUnmatched => "transfer.unmatched",
+        }
+    }
+}
+
+/// A transfer's unique key on its chain: `txid:vout`, `txhash:logindex`, or
+/// the XRP transaction hash with index 0. A re-scan that sees the same key
+/// again never counts it twice.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TransferKey {
+    pub asset: Asset,
+    pub txid: String,
+    pub index: u32,
+}
+
+impl TransferKey {
+    /// The store key; `asset/txid/index` with a fixed-width index so keys of
+    /// one transaction sort together.
+    pub fn encode(&self) -> String {
+        format!("{}/{}/{:010}", self.asset.code(), self.txid, self.index)
+    }
+}
+
+/// A payment intent as stored. See `IntentView` for what users see.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub id: String,
+    pub asset: Asset,
+    pub status: IntentStatus,
+    pub amount: Decimal,
+    pub pay_amount: Decimal,
+    pub address: String,
+    pub tag: Option<u32>,
+    pub payment_uri: String,
+    pub confirmations_required: u32,
+    pub external_id: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub detected_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// When the intent stopped receiving on time (confirmed, expired, cancelled).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Late payments are recorded on it until `ended_at + late_window`, and
+    /// its match key stays reserved until then. Fixed at creation.
+    pub late_window_secs: u64,
+    /// Transfers matched to it, in the order they were first seen.
+    pub payments: Vec<TransferKey>,
+    /// The creating request in canonical form, to tell a retried create from
+    /// a conflicting one with the same `external_id`.
+    pub request_fingerprint: String,
+}
+
+/// A transfer to a watched address, matched or not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub key: TransferKey,
+    pub address: String,
+    pub tag: Option<u32>,
+    pub amount: Decimal,
+    pub block_height: Option<u64>,
+    pub block_hash: Option<String>,
+    /// Coinbase outputs need 100 confirmations whatever the intent asks.
+    pub coinbase: bool,
+    pub status: TransferStatus,
+    pub intent_id: Option<String>,
+    pub late: bool,
+    pub seen_at: DateTime<Utc>,
+}
+
+/// A block (or ledger) by height and hash.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlockRef {
+    pub height: u64,
+    pub hash: String,
+}
+
+/// What the node says about its chain right now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainTip {
+    pub height: u64,
+    pub hash: String,
+    /// The chain's own finality signal (finalized block, solidified block,
+    /// validated ledger); `None` on chains where depth is the only rule.
+    pub finalized: Option<u64>,
+}
+
+/// Per-asset scan position: the last block (ledger) whose contents are
+/// durably applied. It only moves in the same write that applies the scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainState {
+    pub cursor: BlockRef,
+    pub tip: ChainTip,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Confirmations of a transfer given the height scanned so far: 0 in the
+/// mempool, 1 in the newest scanned block.
+pub fn confirmations_at(block_height: Option<u64>, scanned_height: u64) -> u64 {
+    match block_height {
+        Some(h) if scanned_height >= h => scanned_height - h + 1,
+        _ => 0,
+    }
+}
+
+/// One entry of an intent's `payments` array.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PaymentView {
+    pub txid: String,
+    pub index: u32,
+    pub amount: Decimal,
+    pub confirmations: u64,
+    pub block_height: Option<u64>,
+    pub status: TransferStatus,
+    pub late: bool,
+    pub seen_at: DateTime<Utc>,
+}
+
+/// An intent as the API, the event feed and webhooks show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntentView {
+    pub id: String,
+    pub asset: Asset,
+    pub status: IntentStatus,
+    pub amount: Decimal,
+    pub pay_amount: Decimal,
+    pub address: String,
+    pub tag: Option<u32>,
+    pub payment_uri: String,
+    pub received: Decimal,
+    pub confirmations: u64,
+    pub confirmations_required: u32,
+    pub flags: Vec<Flag>,
+    pub payments: Vec<PaymentView>,
+    pub external_id: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub detected_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+}
+
+/// A transfer as `GET /v1/transfers` and events show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransferView {
+    pub asset: Asset,
+    pub txid: String,
+    pub index: u32,
+    pub address: String,
+    pub tag: Option<u32>,
+    pub amount: Decimal,
+    pub confirmations: u64,
+    pub block_height: Option<u64>,
+    pub status: TransferStatus,
+    pub intent_id: Option<String>,
+    pub late: bool,
+    pub seen_at: DateTime<Utc>,
+}
+
+impl Transfer {
+    pub fn view(&self, scanned_height: u64) -> TransferView {
+        TransferView {
+            asset: self.key.asset,
+            txid: self.key.txid.clone(),
+            index: self.key.index,
+            address: self.address.clone(),
+            tag: self.tag,
+            amount: self.amount,
+            confirmations: confirmations_at(self.block_height, scanned_height),
+            block_height: self.block_height,
+            status: self.status,
+            intent_id: self.intent_id.clone(),
+            late: self.late,
+            seen_at: self.seen_at,
+        }
+    }
+
+    pub fn payment_view(&self, scanned_height: u64) -> PaymentView {
+        PaymentView {
+            txid: self.key.txid.clone(),
+            index: self.key.index,
+            amount: self.amount,
+            confirmations: confirmations_at(self.block_height, scanned_height),
+            block_height: self.block_height,
+            status: self.status,
+            late: self.late,
+            seen_at: self.seen_at,
+        }
+    }
+}
+
+/// One entry of the durable event log (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub created_at: DateTime<Utc>,
+    pub intent: Option<IntentView>,
+    pub transfer: Option<TransferView>,
+}
+
+impl Event {
+    pub fn asset(&self) -> Option<Asset> {
+        self.intent
+            .as_ref()
+            .map(|i| i.asset)
+            .or(self.transfer.as_ref().map(|t| t.asset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmations_count_the_containing_block() {
+        assert_eq!(confirmations_at(None, 100), 0);
+        assert_eq!(confirmations_at(Some(100), 100), 1);
+        assert_eq!(confirmations_at(Some(95), 100), 6);
+        assert_eq!(confirmations_at(Some(101), 100), 0, "not scanned yet");
+    }
+
+    #[test]
+    fn status_and_event_names_are_the_spec_names() {
+        for s in IntentStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(s).expect("json"),
+                serde_json::json!(s.as_str())
+            );
+            assert_eq!(IntentStatus::parse(s.as_str()), Some(s));
+        }
+        for e in EventType::ALL {
+            assert_eq!(
+                serde_json::to_value(e).expect("json"),
+                serde_json::json!(e.as_str())
+            );
+        }
+        assert_eq!(
+            serde_json::to_value(Flag::PaidLate).expect("json"),
+            serde_json::json!("paid_late")
+        );
+    }
+
+    #[test]
+    fn amounts_are_json_strings() {
+        let v = serde_json::to_value(PaymentView {
+            txid: "t".into(),
+            index: 0,
+            amount: "0.08421500".parse().expect("decimal"),
+            confirmations: 0,
+            block_height: None,
+            status: TransferStatus::Pending,
+            late: false,
+            seen_at: DateTime::UNIX_EPOCH,
+        })
+        .expect("json");
+        assert_eq!(v["amount"], serde_json::json!("0.08421500"));
+    }
+}

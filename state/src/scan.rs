@@ -1,0 +1,96 @@
+//! What a chain source hands the store: plain data, no store access. The
+//! store applies one `ScanUpdate` in one atomic write (bdk's pattern: the
+//! backend returns an update, the state crate applies it).
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::model::{BlockRef, ChainTip};
+use crate::{Asset, MatchMode};
+
+/// A transfer to a watched address, as a chain reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub txid: String,
+    /// Output index, log index, or 0 where the transaction is the key (XRP).
+    pub index: u32,
+    /// Canonical address form, as the chain crate's address parser gives it.
+    pub address: String,
+    pub tag: Option<u32>,
+    pub amount: Decimal,
+    /// `None` while in the mempool.
+    pub block: Option<BlockRef>,
+    pub coinbase: bool,
+}
+
+/// One step of a scan, applied atomically.
+///
+/// Contract for sources: `observations` are every watched transfer in the
+/// blocks after `from` up to `cursor`, in order; after a `rollback_to` the
+/// update also carries the new branch up to `cursor`, so a transfer that is
+/// not seen again is known to be gone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanUpdate {
+    pub asset: Asset,
+    /// The cursor the scan started from. If the stored cursor differs, the
+    /// update is refused (someone else applied in between).
+    pub from: Option<BlockRef>,
+    /// Blocks above this height left the best chain: roll back what they added.
+    pub rollback_to: Option<u64>,
+    /// Every block scanned, in order, so reorgs can be found by hash later.
+    pub blocks: Vec<BlockRef>,
+    pub observations: Vec<Observation>,
+    /// The complete set of watched mempool transfers, when the source watched
+    /// the mempool in this step. Pending transfers missing from it and from
+    /// every block are gone (replaced, double-spent, evicted).
+    pub mempool: Option<Vec<Observation>>,
+    pub tip: ChainTip,
+    pub cursor: BlockRef,
+    /// Set on the update that completes a scan round up to the tip: the time
+    /// that round began. Only such an update may expire intents.
+    pub round_started_at: Option<DateTime<Utc>>,
+}
+
+/// Per-asset rules from the config that the store applies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssetPolicy {
+    pub asset: Asset,
+    pub match_mode: MatchMode,
+    /// Receive addresses in canonical form: the pool in `address` mode, the
+    /// shared addresses in `tag` and `amount` modes.
+    pub addresses: Vec<String>,
+    pub confirmations: u32,
+    pub expires_in: chrono::Duration,
+    pub late_window: chrono::Duration,
+    pub amount_step: Decimal,
+    pub max_amount_offsets: u32,
+    /// Whether the source watches a mempool. Without one, a transfer whose
+    /// block was rolled back and not seen again is reverted at once.
+    pub mempool: bool,
+    /// Transfers below this are dust: ignored.
+    pub min_amount: Decimal,
+    /// Token contract, for the EIP-681 payment URI.
+    pub contract: Option<String>,
+    /// EVM chain id, for the EIP-681 payment URI.
+    pub chain_id: Option<u64>,
+}
+
+impl AssetPolicy {
+    /// The defaults of SPEC §1 and §6 for `asset`, with the given addresses.
+    pub fn defaults(asset: Asset, addresses: Vec<String>) -> AssetPolicy {
+        AssetPolicy {
+            asset,
+            match_mode: asset.default_match(),
+            addresses,
+            confirmations: asset.default_confirmations(),
+            expires_in: chrono::Duration::minutes(30),
+            late_window: chrono::Duration::hours(24),
+            amount_step: asset.default_amount_step(),
+            max_amount_offsets: 100,
+            mempool: asset.has_mempool(),
+            min_amount: Decimal::ZERO,
+            contract: None,
+            chain_id: None,
+        }
+    }
+}

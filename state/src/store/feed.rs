@@ -1,0 +1,230 @@
+//! The event log, the transfers listing, and the webhook outbox.
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+
+use super::tables::*;
+use super::{Store, StoreError, db_err};
+use crate::Asset;
+use crate::model::{ChainState, Event, Transfer, TransferView};
+
+/// One event waiting for webhook delivery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub seq: u64,
+    pub event_id: String,
+    pub event_type: String,
+    /// Deliveries with the same key go out in `seq` order (the intent id).
+    pub ordering_key: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+impl OutboxEntry {
+    pub fn new(event: &Event, ordering_key: String) -> OutboxEntry {
+        OutboxEntry {
+            seq: event.seq,
+            event_id: event.id.clone(),
+            event_type: event.kind.as_str().to_string(),
+            ordering_key,
+            created_at: event.created_at,
+            attempts: 0,
+            next_attempt_at: event.created_at,
+            last_error: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub backlog: u64,
+    pub failed: u64,
+}
+
+/// Filters of `GET /v1/transfers`.
+#[derive(Clone, Debug, Default)]
+pub struct TransferFilter {
+    /// Only unmatched and late transfers.
+    pub unmatched: bool,
+    pub asset: Option<Asset>,
+    /// Only transfers listed before this position (the previous page's `next`).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+impl Store {
+    /// Turns webhook outbox entries on or off for events appended from now on.
+    pub fn set_webhooks_enabled(&self, enabled: bool) -> Result<(), StoreError> {
+        self.write(|tx| tx.set_meta("webhooks_enabled", u64::from(enabled)))
+    }
+
+    /// Events with `seq > after`, ascending, at most `limit`.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(EVENTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t
+            .range(after.saturating_add(1)..)
+            .map_err(db_err)?
+            .take(limit)
+        {
+            let (k, v) = entry.map_err(db_err)?;
+            out.push(decode("events", &k.value().to_string(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn event(&self, seq: u64) -> Result<Option<Event>, StoreError> {
+        Ok(self
+            .events_after(seq.saturating_sub(1), 1)?
+            .into_iter()
+            .find(|e| e.seq == seq))
+    }
+
+    /// The newest event's seq (0 when none).
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(EVENTS).map_err(db_err)?;
+        Ok(t.last()
+            .map_err(db_err)?
+            .map(|(k, _)| k.value())
+            .unwrap_or(0))
+    }
+
+    /// Transfers newest first, and the `next` cursor.
+    pub fn list_transfers(
+        &self,
+        filter: &TransferFilter,
+    ) -> Result<(Vec<TransferView>, Option<u64>), StoreError> {
+        let r = self.read()?;
+        let list = r
+            .open_table(if filter.unmatched {
+                UNMATCHED_LIST
+            } else {
+                TRANSFER_LIST
+            })
+            .map_err(db_err)?;
+        let transfers = r.open_table(TRANSFERS).map_err(db_err)?;
+        let chains = r.open_table(CHAINS).map_err(db_err)?;
+        let range = match filter.before {
+            Some(b) => list.range(..b).map_err(db_err)?,
+            None => list.range::<u64>(..).map_err(db_err)?,
+        };
+        let limit = filter.limit.max(1);
+        let mut page: Vec<TransferView> = Vec::new();
+        let mut last_pos = None;
+        for entry in range.rev() {
+            let (pos, key) = entry.map_err(db_err)?;
+            let key = key.value().to_string();
+            let Some(bytes) = transfers.get(key.as_str()).map_err(db_err)? else {
+                continue;
+            };
+            let t: Transfer = decode("transfers", &key, bytes.value())?;
+            if filter.asset.is_some_and(|a| a != t.key.asset) {
+                continue;
+            }
+            if page.len() == limit {
+                return Ok((page, last_pos));
+            }
+            let scanned = match chains.get(t.key.asset.code()).map_err(db_err)? {
+                Some(c) => {
+                    decode::<ChainState>("chains", t.key.asset.code(), c.value())?
+                        .cursor
+                        .height
+                }
+                None => 0,
+            };
+            page.push(t.view(scanned));
+            last_pos = Some(pos.value());
+        }
+        Ok((page, None))
+    }
+
+    /// Outbox entries in `seq` order (at most `limit`).
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(OUTBOX).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(db_err)?.take(limit) {
+            let (k, v) = entry.map_err(db_err)?;
+            out.push(decode("outbox", &k.value().to_string(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The delivery of `seq` succeeded: it leaves the outbox.
+    pub fn outbox_delivered(&self, seq: u64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut t = tx.txn().open_table(OUTBOX).map_err(db_err)?;
+            t.remove(seq).map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    /// The delivery failed; try again at `next_attempt_at`.
+    pub fn outbox_retry(
+        &self,
+        mut entry: OutboxEntry,
+        next_attempt_at: DateTime<Utc>,
+        error: String,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            entry.attempts += 1;
+            entry.next_attempt_at = next_attempt_at;
+            entry.last_error = Some(error);
+            let mut t = tx.txn().open_table(OUTBOX).map_err(db_err)?;
+            t.insert(entry.seq, encode(&entry).as_slice())
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    /// Gave up on `entry` after `max_age`: it moves to the failed table,
+    /// visible in status and metrics, and stops holding back its intent's
+    /// later events.
+    pub fn outbox_give_up(&self, mut entry: OutboxEntry, error: String) -> Result<(), StoreError> {
+        self.write(|tx| {
+            entry.attempts += 1;
+            entry.last_error = Some(error);
+            {
+                let mut t = tx.txn().open_table(OUTBOX).map_err(db_err)?;
+                t.remove(entry.seq).map_err(db_err)?;
+            }
+            let mut failed = tx.txn().open_table(WEBHOOK_FAILED).map_err(db_err)?;
+            failed
+                .insert(entry.seq, encode(&entry).as_slice())
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    pub fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        let r = self.read()?;
+        let backlog = r
+            .open_table(OUTBOX)
+            .map_err(db_err)?
+            .len()
+            .map_err(db_err)?;
+        let failed = r
+            .open_table(WEBHOOK_FAILED)
+            .map_err(db_err)?
+            .len()
+            .map_err(db_err)?;
+        Ok(OutboxStats { backlog, failed })
+    }
+
+    /// Deliveries given up, newest first.
+    pub fn failed_deliveries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(WEBHOOK_FAILED).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(db_err)?.rev().take(limit) {
+            let (k, v) = entry.map_err(db_err)?;
+            out.push(decode("webhook_failed", &k.value().to_string(), v.value())?);
+        }
+        Ok(out)
+    }
+}

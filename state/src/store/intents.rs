@@ -1,0 +1,436 @@
+//! Creating, cancelling, reading and listing intents.
+
+use chrono::{DateTime, Duration, Utc};
+use redb::ReadableTable;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::tables::*;
+use super::tx::{Tx, render_intent};
+use super::{Store, StoreError, db_err};
+use crate::ids::{new_id, random_u32};
+use crate::machine::{self, NotCancellable, holds_match_key};
+use crate::matcher::{match_key, pay_amount_candidates};
+use crate::model::{Intent, IntentStatus, IntentView};
+use crate::uri::payment_uri;
+use crate::{Asset, AssetPolicy, MatchMode};
+
+/// A validated create request. Addresses are already canonical (the daemon
+/// validates them with the chain crate's parsers).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NewIntent {
+    pub asset: Asset,
+    pub amount: Decimal,
+    pub external_id: Option<String>,
+    pub metadata: serde_json::Value,
+    /// Seconds; the asset's `expires_in` when absent.
+    pub expires_in: Option<u64>,
+    pub confirmations: Option<u32>,
+    pub address: Option<String>,
+    pub tag: Option<u32>,
+}
+
+impl NewIntent {
+    /// Canonical text of the request, to compare retries with the same
+    /// `external_id` (amounts are at asset scale, JSON object keys sorted).
+    fn fingerprint(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CreateOutcome {
+    Created(IntentView),
+    /// The same `external_id` with the same request: the intent it created.
+    Existing(IntentView),
+}
+
+/// Why a create was refused; each maps to one API error code.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("external_id {0:?} was already used with a different request")]
+    ExternalIdConflict(String),
+    #[error("every address of the {0} pool is held by a pending or recently ended intent")]
+    NoFreeAddress(Asset),
+    #[error("no free pay amount within {offsets} steps of {step} above the requested amount")]
+    NoFreeAmount { offsets: u32, step: Decimal },
+    #[error("address {0} is held by another pending or recently ended intent")]
+    AddressInUse(String),
+    #[error("tag {0} was already used on this address; tags are never reused")]
+    TagUsed(u32),
+    #[error("address {0} is not one of the configured {1} addresses")]
+    AddressNotConfigured(String, Asset),
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("{0} has not been polled yet; retry once the chain answered")]
+    AssetNotReady(Asset),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Filters of `GET /v1/intents`.
+#[derive(Clone, Debug, Default)]
+pub struct IntentFilter {
+    pub status: Option<IntentStatus>,
+    pub asset: Option<Asset>,
+    pub external_id: Option<String>,
+    /// Only intents older than this id (the previous page's `next`).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+impl Store {
+    /// Creates an intent durably, or returns the one a previous identical
+    /// request with the same `external_id` created.
+    pub fn create_intent(
+        &self,
+        policy: &AssetPolicy,
+        req: NewIntent,
+        now: DateTime<Utc>,
+    ) -> Result<CreateOutcome, CreateError> {
+        let mut created = None;
+        let outcome = self.write(|tx| match create_in(tx, policy, &req, now) {
+            Ok(outcome) => Ok(Ok(outcome)),
+            Err(CreateError::Store(e)) => Err(e),
+            Err(refusal) => Ok(Err(refusal)),
+        })?;
+        if let Ok(CreateOutcome::Created(view)) = &outcome {
+            created = Some(view.id.clone());
+        }
+        if let Some(id) = created {
+            tracing::debug!(intent = %id, asset = %policy.asset, "intent created");
+        }
+        outcome
+    }
+
+    /// `awaiting` -> `cancelled`; the address, tag or amount stays reserved
+    /// for the late window.
+    pub fn cancel_intent(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Result<(IntentView, Vec<crate::Event>), NotCancellable>>, StoreError> {
+        self.write(|tx| {
+            let Some(mut intent) = tx.intent(id)? else {
+                return Ok(None);
+            };
+            let before = intent.status;
+            match machine::cancel(&mut intent, now) {
+                Err(refused) => Ok(Some(Err(refused))),
+                Ok(kind) => {
+                    tx.unmark(
+                        OPEN_BY_EXPIRY,
+                        &expiry_key(
+                            intent.asset.code(),
+                            intent.expires_at.timestamp_millis(),
+                            &intent.id,
+                        ),
+                    )?;
+                    tx.count_status(intent.asset, Some(before), intent.status)?;
+                    tx.put_intent(&intent)?;
+                    tx.emit(kind, Some(&intent), None, now)?;
+                    let view = tx.intent_view(&intent)?;
+                    Ok(Some(Ok((view, std::mem::take(&mut tx.events)))))
+                }
+            }
+        })
+    }
+
+    pub fn intent(&self, id: &str) -> Result<Option<IntentView>, StoreError> {
+        let r = self.read()?;
+        let Some(intent) = get_json::<Intent>(&r, INTENTS, id)? else {
+            return Ok(None);
+        };
+        Ok(Some(view_in_read(&r, &intent)?))
+    }
+
+    /// Newest first; returns the page and the cursor of the next page.
+    pub fn list_intents(
+        &self,
+        filter: &IntentFilter,
+    ) -> Result<(Vec<IntentView>, Option<String>), StoreError> {
+        let r = self.read()?;
+        let limit = filter.limit.max(1);
+        if let Some(ext) = &filter.external_id {
+            let ids = r.open_table(EXTERNAL_IDS).map_err(db_err)?;
+            let Some(id) = ids
+                .get(ext.as_str())
+                .map_err(db_err)?
+                .map(|v| v.value().to_string())
+            else {
+                return Ok((vec![], None));
+            };
+            let Some(intent) = get_json::<Intent>(&r, INTENTS, &id)? else {
+                return Ok((vec![], None));
+            };
+            let keep = filter.status.is_none_or(|s| s == intent.status)
+                && filter.asset.is_none_or(|a| a == intent.asset);
+            return Ok((
+                if keep {
+                    vec![view_in_read(&r, &intent)?]
+                } else {
+                    vec![]
+                },
+                None,
+            ));
+        }
+        let table = r.open_table(INTENTS).map_err(db_err)?;
+        let range = match &filter.after {
+            Some(after) => table.range::<&str>(..after.as_str()).map_err(db_err)?,
+            None => table.range::<&str>(..).map_err(db_err)?,
+        };
+        let mut page = Vec::new();
+        for entry in range.rev() {
+            let (k, v) = entry.map_err(db_err)?;
+            let intent: Intent = decode("intents", k.value(), v.value())?;
+            if filter.status.is_some_and(|s| s != intent.status)
+                || filter.asset.is_some_and(|a| a != intent.asset)
+            {
+                continue;
+            }
+            if page.len() == limit {
+                let next = page.last().map(|v: &IntentView| v.id.clone());
+                return Ok((page, next));
+            }
+            page.push(view_in_read(&r, &intent)?);
+        }
+        Ok((page, None))
+    }
+
+    /// Intents per asset and status, kept exact by every transition.
+    pub fn intent_counts(&self) -> Result<Vec<(Asset, IntentStatus, u64)>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(COUNTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            let key = k.value();
+            if let Some((asset, status)) = key.split_once('/')
+                && let (Ok(asset), Some(status)) =
+                    (asset.parse::<Asset>(), IntentStatus::parse(status))
+            {
+                out.push((asset, status, v.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every address of `asset` that an intent or the config ever used.
+    pub fn watched_addresses(&self, asset: Asset) -> Result<Vec<String>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(WATCHED).map_err(db_err)?;
+        let prefix = format!("{}/", asset.code());
+        let end = format!("{}0", asset.code()); // '0' sorts right after '/'
+        let mut out = Vec::new();
+        for entry in t.range(prefix.as_str()..end.as_str()).map_err(db_err)? {
+            let (k, _) = entry.map_err(db_err)?;
+            out.push(k.value()[prefix.len()..].to_string());
+        }
+        Ok(out)
+    }
+}
+
+fn view_in_read(r: &redb::ReadTransaction, intent: &Intent) -> Result<IntentView, StoreError> {
+    let mut payments = Vec::new();
+    for key in &intent.payments {
+        if let Some(t) = get_json(r, TRANSFERS, &key.encode())? {
+            payments.push(t);
+        }
+    }
+    let scanned = get_json::<crate::ChainState>(r, CHAINS, intent.asset.code())?
+        .map(|c| c.cursor.height)
+        .unwrap_or(0);
+    Ok(render_intent(intent, &payments, scanned))
+}
+
+fn create_in(
+    tx: &mut Tx<'_>,
+    policy: &AssetPolicy,
+    req: &NewIntent,
+    now: DateTime<Utc>,
+) -> Result<CreateOutcome, CreateError> {
+    let fingerprint = req.fingerprint();
+    if let Some(ext) = &req.external_id
+        && let Some(id) = tx.get_str(EXTERNAL_IDS, ext)?
+        && let Some(existing) = tx.intent(&id)?
+    {
+        return if existing.request_fingerprint == fingerprint {
+            Ok(CreateOutcome::Existing(tx.intent_view(&existing)?))
+        } else {
+            Err(CreateError::ExternalIdConflict(ext.clone()))
+        };
+    }
+    // Payments before the first poll could land in blocks paywatch will never
+    // scan: the first poll starts at the tip of that moment.
+    if tx.chain_state(req.asset)?.is_none() {
+        return Err(CreateError::AssetNotReady(req.asset));
+    }
+    let (address, tag, pay_amount) = allocate(tx, policy, req, now)?;
+    let expires_in = req
+        .expires_in
+        .map(|s| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000)))
+        .unwrap_or(policy.expires_in);
+    let intent = Intent {
+        id: new_id("pi_", now),
+        asset: req.asset,
+        status: IntentStatus::Awaiting,
+        amount: req.amount,
+        pay_amount,
+        payment_uri: payment_uri(policy, &address, tag, pay_amount),
+        address,
+        tag,
+        confirmations_required: req.confirmations.unwrap_or(policy.confirmations),
+        external_id: req.external_id.clone(),
+        metadata: req.metadata.clone(),
+        created_at: now,
+        expires_at: now + expires_in,
+        detected_at: None,
+        confirmed_at: None,
+        ended_at: None,
+        late_window_secs: u64::try_from(policy.late_window.num_seconds()).unwrap_or(0),
+        payments: vec![],
+        request_fingerprint: fingerprint,
+    };
+    let key = match_key(
+        intent.asset,
+        policy.match_mode,
+        &intent.address,
+        intent.tag,
+        intent.pay_amount,
+    )
+    .ok_or_else(|| CreateError::NotAllowed("tag mode needs a tag".into()))?;
+    tx.put_str(MATCH_KEYS, &key, &intent.id)?;
+    if let Some(t) = intent.tag {
+        tx.mark(
+            USED_TAGS,
+            &format!("{}/{}/{t}", intent.asset.code(), intent.address),
+        )?;
+    }
+    tx.mark(
+        WATCHED,
+        &format!("{}/{}", intent.asset.code(), intent.address),
+    )?;
+    if let Some(ext) = &intent.external_id {
+        tx.put_str(EXTERNAL_IDS, ext, &intent.id)?;
+    }
+    tx.mark(
+        OPEN_BY_EXPIRY,
+        &expiry_key(
+            intent.asset.code(),
+            intent.expires_at.timestamp_millis(),
+            &intent.id,
+        ),
+    )?;
+    tx.count_status(intent.asset, None, IntentStatus::Awaiting)?;
+    tx.put_intent(&intent)?;
+    Ok(CreateOutcome::Created(tx.intent_view(&intent)?))
+}
+
+/// Whether a match key is free: never held, or its holder's late window is over.
+fn key_free(tx: &Tx<'_>, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let Some(holder) = tx.get_str(MATCH_KEYS, key)? else {
+        return Ok(true);
+    };
+    Ok(match tx.intent(&holder)? {
+        Some(intent) => !holds_match_key(&intent, now),
+        None => true,
+    })
+}
+
+/// Picks the address, tag and pay amount so that the match-key invariant holds.
+fn allocate(
+    tx: &Tx<'_>,
+    policy: &AssetPolicy,
+    req: &NewIntent,
+    now: DateTime<Utc>,
+) -> Result<(String, Option<u32>, Decimal), CreateError> {
+    let asset = req.asset;
+    if req.tag.is_some() && policy.match_mode != MatchMode::Tag {
+        return Err(CreateError::NotAllowed(format!(
+            "tag is only accepted when {asset} uses match = \"tag\""
+        )));
+    }
+    if policy.match_mode != MatchMode::Address
+        && let Some(a) = &req.address
+        && !policy.addresses.contains(a)
+    {
+        return Err(CreateError::AddressNotConfigured(a.clone(), asset));
+    }
+    let shared = || -> Result<String, CreateError> {
+        req.address
+            .clone()
+            .or_else(|| policy.addresses.first().cloned())
+            .ok_or_else(|| CreateError::NotAllowed(format!("no {asset} address is configured")))
+    };
+    match policy.match_mode {
+        MatchMode::Address => {
+            if let Some(a) = &req.address {
+                let key =
+                    match_key(asset, MatchMode::Address, a, None, req.amount).unwrap_or_default();
+                return if key_free(tx, &key, now)? {
+                    Ok((a.clone(), None, req.amount))
+                } else {
+                    Err(CreateError::AddressInUse(a.clone()))
+                };
+            }
+            for a in &policy.addresses {
+                let key =
+                    match_key(asset, MatchMode::Address, a, None, req.amount).unwrap_or_default();
+                if key_free(tx, &key, now)? {
+                    return Ok((a.clone(), None, req.amount));
+                }
+            }
+            Err(CreateError::NoFreeAddress(asset))
+        }
+        MatchMode::Tag => {
+            let address = shared()?;
+            let used = |t: u32| tx.has(USED_TAGS, &format!("{}/{address}/{t}", asset.code()));
+            if let Some(t) = req.tag {
+                return if used(t)? {
+                    Err(CreateError::TagUsed(t))
+                } else {
+                    Ok((address, Some(t), req.amount))
+                };
+            }
+            // 2^32 tags: a handful of draws finds a free one unless the space is nearly spent.
+            for _ in 0..64 {
+                let t = random_u32();
+                if !used(t)? {
+                    return Ok((address, Some(t), req.amount));
+                }
+            }
+            Err(CreateError::NotAllowed(
+                "no unused destination tag found".into(),
+            ))
+        }
+        MatchMode::Amount => {
+            let addresses: Vec<String> = match &req.address {
+                Some(a) => vec![a.clone()],
+                None => policy.addresses.clone(),
+            };
+            if addresses.is_empty() {
+                return Err(CreateError::NotAllowed(format!(
+                    "no {asset} address is configured"
+                )));
+            }
+            for candidate in pay_amount_candidates(
+                asset,
+                req.amount,
+                policy.amount_step,
+                policy.max_amount_offsets,
+            ) {
+                for a in &addresses {
+                    let key =
+                        match_key(asset, MatchMode::Amount, a, None, candidate).unwrap_or_default();
+                    if key_free(tx, &key, now)? {
+                        return Ok((a.clone(), None, candidate));
+                    }
+                }
+            }
+            Err(CreateError::NoFreeAmount {
+                offsets: policy.max_amount_offsets,
+                step: policy.amount_step,
+            })
+        }
+    }
+}

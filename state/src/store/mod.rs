@@ -1,0 +1,101 @@
+//! The embedded store: one redb file, one atomic, durable write per batch.
+//!
+//! Nothing outside this module sees redb. Every operation that changes state
+//! (create, cancel, apply a scan, an outbox delivery result) is one write
+//! transaction that commits with `Durability::Immediate`, so when a call
+//! returns `Ok` the change, its events and its outbox entries are on disk
+//! together, and a kill -9 at any moment leaves either all or none of them.
+//!
+//! Layout:
+//! - `tables` — table definitions and key formats
+//! - `tx` — `Tx`, typed helpers over one write transaction
+//! - `intents` — create, cancel, read and list intents
+//! - `apply` — apply a chain `ScanUpdate`
+//! - `feed` — the event log, transfers listing, webhook outbox
+
+mod apply;
+mod feed;
+mod intents;
+mod tables;
+mod tx;
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase};
+
+pub use feed::{OutboxEntry, OutboxStats, TransferFilter};
+pub use intents::{CreateError, CreateOutcome, IntentFilter, NewIntent};
+
+use crate::Asset;
+use crate::model::ChainState;
+
+/// Failures of the store itself (disk, corruption, a record that does not
+/// decode). Callers treat these as fatal for the operation, never as bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] redb::Error),
+    #[error("record {key:?} in table {table} does not decode: {source}")]
+    Corrupt {
+        table: String,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the {asset} cursor moved while the scan ran (expected {expected:?}, found {found:?})")]
+    CursorMoved {
+        asset: Asset,
+        expected: Option<u64>,
+        found: Option<u64>,
+    },
+    #[error(
+        "the state directory was written by a newer paywatch (schema {found}, this build knows {known})"
+    )]
+    SchemaTooNew { found: u64, known: u64 },
+}
+
+fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Db(e.into())
+}
+
+/// Handle to the open store; cheap to share behind an `Arc`.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and makes sure every table exists.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path).map_err(db_err)?;
+        let store = Store { db };
+        store.write(|tx| tx.init_schema())?;
+        Ok(store)
+    }
+
+    /// Runs `f` in one write transaction and commits it durably.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut tx::Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let out = {
+            let mut tx = tx::Tx::new(&txn);
+            f(&mut tx)?
+        };
+        txn.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.db.begin_read().map_err(db_err)
+    }
+
+    /// The chain position of `asset`, if it was ever polled.
+    pub fn chain_state(&self, asset: Asset) -> Result<Option<ChainState>, StoreError> {
+        let r = self.read()?;
+        tables::get_json(&r, tables::CHAINS, asset.code())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,85 @@
+//! Table definitions and key formats. Keys are strings with fixed-width
+//! numbers so that byte order is the order the code needs.
+
+use redb::{ReadTransaction, TableDefinition};
+use serde::de::DeserializeOwned;
+
+use super::{StoreError, db_err};
+
+/// Bumped when a stored format changes incompatibly.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Counters and settings: `schema_version`, `next_seq`, `next_listing`.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Intent id -> JSON `Intent`. Ids sort by creation time.
+pub const INTENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("intents");
+/// external_id -> intent id.
+pub const EXTERNAL_IDS: TableDefinition<&str, &str> = TableDefinition::new("external_ids");
+/// `ASSET/expires_at_ms/id` for every open intent: the expiry scan.
+pub const OPEN_BY_EXPIRY: TableDefinition<&str, ()> = TableDefinition::new("open_by_expiry");
+/// Match key -> intent id holding (or last holding) it.
+pub const MATCH_KEYS: TableDefinition<&str, &str> = TableDefinition::new("match_keys");
+/// `ASSET/address/tag`: tags ever handed out; never reused.
+pub const USED_TAGS: TableDefinition<&str, ()> = TableDefinition::new("used_tags");
+/// `ASSET/address`: every address an intent ever used; watched for good, so
+/// money sent to an old address is still recorded.
+pub const WATCHED: TableDefinition<&str, ()> = TableDefinition::new("watched");
+/// Transfer key -> JSON `Transfer`.
+pub const TRANSFERS: TableDefinition<&str, &[u8]> = TableDefinition::new("transfers");
+/// Transfer keys still `pending`: re-judged on every scan.
+pub const UNSETTLED: TableDefinition<&str, ()> = TableDefinition::new("unsettled");
+/// `ASSET/height/transfer key`: what a block contributed, for rollbacks.
+pub const BLOCK_TRANSFERS: TableDefinition<&str, ()> = TableDefinition::new("block_transfers");
+/// `ASSET/height` -> block hash of every applied block still kept.
+pub const BLOCKS: TableDefinition<&str, &str> = TableDefinition::new("blocks");
+/// Listing order -> transfer key, every transfer.
+pub const TRANSFER_LIST: TableDefinition<u64, &str> = TableDefinition::new("transfer_list");
+/// Listing order -> transfer key, unmatched and late transfers only.
+pub const UNMATCHED_LIST: TableDefinition<u64, &str> = TableDefinition::new("unmatched_list");
+/// `ASSET/status` -> number of intents.
+pub const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
+/// seq -> JSON `Event`.
+pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// seq -> JSON `OutboxEntry`: events not yet delivered to the webhook.
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// seq -> JSON `OutboxEntry`: deliveries given up after `max_age`.
+pub const WEBHOOK_FAILED: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_failed");
+/// asset code -> JSON `ChainState`.
+pub const CHAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("chains");
+
+/// How many applied block hashes are kept per asset for reorg detection.
+pub const BLOCKS_KEPT: u64 = 2_000;
+
+pub fn expiry_key(asset: &str, expires_at_ms: i64, id: &str) -> String {
+    format!("{asset}/{:020}/{id}", expires_at_ms.max(0))
+}
+
+pub fn height_key(asset: &str, height: u64) -> String {
+    format!("{asset}/{height:020}")
+}
+
+pub fn decode<T: DeserializeOwned>(table: &str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        table: table.to_string(),
+        key: key.to_string(),
+        source,
+    })
+}
+
+pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serializing plain data structs with string keys cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Reads and decodes one JSON value in a read transaction.
+pub fn get_json<T: DeserializeOwned>(
+    r: &ReadTransaction,
+    def: TableDefinition<&str, &[u8]>,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    let table = r.open_table(def).map_err(db_err)?;
+    match table.get(key).map_err(db_err)? {
+        Some(v) => decode(redb::TableHandle::name(&def), key, v.value()).map(Some),
+        None => Ok(None),
+    }
+}

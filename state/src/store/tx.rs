@@ -1,0 +1,323 @@
+//! `Tx`: typed helpers over one redb write transaction, used by every
+//! mutating store operation. Events appended here land in the same commit as
+//! the state change that caused them.
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::feed::OutboxEntry;
+use super::tables::{self, *};
+use super::{StoreError, db_err};
+use crate::Asset;
+use crate::ids::new_id;
+use crate::machine::summarize;
+use crate::model::*;
+
+pub struct Tx<'a> {
+    txn: &'a WriteTransaction,
+    /// Events appended in this transaction, in order.
+    pub events: Vec<Event>,
+}
+
+impl<'a> Tx<'a> {
+    pub fn new(txn: &'a WriteTransaction) -> Tx<'a> {
+        Tx {
+            txn,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn init_schema(&mut self) -> Result<(), StoreError> {
+        // Opening a table in a write transaction creates it.
+        self.txn.open_table(INTENTS).map_err(db_err)?;
+        self.txn.open_table(EXTERNAL_IDS).map_err(db_err)?;
+        self.txn.open_table(OPEN_BY_EXPIRY).map_err(db_err)?;
+        self.txn.open_table(MATCH_KEYS).map_err(db_err)?;
+        self.txn.open_table(USED_TAGS).map_err(db_err)?;
+        self.txn.open_table(WATCHED).map_err(db_err)?;
+        self.txn.open_table(TRANSFERS).map_err(db_err)?;
+        self.txn.open_table(UNSETTLED).map_err(db_err)?;
+        self.txn.open_table(BLOCK_TRANSFERS).map_err(db_err)?;
+        self.txn.open_table(BLOCKS).map_err(db_err)?;
+        self.txn.open_table(TRANSFER_LIST).map_err(db_err)?;
+        self.txn.open_table(UNMATCHED_LIST).map_err(db_err)?;
+        self.txn.open_table(COUNTS).map_err(db_err)?;
+        self.txn.open_table(EVENTS).map_err(db_err)?;
+        self.txn.open_table(OUTBOX).map_err(db_err)?;
+        self.txn.open_table(WEBHOOK_FAILED).map_err(db_err)?;
+        self.txn.open_table(CHAINS).map_err(db_err)?;
+        match self.meta("schema_version")? {
+            0 => self.set_meta("schema_version", SCHEMA_VERSION),
+            found if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+                found,
+                known: SCHEMA_VERSION,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    // --- plain key/value helpers -------------------------------------------
+
+    pub fn meta(&self, name: &str) -> Result<u64, StoreError> {
+        let t = self.txn.open_table(META).map_err(db_err)?;
+        Ok(t.get(name).map_err(db_err)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    pub fn set_meta(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(META).map_err(db_err)?;
+        t.insert(name, value).map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Returns the next value of a persistent counter, starting at 1.
+    pub fn next_counter(&mut self, name: &str) -> Result<u64, StoreError> {
+        let next = self.meta(name)? + 1;
+        self.set_meta(name, next)?;
+        Ok(next)
+    }
+
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        def: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let t = self.txn.open_table(def).map_err(db_err)?;
+        let out = match t.get(key).map_err(db_err)? {
+            Some(v) => Some(tables::decode(
+                redb::TableHandle::name(&def),
+                key,
+                v.value(),
+            )?),
+            None => None,
+        };
+        Ok(out)
+    }
+
+    pub fn put_json<T: serde::Serialize>(
+        &mut self,
+        def: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(def).map_err(db_err)?;
+        t.insert(key, tables::encode(value).as_slice())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn get_str(
+        &self,
+        def: TableDefinition<&str, &str>,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let t = self.txn.open_table(def).map_err(db_err)?;
+        Ok(t.get(key).map_err(db_err)?.map(|v| v.value().to_string()))
+    }
+
+    pub fn put_str(
+        &mut self,
+        def: TableDefinition<&str, &str>,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(def).map_err(db_err)?;
+        t.insert(key, value).map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn remove_str(
+        &mut self,
+        def: TableDefinition<&str, &str>,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(def).map_err(db_err)?;
+        t.remove(key).map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn has(&self, def: TableDefinition<&str, ()>, key: &str) -> Result<bool, StoreError> {
+        let t = self.txn.open_table(def).map_err(db_err)?;
+        Ok(t.get(key).map_err(db_err)?.is_some())
+    }
+
+    pub fn mark(&mut self, def: TableDefinition<&str, ()>, key: &str) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(def).map_err(db_err)?;
+        t.insert(key, ()).map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn unmark(&mut self, def: TableDefinition<&str, ()>, key: &str) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(def).map_err(db_err)?;
+        t.remove(key).map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Keys of a set table in `[from, to)`.
+    pub fn keys_in(
+        &self,
+        def: TableDefinition<&str, ()>,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let t = self.txn.open_table(def).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t.range(from..to).map_err(db_err)? {
+            let (k, _) = entry.map_err(db_err)?;
+            out.push(k.value().to_string());
+        }
+        Ok(out)
+    }
+
+    // --- records -------------------------------------------------------------
+
+    pub fn intent(&self, id: &str) -> Result<Option<Intent>, StoreError> {
+        self.get_json(INTENTS, id)
+    }
+
+    pub fn put_intent(&mut self, intent: &Intent) -> Result<(), StoreError> {
+        self.put_json(INTENTS, &intent.id, intent)
+    }
+
+    pub fn transfer(&self, key: &str) -> Result<Option<Transfer>, StoreError> {
+        self.get_json(TRANSFERS, key)
+    }
+
+    pub fn put_transfer(&mut self, transfer: &Transfer) -> Result<(), StoreError> {
+        self.put_json(TRANSFERS, &transfer.key.encode(), transfer)
+    }
+
+    pub fn payments_of(&self, intent: &Intent) -> Result<Vec<Transfer>, StoreError> {
+        let mut out = Vec::with_capacity(intent.payments.len());
+        for key in &intent.payments {
+            if let Some(t) = self.transfer(&key.encode())? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn chain_state(&self, asset: Asset) -> Result<Option<ChainState>, StoreError> {
+        self.get_json(CHAINS, asset.code())
+    }
+
+    pub fn scanned_height(&self, asset: Asset) -> Result<u64, StoreError> {
+        Ok(self
+            .chain_state(asset)?
+            .map(|c| c.cursor.height)
+            .unwrap_or(0))
+    }
+
+    /// Keeps the per-asset, per-status intent counts exact.
+    pub fn count_status(
+        &mut self,
+        asset: Asset,
+        from: Option<IntentStatus>,
+        to: IntentStatus,
+    ) -> Result<(), StoreError> {
+        if from == Some(to) {
+            return Ok(());
+        }
+        let mut t = self.txn.open_table(COUNTS).map_err(db_err)?;
+        if let Some(from) = from {
+            let key = format!("{}/{}", asset.code(), from.as_str());
+            let n = t
+                .get(key.as_str())
+                .map_err(db_err)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            t.insert(key.as_str(), n.saturating_sub(1))
+                .map_err(db_err)?;
+        }
+        let key = format!("{}/{}", asset.code(), to.as_str());
+        let n = t
+            .get(key.as_str())
+            .map_err(db_err)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        t.insert(key.as_str(), n + 1).map_err(db_err)?;
+        Ok(())
+    }
+
+    // --- views and events ----------------------------------------------------
+
+    pub fn intent_view(&self, intent: &Intent) -> Result<IntentView, StoreError> {
+        let payments = self.payments_of(intent)?;
+        let scanned = self.scanned_height(intent.asset)?;
+        Ok(render_intent(intent, &payments, scanned))
+    }
+
+    /// Appends an event (and its webhook outbox entry) to this transaction.
+    pub fn emit(
+        &mut self,
+        kind: EventType,
+        intent: Option<&Intent>,
+        transfer: Option<&Transfer>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let seq = self.next_counter("next_seq")?;
+        let asset = intent.map(|i| i.asset).or(transfer.map(|t| t.key.asset));
+        let scanned = match asset {
+            Some(a) => self.scanned_height(a)?,
+            None => 0,
+        };
+        let event = Event {
+            id: new_id("evt_", now),
+            seq,
+            kind,
+            created_at: now,
+            intent: intent.map(|i| self.intent_view(i)).transpose()?,
+            transfer: transfer.map(|t| t.view(scanned)),
+        };
+        {
+            let mut t = self.txn.open_table(EVENTS).map_err(db_err)?;
+            t.insert(seq, tables::encode(&event).as_slice())
+                .map_err(db_err)?;
+        }
+        if self.meta("webhooks_enabled")? == 1 {
+            let ordering_key = match (intent, transfer) {
+                (Some(i), _) => i.id.clone(),
+                (None, Some(t)) => format!("transfer:{}", t.key.encode()),
+                (None, None) => event.id.clone(),
+            };
+            let entry = OutboxEntry::new(&event, ordering_key);
+            let mut t = self.txn.open_table(OUTBOX).map_err(db_err)?;
+            t.insert(seq, tables::encode(&entry).as_slice())
+                .map_err(db_err)?;
+        }
+        self.events.push(event);
+        Ok(())
+    }
+
+    pub fn txn(&self) -> &WriteTransaction {
+        self.txn
+    }
+}
+
+/// Builds the user-facing view of an intent from its record and payments.
+pub fn render_intent(intent: &Intent, payments: &[Transfer], scanned_height: u64) -> IntentView {
+    let summary = summarize(intent, payments, scanned_height);
+    IntentView {
+        id: intent.id.clone(),
+        asset: intent.asset,
+        status: intent.status,
+        amount: intent.amount,
+        pay_amount: intent.pay_amount,
+        address: intent.address.clone(),
+        tag: intent.tag,
+        payment_uri: intent.payment_uri.clone(),
+        received: crate::amount::at_asset_scale(intent.asset, summary.received),
+        confirmations: summary.confirmations,
+        confirmations_required: intent.confirmations_required,
+        flags: summary.flags,
+        payments: payments
+            .iter()
+            .map(|t| t.payment_view(scanned_height))
+            .collect(),
+        external_id: intent.external_id.clone(),
+        metadata: intent.metadata.clone(),
+        created_at: intent.created_at,
+        expires_at: intent.expires_at,
+        detected_at: intent.detected_at,
+        confirmed_at: intent.confirmed_at,
+    }
+}
