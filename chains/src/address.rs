@@ -6,17 +6,9 @@ use paywatch_state::Asset;
 use crate::Network;
 pub use crate::utxo::address::AddressError;
 
-pub fn canonical_address(
-    asset: Asset,
-    network: Network,
-    text: &str,
-) -> Result<String, AddressError> {
+pub fn canonical_address(asset: Asset, network: Network, text: &str) -> Result<String, AddressError> {
     match asset {
-        Asset::Btc | Asset::Ltc => {
-            crate::utxo::core_rpc::parse_utxo_address(asset, network, text).map(|a| a.canonical)
-        }
-        Asset::Xrp | Asset::UsdtBsc | Asset::UsdtTrc20 => Err(AddressError::Unsupported {
-            asset: asset.code(),
-        }),
+        Asset::Btc | Asset::Ltc => crate::utxo::core_rpc::parse_utxo_address(asset, network, text).map(|a| a.canonical),
+        Asset::Xrp | Asset::UsdtBsc | Asset::UsdtTrc20 => Err(AddressError::Unsupported { asset: asset.code() }),
     }
 }

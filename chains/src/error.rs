@@ -12,11 +12,7 @@ pub enum ChainError {
     #[error("{url} answered HTTP {status}")]
     Http { url: String, status: u16 },
     #[error("node error in {method}: {code} {message}")]
-    Rpc {
-        method: String,
-        code: i64,
-        message: String,
-    },
+    Rpc { method: String, code: i64, message: String },
     #[error("unusable response to {what}: {detail}")]
     Garbage { what: String, detail: String },
     #[error("{0}")]
@@ -26,9 +22,7 @@ pub enum ChainError {
 impl ChainError {
     pub fn is_transient(&self) -> bool {
         match self {
-            ChainError::Transport { .. }
-            | ChainError::Timeout { .. }
-            | ChainError::Garbage { .. } => true,
+            ChainError::Transport { .. } | ChainError::Timeout { .. } | ChainError::Garbage { .. } => true,
             // 401/403 are credentials, 404 a wrong URL: an operator must act.
             ChainError::Http { status, .. } => !matches!(status, 401 | 403 | 404),
             // -28: node warming up; -5/-8: data raced away between calls.

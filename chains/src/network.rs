@@ -17,9 +17,7 @@ impl FromStr for Network {
             "mainnet" => Ok(Network::Mainnet),
             "testnet" => Ok(Network::Testnet),
             "regtest" => Ok(Network::Regtest),
-            other => Err(format!(
-                "unknown network {other:?} (mainnet, testnet or regtest)"
-            )),
+            other => Err(format!("unknown network {other:?} (mainnet, testnet or regtest)")),
         }
     }
 }

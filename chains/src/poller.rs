@@ -257,9 +257,7 @@ impl Poller {
                 (None, tip)
             };
             report.tip = Some(tip.clone());
-            let to = tip
-                .height
-                .min(from.height + self.config.max_blocks_per_step);
+            let to = tip.height.min(from.height + self.config.max_blocks_per_step);
             let known = |h: u64| self.sink.known_hash(h);
             let batch = self
                 .step(
@@ -302,8 +300,7 @@ impl Poller {
         if !self.config.mempool {
             return Ok(None);
         }
-        self.step(cancel, "mempool", self.source.mempool(watch))
-            .await
+        self.step(cancel, "mempool", self.source.mempool(watch)).await
     }
 
     async fn apply(&self, update: ScanUpdate) -> Result<(), PollError> {

@@ -34,11 +34,7 @@ pub struct RpcClient {
 }
 
 impl RpcClient {
-    pub fn new(
-        urls: Vec<String>,
-        auth: RpcAuth,
-        timeout: Duration,
-    ) -> Result<RpcClient, ChainError> {
+    pub fn new(urls: Vec<String>, auth: RpcAuth, timeout: Duration) -> Result<RpcClient, ChainError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -58,11 +54,7 @@ impl RpcClient {
 
     /// Calls `method`; on a transport failure, 5xx or 429 the next URL is
     /// tried. A node's own error answer (`{"error": {...}}`) is returned as is.
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: Value,
-    ) -> Result<T, ChainError> {
+    pub async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, ChainError> {
         let raw = self.call_raw(method, params).await?;
         serde_json::from_value(raw).map_err(|e| ChainError::garbage(method, e))
     }
@@ -92,34 +84,19 @@ impl RpcClient {
         let mut req = self.http.post(url).json(body);
         match &self.auth {
             RpcAuth::None => {}
-            RpcAuth::UserPassword { user, password } => {
-                req = req.basic_auth(user, Some(password.expose()))
-            }
+            RpcAuth::UserPassword { user, password } => req = req.basic_auth(user, Some(password.expose())),
             RpcAuth::Cookie(path) => {
-                let cookie = std::fs::read_to_string(path).map_err(|e| {
-                    ChainError::Config(format!(
-                        "cannot read rpc_cookie_file {}: {e}",
-                        path.display()
-                    ))
-                })?;
+                let cookie = std::fs::read_to_string(path)
+                    .map_err(|e| ChainError::Config(format!("cannot read rpc_cookie_file {}: {e}", path.display())))?;
                 let (user, password) = cookie.trim().split_once(':').ok_or_else(|| {
-                    ChainError::Config(format!(
-                        "rpc_cookie_file {} is not user:password",
-                        path.display()
-                    ))
+                    ChainError::Config(format!("rpc_cookie_file {} is not user:password", path.display()))
                 })?;
                 req = req.basic_auth(user, Some(password));
             }
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.transport_error(url, method, e))?;
+        let resp = req.send().await.map_err(|e| self.transport_error(url, method, e))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(url, method, e))?;
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(url, method, e))?;
         // Core answers node errors with HTTP 500 (or 404 for unknown methods)
         // and a JSON body: read the body before judging the status.
         let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
@@ -197,9 +174,6 @@ mod tests {
             super::redact_url("http://user:pass@127.0.0.1:9332/"),
             "http://127.0.0.1:9332/"
         );
-        assert_eq!(
-            super::redact_url("http://127.0.0.1:9332"),
-            "http://127.0.0.1:9332"
-        );
+        assert_eq!(super::redact_url("http://127.0.0.1:9332"), "http://127.0.0.1:9332");
     }
 }

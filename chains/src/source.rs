@@ -56,10 +56,7 @@ pub trait ChainSource: Send + Sync + 'static {
 
     /// Every watched transfer in the mempool now; `None` where the chain has
     /// no mempool to watch.
-    fn mempool<'a>(
-        &'a self,
-        watch: &'a WatchSet,
-    ) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>>;
+    fn mempool<'a>(&'a self, watch: &'a WatchSet) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>>;
 }
 
 /// Convenience for sources: the cursor of a batch, or `from` when empty.

@@ -11,11 +11,7 @@ pub enum AmountError {
     #[error("{0:?} is not a decimal number")]
     NotANumber(String),
     #[error("{value:?} has more than the {decimals} decimals {asset} allows")]
-    TooPrecise {
-        value: String,
-        asset: Asset,
-        decimals: u32,
-    },
+    TooPrecise { value: String, asset: Asset, decimals: u32 },
     #[error("amount must be greater than zero")]
     NotPositive,
     #[error("{0} base units do not fit an exact decimal (at most 2^96)")]
@@ -34,9 +30,7 @@ pub fn parse_amount(asset: Asset, text: &str) -> Result<Decimal, AmountError> {
     if !plain {
         return Err(AmountError::NotANumber(text.to_string()));
     }
-    let value: Decimal = text
-        .parse()
-        .map_err(|_| AmountError::NotANumber(text.to_string()))?;
+    let value: Decimal = text.parse().map_err(|_| AmountError::NotANumber(text.to_string()))?;
     let value = value.normalize();
     if value.scale() > asset.decimals() {
         return Err(AmountError::TooPrecise {
@@ -55,8 +49,7 @@ pub fn parse_amount(asset: Asset, text: &str) -> Result<Decimal, AmountError> {
 /// into an amount. Fallible: token values can exceed what a Decimal holds.
 pub fn from_base_units(asset: Asset, units: u128) -> Result<Decimal, AmountError> {
     let signed = i128::try_from(units).map_err(|_| AmountError::TooLarge(units))?;
-    Decimal::try_from_i128_with_scale(signed, asset.decimals())
-        .map_err(|_| AmountError::TooLarge(units))
+    Decimal::try_from_i128_with_scale(signed, asset.decimals()).map_err(|_| AmountError::TooLarge(units))
 }
 
 /// Returns `value` at exactly the asset's scale, so that its text form (and
@@ -106,22 +99,14 @@ mod tests {
 
     #[test]
     fn bad_amount_texts_are_refused() {
-        for text in [
-            "", "-1", "1e3", "0x10", " 1", "1.", ".5", "1.2.3", "abc", "NaN", "+1",
-        ] {
+        for text in ["", "-1", "1e3", "0x10", " 1", "1.", ".5", "1.2.3", "abc", "NaN", "+1"] {
             assert!(
-                matches!(
-                    parse_amount(Asset::Ltc, text),
-                    Err(AmountError::NotANumber(_))
-                ),
+                matches!(parse_amount(Asset::Ltc, text), Err(AmountError::NotANumber(_))),
                 "{text}"
             );
         }
         assert_eq!(parse_amount(Asset::Ltc, "0"), Err(AmountError::NotPositive));
-        assert_eq!(
-            parse_amount(Asset::Ltc, "0.00000000"),
-            Err(AmountError::NotPositive)
-        );
+        assert_eq!(parse_amount(Asset::Ltc, "0.00000000"), Err(AmountError::NotPositive));
         assert!(matches!(
             parse_amount(Asset::Ltc, "0.000000001"),
             Err(AmountError::TooPrecise { .. })

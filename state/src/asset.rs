@@ -35,13 +35,7 @@ pub enum MatchMode {
 }
 
 impl Asset {
-    pub const ALL: [Asset; 5] = [
-        Asset::Btc,
-        Asset::Ltc,
-        Asset::Xrp,
-        Asset::UsdtBsc,
-        Asset::UsdtTrc20,
-    ];
+    pub const ALL: [Asset; 5] = [Asset::Btc, Asset::Ltc, Asset::Xrp, Asset::UsdtBsc, Asset::UsdtTrc20];
 
     pub fn code(self) -> &'static str {
         match self {

@@ -45,8 +45,7 @@ mod tests {
         assert!(a < b);
         assert_eq!(a.len(), 29);
         assert!(a.starts_with("pi_"));
-        let many: std::collections::HashSet<String> =
-            (0..10_000).map(|_| new_id("pi_", t)).collect();
+        let many: std::collections::HashSet<String> = (0..10_000).map(|_| new_id("pi_", t)).collect();
         assert_eq!(many.len(), 10_000);
     }
 }

@@ -27,12 +27,11 @@ pub mod uri;
 
 pub use asset::{Asset, MatchMode, UnknownAsset};
 pub use model::{
-    BlockRef, ChainState, ChainTip, Event, EventType, Flag, Intent, IntentStatus, IntentView,
-    PaymentView, Transfer, TransferKey, TransferStatus, TransferView,
+    BlockRef, ChainState, ChainTip, Event, EventType, Flag, Intent, IntentStatus, IntentView, PaymentView, Transfer,
+    TransferKey, TransferStatus, TransferView,
 };
 pub use scan::{AssetPolicy, Observation, ScanUpdate};
 pub use store::TransferFilter;
 pub use store::{
-    CreateError, CreateOutcome, IntentFilter, NewIntent, OutboxEntry, OutboxStats, Store,
-    StoreError,
+    Applied, CreateError, CreateOutcome, IntentFilter, NewIntent, OutboxEntry, OutboxStats, Store, StoreError,
 };

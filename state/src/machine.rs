@@ -13,9 +13,7 @@
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 
-use crate::model::{
-    EventType, Flag, Intent, IntentStatus, Transfer, TransferStatus, confirmations_at,
-};
+use crate::model::{EventType, Flag, Intent, IntentStatus, Transfer, TransferStatus, confirmations_at};
 
 /// Coinbase outputs cannot be spent before this depth (Bitcoin and Litecoin consensus).
 pub const COINBASE_MATURITY: u64 = 100;
@@ -61,11 +59,7 @@ pub struct Summary {
 }
 
 pub fn summarize(intent: &Intent, payments: &[Transfer], scanned_height: u64) -> Summary {
-    let live = || {
-        payments
-            .iter()
-            .filter(|t| t.status != TransferStatus::Reverted)
-    };
+    let live = || payments.iter().filter(|t| t.status != TransferStatus::Reverted);
     let counted = || live().filter(|t| !t.late);
     let received: Decimal = live().map(|t| t.amount).sum();
     let mut flags = Vec::new();
@@ -124,8 +118,7 @@ pub fn step(
             Some(EventType::IntentConfirmed)
         }
         status if status.is_open() => {
-            let expiry_due =
-                expiry_scan_started.is_some_and(|started| started >= intent.expires_at);
+            let expiry_due = expiry_scan_started.is_some_and(|started| started >= intent.expires_at);
             // A detected intent paid in full does not expire while it confirms.
             if expiry_due && !paid_in_full {
                 intent.status = IntentStatus::Expired;
@@ -530,20 +523,14 @@ mod tests {
             (s.received, s.counted),
             ("1.5".parse().expect("d"), "0.5".parse().expect("d"))
         );
-        assert_eq!(
-            s.confirmations, 0,
-            "least-confirmed transfer is in the mempool"
-        );
+        assert_eq!(s.confirmations, 0, "least-confirmed transfer is in the mempool");
     }
 
     #[test]
     fn cancel_only_from_awaiting() {
         let mut i = intent("1");
         assert_eq!(cancel(&mut i, mins(1)), Ok(EventType::IntentCancelled));
-        assert_eq!(
-            (i.status, i.ended_at),
-            (IntentStatus::Cancelled, Some(mins(1)))
-        );
+        assert_eq!((i.status, i.ended_at), (IntentStatus::Cancelled, Some(mins(1))));
         for status in [
             IntentStatus::Detected,
             IntentStatus::Confirmed,
@@ -552,10 +539,7 @@ mod tests {
         ] {
             let mut i = intent("1");
             i.status = status;
-            assert_eq!(
-                cancel(&mut i, mins(1)),
-                Err(NotCancellable(status.as_str()))
-            );
+            assert_eq!(cancel(&mut i, mins(1)), Err(NotCancellable(status.as_str())));
             assert_eq!(i.status, status);
         }
     }
@@ -585,15 +569,9 @@ mod tests {
         t.block_height = Some(100);
         assert!(transfer_confirmed(&t, 2, &chain));
         assert!(!transfer_confirmed(&t, 3, &chain));
-        assert!(
-            transfer_confirmed(&t, 0, &chain),
-            "zero means one: in a block"
-        );
+        assert!(transfer_confirmed(&t, 0, &chain), "zero means one: in a block");
         t.block_height = None;
-        assert!(
-            !transfer_confirmed(&t, 0, &chain),
-            "mempool is never confirmed"
-        );
+        assert!(!transfer_confirmed(&t, 0, &chain), "mempool is never confirmed");
         t.block_height = Some(100);
         t.coinbase = true;
         assert!(!transfer_confirmed(&t, 2, &chain), "coinbase needs 100");

@@ -12,33 +12,19 @@ use crate::{Asset, MatchMode};
 /// The key an intent holds, or a transfer looks up, under one match mode.
 /// `None` when the mode cannot match (a tag-mode transfer without a tag: no
 /// tag is not tag 0).
-pub fn match_key(
-    asset: Asset,
-    mode: MatchMode,
-    address: &str,
-    tag: Option<u32>,
-    amount: Decimal,
-) -> Option<String> {
+pub fn match_key(asset: Asset, mode: MatchMode, address: &str, tag: Option<u32>, amount: Decimal) -> Option<String> {
     let a = asset.code();
     match mode {
         MatchMode::Address => Some(format!("{a}/address/{address}")),
         MatchMode::Tag => tag.map(|t| format!("{a}/tag/{address}/{t}")),
-        MatchMode::Amount => Some(format!(
-            "{a}/amount/{address}/{}",
-            at_asset_scale(asset, amount)
-        )),
+        MatchMode::Amount => Some(format!("{a}/amount/{address}/{}", at_asset_scale(asset, amount))),
     }
 }
 
 /// Keys a transfer could match, most specific owner first. Every mode is
 /// tried, so intents created before a change of `match` in the config are
 /// still found.
-pub fn candidate_keys(
-    asset: Asset,
-    address: &str,
-    tag: Option<u32>,
-    amount: Decimal,
-) -> Vec<String> {
+pub fn candidate_keys(asset: Asset, address: &str, tag: Option<u32>, amount: Decimal) -> Vec<String> {
     [MatchMode::Address, MatchMode::Tag, MatchMode::Amount]
         .into_iter()
         .filter_map(|mode| match_key(asset, mode, address, tag, amount))
@@ -67,13 +53,7 @@ mod tests {
     #[test]
     fn amount_keys_are_canonical_whatever_the_scale() {
         let a = match_key(Asset::UsdtTrc20, MatchMode::Amount, "T1", None, d("10.5"));
-        let b = match_key(
-            Asset::UsdtTrc20,
-            MatchMode::Amount,
-            "T1",
-            None,
-            d("10.500000"),
-        );
+        let b = match_key(Asset::UsdtTrc20, MatchMode::Amount, "T1", None, d("10.500000"));
         assert_eq!(a, b);
         assert_ne!(
             a,
@@ -83,14 +63,8 @@ mod tests {
 
     #[test]
     fn no_tag_is_not_tag_zero() {
-        assert_eq!(
-            match_key(Asset::Xrp, MatchMode::Tag, "r1", None, d("1")),
-            None
-        );
-        assert_ne!(
-            match_key(Asset::Xrp, MatchMode::Tag, "r1", Some(0), d("1")),
-            None
-        );
+        assert_eq!(match_key(Asset::Xrp, MatchMode::Tag, "r1", None, d("1")), None);
+        assert_ne!(match_key(Asset::Xrp, MatchMode::Tag, "r1", Some(0), d("1")), None);
         assert_eq!(
             match_key(Asset::Xrp, MatchMode::Tag, "r1", Some(u32::MAX), d("1")).as_deref(),
             Some("XRP/tag/r1/4294967295")

@@ -329,17 +329,11 @@ mod tests {
     #[test]
     fn status_and_event_names_are_the_spec_names() {
         for s in IntentStatus::ALL {
-            assert_eq!(
-                serde_json::to_value(s).expect("json"),
-                serde_json::json!(s.as_str())
-            );
+            assert_eq!(serde_json::to_value(s).expect("json"), serde_json::json!(s.as_str()));
             assert_eq!(IntentStatus::parse(s.as_str()), Some(s));
         }
         for e in EventType::ALL {
-            assert_eq!(
-                serde_json::to_value(e).expect("json"),
-                serde_json::json!(e.as_str())
-            );
+            assert_eq!(serde_json::to_value(e).expect("json"), serde_json::json!(e.as_str()));
         }
         assert_eq!(
             serde_json::to_value(Flag::PaidLate).expect("json"),

@@ -51,6 +51,13 @@ pub struct ScanUpdate {
     pub round_started_at: Option<DateTime<Utc>>,
 }
 
+/// An intent's lifetime when neither the request nor the config sets one.
+pub const DEFAULT_EXPIRES_IN_MINUTES: i64 = 30;
+/// How long after its end an intent still receives (late) payments.
+pub const DEFAULT_LATE_WINDOW_HOURS: i64 = 24;
+/// How many `amount_step`s above the amount `amount` mode may go.
+pub const DEFAULT_MAX_AMOUNT_OFFSETS: u32 = 100;
+
 /// Per-asset rules from the config that the store applies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AssetPolicy {
@@ -83,10 +90,10 @@ impl AssetPolicy {
             match_mode: asset.default_match(),
             addresses,
             confirmations: asset.default_confirmations(),
-            expires_in: chrono::Duration::minutes(30),
-            late_window: chrono::Duration::hours(24),
+            expires_in: chrono::Duration::minutes(DEFAULT_EXPIRES_IN_MINUTES),
+            late_window: chrono::Duration::hours(DEFAULT_LATE_WINDOW_HOURS),
             amount_step: asset.default_amount_step(),
-            max_amount_offsets: 100,
+            max_amount_offsets: DEFAULT_MAX_AMOUNT_OFFSETS,
             mempool: asset.has_mempool(),
             min_amount: Decimal::ZERO,
             contract: None,

@@ -5,12 +5,7 @@ use rust_decimal::Decimal;
 use crate::amount::{at_asset_scale, trimmed};
 use crate::{Asset, AssetPolicy};
 
-pub fn payment_uri(
-    policy: &AssetPolicy,
-    address: &str,
-    tag: Option<u32>,
-    amount: Decimal,
-) -> String {
+pub fn payment_uri(policy: &AssetPolicy, address: &str, tag: Option<u32>, amount: Decimal) -> String {
     let amount_text = trimmed(amount);
     match policy.asset {
         Asset::Btc => format!("bitcoin:{address}?amount={amount_text}"),

@@ -60,12 +60,7 @@ pub fn parse_utxo_address(
 }
 
 impl CoreRpcSource {
-    pub fn new(
-        asset: Asset,
-        network: Network,
-        rpc: RpcClient,
-        max_blocks_per_step: u64,
-    ) -> CoreRpcSource {
+    pub fn new(asset: Asset, network: Network, rpc: RpcClient, max_blocks_per_step: u64) -> CoreRpcSource {
         CoreRpcSource {
             asset,
             network,
@@ -92,11 +87,7 @@ impl CoreRpcSource {
 
     /// The hash at `height` on the node's best chain; `None` above its tip.
     async fn block_hash(&self, height: u64) -> Result<Option<String>, ChainError> {
-        match self
-            .rpc
-            .call::<String>("getblockhash", json!([height]))
-            .await
-        {
+        match self.rpc.call::<String>("getblockhash", json!([height])).await {
             Ok(h) => Ok(Some(h)),
             Err(ChainError::Rpc { code: -8, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -194,8 +185,7 @@ fn collect_matches<'s>(
             index: vout,
             address: address.clone(),
             tag: None,
-            amount: from_base_units(asset, u128::from(sats))
-                .map_err(|e| ChainError::garbage("output value", e))?,
+            amount: from_base_units(asset, u128::from(sats)).map_err(|e| ChainError::garbage("output value", e))?,
             block: block.cloned(),
             coinbase,
         });
@@ -261,10 +251,7 @@ impl ChainSource for CoreRpcSource {
         })
     }
 
-    fn mempool<'a>(
-        &'a self,
-        watch: &'a WatchSet,
-    ) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>> {
+    fn mempool<'a>(&'a self, watch: &'a WatchSet) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>> {
         Box::pin(async move {
             let watch = self.watch_map(watch);
             let txids: Vec<String> = self.rpc.call("getrawmempool", json!([])).await?;
@@ -329,18 +316,11 @@ mod tests {
     #[test]
     fn several_outputs_to_one_address_are_one_transfer() {
         use bitcoin::hashes::Hash;
-        let program =
-            bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V0, &[7u8; 20]).expect("program");
+        let program = bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V0, &[7u8; 20]).expect("program");
         let watched = ScriptBuf::new_witness_program(&program);
         let other = ScriptBuf::new_p2sh(&bitcoin::ScriptHash::all_zeros());
-        let watch: WatchMap = [(watched.clone(), "rltc1q-watched".to_string())]
-            .into_iter()
-            .collect();
-        let outputs = [
-            (0u32, &other, 5u64),
-            (1, &watched, 100_000),
-            (2, &watched, 23),
-        ];
+        let watch: WatchMap = [(watched.clone(), "rltc1q-watched".to_string())].into_iter().collect();
+        let outputs = [(0u32, &other, 5u64), (1, &watched, 100_000), (2, &watched, 23)];
         let mut out = Vec::new();
         collect_matches(
             Asset::Ltc,
@@ -353,10 +333,7 @@ mod tests {
         )
         .expect("collect");
         assert_eq!(out.len(), 1);
-        assert_eq!(
-            (out[0].index, out[0].amount.to_string()),
-            (1, "0.00100023".to_string())
-        );
+        assert_eq!((out[0].index, out[0].amount.to_string()), (1, "0.00100023".to_string()));
         assert_eq!(out[0].address, "rltc1q-watched");
     }
 }

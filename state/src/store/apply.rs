@@ -19,6 +19,14 @@ use crate::{AssetPolicy, Event};
 /// changed them (the `transfer` of the event a transition emits).
 type Affected = BTreeMap<String, Option<Transfer>>;
 
+/// What one applied scan step produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Applied {
+    pub events: Vec<Event>,
+    pub matched_transfers: u64,
+    pub unmatched_transfers: u64,
+}
+
 impl Store {
     /// Applies one scan step atomically and returns the events it emitted.
     /// Refused with `CursorMoved` if the stored cursor is not `update.from`.
@@ -28,18 +36,28 @@ impl Store {
         update: &ScanUpdate,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, StoreError> {
+        self.apply_scan_counted(policy, update, now).map(|a| a.events)
+    }
+
+    /// `apply_scan`, also counting the new transfers it recorded.
+    pub fn apply_scan_counted(
+        &self,
+        policy: &AssetPolicy,
+        update: &ScanUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, StoreError> {
         self.write(|tx| {
             apply_in(tx, policy, update, now)?;
-            Ok(std::mem::take(&mut tx.events))
+            Ok(Applied {
+                events: std::mem::take(&mut tx.events),
+                matched_transfers: tx.new_transfers.0,
+                unmatched_transfers: tx.new_transfers.1,
+            })
         })
     }
 
     /// Registers configured addresses as watched (idempotent).
-    pub fn watch_addresses(
-        &self,
-        asset: crate::Asset,
-        addresses: &[String],
-    ) -> Result<(), StoreError> {
+    pub fn watch_addresses(&self, asset: crate::Asset, addresses: &[String]) -> Result<(), StoreError> {
         self.write(|tx| {
             for a in addresses {
                 tx.mark(WATCHED, &format!("{}/{a}", asset.code()))?;
@@ -49,12 +67,7 @@ impl Store {
     }
 }
 
-fn apply_in(
-    tx: &mut Tx<'_>,
-    policy: &AssetPolicy,
-    update: &ScanUpdate,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+fn apply_in(tx: &mut Tx<'_>, policy: &AssetPolicy, update: &ScanUpdate, now: DateTime<Utc>) -> Result<(), StoreError> {
     let asset = update.asset;
     let code = asset.code();
     let stored = tx.chain_state(asset)?;
@@ -213,10 +226,14 @@ fn observe(
     let list_no = tx.next_counter("next_listing")?;
     {
         let mut all = tx.txn().open_table(TRANSFER_LIST).map_err(super::db_err)?;
-        all.insert(list_no, encoded.as_str())
-            .map_err(super::db_err)?;
+        all.insert(list_no, encoded.as_str()).map_err(super::db_err)?;
     }
     tx.mark(UNSETTLED, &encoded)?;
+    if holder.is_some() && arrival != Arrival::TooLate {
+        tx.new_transfers.0 += 1;
+    } else {
+        tx.new_transfers.1 += 1;
+    }
     match (holder, arrival) {
         (Some(mut intent), Arrival::OnTime) => {
             transfer.intent_id = Some(intent.id.clone());
@@ -232,12 +249,7 @@ fn observe(
             tx.put_transfer(&transfer)?;
             tx.put_intent(&intent)?;
             list_unmatched(tx, list_no, &encoded)?;
-            tx.emit(
-                EventType::IntentPaidLate,
-                Some(&intent),
-                Some(&transfer),
-                now,
-            )?;
+            tx.emit(EventType::IntentPaidLate, Some(&intent), Some(&transfer), now)?;
         }
         _ => {
             tx.put_transfer(&transfer)?;
@@ -255,11 +267,7 @@ fn list_unmatched(tx: &mut Tx<'_>, list_no: u64, key: &str) -> Result<(), StoreE
 }
 
 /// The intent holding a match key this transfer could match, if any.
-fn find_holder(
-    tx: &Tx<'_>,
-    policy: &AssetPolicy,
-    obs: &Observation,
-) -> Result<Option<Intent>, StoreError> {
+fn find_holder(tx: &Tx<'_>, policy: &AssetPolicy, obs: &Observation) -> Result<Option<Intent>, StoreError> {
     for key in candidate_keys(
         policy.asset,
         &obs.address,
@@ -275,11 +283,7 @@ fn find_holder(
 
 /// Moves a transfer to a block (or back to the mempool), keeping the
 /// per-block index that rollbacks use.
-fn set_block(
-    tx: &mut Tx<'_>,
-    t: &mut Transfer,
-    block: Option<&BlockRef>,
-) -> Result<(), StoreError> {
+fn set_block(tx: &mut Tx<'_>, t: &mut Transfer, block: Option<&BlockRef>) -> Result<(), StoreError> {
     let code = t.key.asset.code();
     if let Some(old) = t.block_height {
         tx.unmark(
@@ -326,9 +330,7 @@ fn roll_back(
     let stale: Vec<String> = {
         let blocks = tx.txn().open_table(BLOCKS).map_err(super::db_err)?;
         let mut keys = Vec::new();
-        for entry in redb::ReadableTable::range(&blocks, from.as_str()..to.as_str())
-            .map_err(super::db_err)?
-        {
+        for entry in redb::ReadableTable::range(&blocks, from.as_str()..to.as_str()).map_err(super::db_err)? {
             let (k, _) = entry.map_err(super::db_err)?;
             keys.push(k.value().to_string());
         }
@@ -427,21 +429,13 @@ fn transition(
     if before.is_open() && !intent.status.is_open() {
         tx.unmark(
             OPEN_BY_EXPIRY,
-            &expiry_key(
-                intent.asset.code(),
-                intent.expires_at.timestamp_millis(),
-                &intent.id,
-            ),
+            &expiry_key(intent.asset.code(), intent.expires_at.timestamp_millis(), &intent.id),
         )?;
     }
     tx.count_status(intent.asset, Some(before), intent.status)?;
     tx.put_intent(&intent)?;
     for (kind, snapshot) in kinds {
-        let transfer = if kind == EventType::IntentExpired {
-            None
-        } else {
-            cause
-        };
+        let transfer = if kind == EventType::IntentExpired { None } else { cause };
         tx.emit(kind, Some(&snapshot), transfer, now)?;
     }
     Ok(())

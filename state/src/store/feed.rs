@@ -66,11 +66,7 @@ impl Store {
         let r = self.read()?;
         let t = r.open_table(EVENTS).map_err(db_err)?;
         let mut out = Vec::new();
-        for entry in t
-            .range(after.saturating_add(1)..)
-            .map_err(db_err)?
-            .take(limit)
-        {
+        for entry in t.range(after.saturating_add(1)..).map_err(db_err)?.take(limit) {
             let (k, v) = entry.map_err(db_err)?;
             out.push(decode("events", &k.value().to_string(), v.value())?);
         }
@@ -88,17 +84,11 @@ impl Store {
     pub fn last_seq(&self) -> Result<u64, StoreError> {
         let r = self.read()?;
         let t = r.open_table(EVENTS).map_err(db_err)?;
-        Ok(t.last()
-            .map_err(db_err)?
-            .map(|(k, _)| k.value())
-            .unwrap_or(0))
+        Ok(t.last().map_err(db_err)?.map(|(k, _)| k.value()).unwrap_or(0))
     }
 
     /// Transfers newest first, and the `next` cursor.
-    pub fn list_transfers(
-        &self,
-        filter: &TransferFilter,
-    ) -> Result<(Vec<TransferView>, Option<u64>), StoreError> {
+    pub fn list_transfers(&self, filter: &TransferFilter) -> Result<(Vec<TransferView>, Option<u64>), StoreError> {
         let r = self.read()?;
         let list = r
             .open_table(if filter.unmatched {
@@ -176,8 +166,7 @@ impl Store {
             entry.next_attempt_at = next_attempt_at;
             entry.last_error = Some(error);
             let mut t = tx.txn().open_table(OUTBOX).map_err(db_err)?;
-            t.insert(entry.seq, encode(&entry).as_slice())
-                .map_err(db_err)?;
+            t.insert(entry.seq, encode(&entry).as_slice()).map_err(db_err)?;
             Ok(())
         })
     }
@@ -194,25 +183,15 @@ impl Store {
                 t.remove(entry.seq).map_err(db_err)?;
             }
             let mut failed = tx.txn().open_table(WEBHOOK_FAILED).map_err(db_err)?;
-            failed
-                .insert(entry.seq, encode(&entry).as_slice())
-                .map_err(db_err)?;
+            failed.insert(entry.seq, encode(&entry).as_slice()).map_err(db_err)?;
             Ok(())
         })
     }
 
     pub fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         let r = self.read()?;
-        let backlog = r
-            .open_table(OUTBOX)
-            .map_err(db_err)?
-            .len()
-            .map_err(db_err)?;
-        let failed = r
-            .open_table(WEBHOOK_FAILED)
-            .map_err(db_err)?
-            .len()
-            .map_err(db_err)?;
+        let backlog = r.open_table(OUTBOX).map_err(db_err)?.len().map_err(db_err)?;
+        let failed = r.open_table(WEBHOOK_FAILED).map_err(db_err)?.len().map_err(db_err)?;
         Ok(OutboxStats { backlog, failed })
     }
 

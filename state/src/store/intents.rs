@@ -120,11 +120,7 @@ impl Store {
                 Ok(kind) => {
                     tx.unmark(
                         OPEN_BY_EXPIRY,
-                        &expiry_key(
-                            intent.asset.code(),
-                            intent.expires_at.timestamp_millis(),
-                            &intent.id,
-                        ),
+                        &expiry_key(intent.asset.code(), intent.expires_at.timestamp_millis(), &intent.id),
                     )?;
                     tx.count_status(intent.asset, Some(before), intent.status)?;
                     tx.put_intent(&intent)?;
@@ -145,34 +141,20 @@ impl Store {
     }
 
     /// Newest first; returns the page and the cursor of the next page.
-    pub fn list_intents(
-        &self,
-        filter: &IntentFilter,
-    ) -> Result<(Vec<IntentView>, Option<String>), StoreError> {
+    pub fn list_intents(&self, filter: &IntentFilter) -> Result<(Vec<IntentView>, Option<String>), StoreError> {
         let r = self.read()?;
         let limit = filter.limit.max(1);
         if let Some(ext) = &filter.external_id {
             let ids = r.open_table(EXTERNAL_IDS).map_err(db_err)?;
-            let Some(id) = ids
-                .get(ext.as_str())
-                .map_err(db_err)?
-                .map(|v| v.value().to_string())
-            else {
+            let Some(id) = ids.get(ext.as_str()).map_err(db_err)?.map(|v| v.value().to_string()) else {
                 return Ok((vec![], None));
             };
             let Some(intent) = get_json::<Intent>(&r, INTENTS, &id)? else {
                 return Ok((vec![], None));
             };
-            let keep = filter.status.is_none_or(|s| s == intent.status)
-                && filter.asset.is_none_or(|a| a == intent.asset);
-            return Ok((
-                if keep {
-                    vec![view_in_read(&r, &intent)?]
-                } else {
-                    vec![]
-                },
-                None,
-            ));
+            let keep =
+                filter.status.is_none_or(|s| s == intent.status) && filter.asset.is_none_or(|a| a == intent.asset);
+            return Ok((if keep { vec![view_in_read(&r, &intent)?] } else { vec![] }, None));
         }
         let table = r.open_table(INTENTS).map_err(db_err)?;
         let range = match &filter.after {
@@ -183,9 +165,7 @@ impl Store {
         for entry in range.rev() {
             let (k, v) = entry.map_err(db_err)?;
             let intent: Intent = decode("intents", k.value(), v.value())?;
-            if filter.status.is_some_and(|s| s != intent.status)
-                || filter.asset.is_some_and(|a| a != intent.asset)
-            {
+            if filter.status.is_some_and(|s| s != intent.status) || filter.asset.is_some_and(|a| a != intent.asset) {
                 continue;
             }
             if page.len() == limit {
@@ -206,8 +186,7 @@ impl Store {
             let (k, v) = entry.map_err(db_err)?;
             let key = k.value();
             if let Some((asset, status)) = key.split_once('/')
-                && let (Ok(asset), Some(status)) =
-                    (asset.parse::<Asset>(), IntentStatus::parse(status))
+                && let (Ok(asset), Some(status)) = (asset.parse::<Asset>(), IntentStatus::parse(status))
             {
                 out.push((asset, status, v.value()));
             }
@@ -301,25 +280,15 @@ fn create_in(
     .ok_or_else(|| CreateError::NotAllowed("tag mode needs a tag".into()))?;
     tx.put_str(MATCH_KEYS, &key, &intent.id)?;
     if let Some(t) = intent.tag {
-        tx.mark(
-            USED_TAGS,
-            &format!("{}/{}/{t}", intent.asset.code(), intent.address),
-        )?;
+        tx.mark(USED_TAGS, &format!("{}/{}/{t}", intent.asset.code(), intent.address))?;
     }
-    tx.mark(
-        WATCHED,
-        &format!("{}/{}", intent.asset.code(), intent.address),
-    )?;
+    tx.mark(WATCHED, &format!("{}/{}", intent.asset.code(), intent.address))?;
     if let Some(ext) = &intent.external_id {
         tx.put_str(EXTERNAL_IDS, ext, &intent.id)?;
     }
     tx.mark(
         OPEN_BY_EXPIRY,
-        &expiry_key(
-            intent.asset.code(),
-            intent.expires_at.timestamp_millis(),
-            &intent.id,
-        ),
+        &expiry_key(intent.asset.code(), intent.expires_at.timestamp_millis(), &intent.id),
     )?;
     tx.count_status(intent.asset, None, IntentStatus::Awaiting)?;
     tx.put_intent(&intent)?;
@@ -365,8 +334,7 @@ fn allocate(
     match policy.match_mode {
         MatchMode::Address => {
             if let Some(a) = &req.address {
-                let key =
-                    match_key(asset, MatchMode::Address, a, None, req.amount).unwrap_or_default();
+                let key = match_key(asset, MatchMode::Address, a, None, req.amount).unwrap_or_default();
                 return if key_free(tx, &key, now)? {
                     Ok((a.clone(), None, req.amount))
                 } else {
@@ -374,8 +342,7 @@ fn allocate(
                 };
             }
             for a in &policy.addresses {
-                let key =
-                    match_key(asset, MatchMode::Address, a, None, req.amount).unwrap_or_default();
+                let key = match_key(asset, MatchMode::Address, a, None, req.amount).unwrap_or_default();
                 if key_free(tx, &key, now)? {
                     return Ok((a.clone(), None, req.amount));
                 }
@@ -399,9 +366,7 @@ fn allocate(
                     return Ok((address, Some(t), req.amount));
                 }
             }
-            Err(CreateError::NotAllowed(
-                "no unused destination tag found".into(),
-            ))
+            Err(CreateError::NotAllowed("no unused destination tag found".into()))
         }
         MatchMode::Amount => {
             let addresses: Vec<String> = match &req.address {
@@ -409,19 +374,11 @@ fn allocate(
                 None => policy.addresses.clone(),
             };
             if addresses.is_empty() {
-                return Err(CreateError::NotAllowed(format!(
-                    "no {asset} address is configured"
-                )));
+                return Err(CreateError::NotAllowed(format!("no {asset} address is configured")));
             }
-            for candidate in pay_amount_candidates(
-                asset,
-                req.amount,
-                policy.amount_step,
-                policy.max_amount_offsets,
-            ) {
+            for candidate in pay_amount_candidates(asset, req.amount, policy.amount_step, policy.max_amount_offsets) {
                 for a in &addresses {
-                    let key =
-                        match_key(asset, MatchMode::Amount, a, None, candidate).unwrap_or_default();
+                    let key = match_key(asset, MatchMode::Amount, a, None, candidate).unwrap_or_default();
                     if key_free(tx, &key, now)? {
                         return Ok((a.clone(), None, candidate));
                     }

@@ -23,6 +23,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase};
 
+pub use apply::Applied;
 pub use feed::{OutboxEntry, OutboxStats, TransferFilter};
 pub use intents::{CreateError, CreateOutcome, IntentFilter, NewIntent};
 
@@ -48,9 +49,7 @@ pub enum StoreError {
         expected: Option<u64>,
         found: Option<u64>,
     },
-    #[error(
-        "the state directory was written by a newer paywatch (schema {found}, this build knows {known})"
-    )]
+    #[error("the state directory was written by a newer paywatch (schema {found}, this build knows {known})")]
     SchemaTooNew { found: u64, known: u64 },
 }
 
@@ -73,10 +72,7 @@ impl Store {
     }
 
     /// Runs `f` in one write transaction and commits it durably.
-    fn write<T>(
-        &self,
-        f: impl FnOnce(&mut tx::Tx<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    fn write<T>(&self, f: impl FnOnce(&mut tx::Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         let out = {
             let mut tx = tx::Tx::new(&txn);
@@ -88,6 +84,15 @@ impl Store {
 
     fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
         self.db.begin_read().map_err(db_err)
+    }
+
+    /// The hash stored for an applied block of `asset`, if still kept.
+    pub fn block_hash(&self, asset: Asset, height: u64) -> Result<Option<String>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(tables::BLOCKS).map_err(db_err)?;
+        Ok(t.get(tables::height_key(asset.code(), height).as_str())
+            .map_err(db_err)?
+            .map(|v| v.value().to_string()))
     }
 
     /// The chain position of `asset`, if it was ever polled.

@@ -118,11 +118,7 @@ fn setup(policy: &AssetPolicy) -> (tempfile::TempDir, Store, Chain) {
     store.set_webhooks_enabled(true).unwrap();
     let mut chain = Chain::new(policy.clone());
     store
-        .apply_scan(
-            policy,
-            &chain.update(vec![], Some(vec![]), Some(t(0))),
-            t(0),
-        )
+        .apply_scan(policy, &chain.update(vec![], Some(vec![]), Some(t(0))), t(0))
         .unwrap();
     (dir, store, chain)
 }
@@ -135,35 +131,20 @@ fn payment_detected_in_mempool_then_confirmed() {
     assert_eq!(intent.address, "A1");
     let p = obs("tx1", "A1", "1.5", None);
     let ev = store
-        .apply_scan(
-            &policy,
-            &chain.update(vec![], Some(vec![p.clone()]), Some(t(2))),
-            t(2),
-        )
+        .apply_scan(&policy, &chain.update(vec![], Some(vec![p.clone()]), Some(t(2))), t(2))
         .unwrap();
     assert_eq!(kinds(&ev), [EventType::IntentDetected]);
-    assert_eq!(
-        ev[0].intent.as_ref().unwrap().status,
-        IntentStatus::Detected
-    );
+    assert_eq!(ev[0].intent.as_ref().unwrap().status, IntentStatus::Detected);
     assert_eq!(ev[0].transfer.as_ref().unwrap().txid, "tx1");
     chain.height = 101;
     let mined = obs("tx1", "A1", "1.5", Some(101));
     let ev = store
-        .apply_scan(
-            &policy,
-            &chain.update(vec![mined], Some(vec![]), Some(t(3))),
-            t(3),
-        )
+        .apply_scan(&policy, &chain.update(vec![mined], Some(vec![]), Some(t(3))), t(3))
         .unwrap();
     assert!(ev.is_empty(), "1 of 6 confirmations: {ev:?}");
     chain.height = 106;
     let ev = store
-        .apply_scan(
-            &policy,
-            &chain.update(vec![], Some(vec![]), Some(t(4))),
-            t(4),
-        )
+        .apply_scan(&policy, &chain.update(vec![], Some(vec![]), Some(t(4))), t(4))
         .unwrap();
     assert_eq!(kinds(&ev), [EventType::IntentConfirmed]);
     let v = store.intent(&intent.id).unwrap().unwrap();
@@ -176,11 +157,7 @@ fn payment_detected_in_mempool_then_confirmed() {
     chain.cursor = Some(block(100));
     chain.height = 106;
     let again = obs("tx1", "A1", "1.5", Some(101));
-    let ev = store.apply_scan(
-        &policy,
-        &chain.update(vec![again], Some(vec![]), Some(t(5))),
-        t(5),
-    );
+    let ev = store.apply_scan(&policy, &chain.update(vec![again], Some(vec![]), Some(t(5))), t(5));
     assert!(
         matches!(ev, Err(StoreError::CursorMoved { .. })),
         "a stale update is refused"
@@ -226,20 +203,14 @@ fn rollback_reverts_what_the_new_branch_lacks_and_keeps_what_it_has() {
         .apply_scan(
             &policy,
             &chain.update(
-                vec![
-                    obs("x", "T1", "10", Some(101)),
-                    obs("y", "T1", "10.01", Some(102)),
-                ],
+                vec![obs("x", "T1", "10", Some(101)), obs("y", "T1", "10.01", Some(102))],
                 None,
                 None,
             ),
             t(2),
         )
         .unwrap();
-    assert_eq!(
-        kinds(&ev),
-        [EventType::IntentDetected, EventType::IntentDetected]
-    );
+    assert_eq!(kinds(&ev), [EventType::IntentDetected, EventType::IntentDetected]);
     // Reorg: blocks 101.. replaced; only y is in the new branch (at 101).
     let mut u = chain.update(vec![obs("y", "T1", "10.01", Some(101))], None, None);
     u.rollback_to = Some(100);
@@ -283,11 +254,7 @@ fn expiry_needs_a_completed_scan_after_the_deadline() {
     let ev = store
         .apply_scan(
             &policy,
-            &chain.update(
-                vec![late_seen],
-                Some(vec![]),
-                Some(deadline + Duration::hours(5)),
-            ),
+            &chain.update(vec![late_seen], Some(vec![]), Some(deadline + Duration::hours(5))),
             deadline + Duration::hours(5),
         )
         .unwrap();
@@ -299,11 +266,7 @@ fn expiry_needs_a_completed_scan_after_the_deadline() {
     let v = store.intent(&intent.id).unwrap().unwrap();
     assert_eq!(
         (v.status, v.received.to_string(), v.flags.clone()),
-        (
-            IntentStatus::Expired,
-            "0.40000000".into(),
-            vec![Flag::Underpaid]
-        )
+        (IntentStatus::Expired, "0.40000000".into(), vec![Flag::Underpaid])
     );
 }
 
@@ -312,11 +275,7 @@ fn late_and_unmatched_payments_are_recorded() {
     let policy = AssetPolicy::defaults(crate::Asset::Ltc, vec!["A1".into()]);
     let (_dir, store, mut chain) = setup(&policy);
     let intent = created(store.create_intent(&policy, new_intent(crate::Asset::Ltc, "1"), t(1)));
-    let (_, events) = store
-        .cancel_intent(&intent.id, t(2))
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (_, events) = store.cancel_intent(&intent.id, t(2)).unwrap().unwrap().unwrap();
     assert_eq!(kinds(&events), [EventType::IntentCancelled]);
     // The address stays reserved for the late window.
     assert!(matches!(
@@ -342,10 +301,7 @@ fn late_and_unmatched_payments_are_recorded() {
             &policy,
             &chain.update(
                 vec![],
-                Some(vec![
-                    obs("late", "A1", "1", None),
-                    obs("stray", "A9", "2", None),
-                ]),
+                Some(vec![obs("late", "A1", "1", None), obs("stray", "A9", "2", None)]),
                 None,
             ),
             t(5),
@@ -404,9 +360,7 @@ fn tags_are_never_reused() {
         Err(CreateError::TagUsed(_))
     ));
     let tags: HashSet<Option<u32>> = (0..50)
-        .map(|_| {
-            created(store.create_intent(&policy, new_intent(crate::Asset::Xrp, "5"), t(3))).tag
-        })
+        .map(|_| created(store.create_intent(&policy, new_intent(crate::Asset::Xrp, "5"), t(3))).tag)
         .collect();
     assert_eq!(tags.len(), 50);
 }
@@ -582,9 +536,7 @@ fn check_invariants(store: &Store, events: &[Event], now: DateTime<Utc>) {
                 (IntentStatus::Awaiting, EventType::IntentDetected) => IntentStatus::Detected,
                 (IntentStatus::Detected, EventType::IntentReverted) => IntentStatus::Awaiting,
                 (IntentStatus::Detected, EventType::IntentConfirmed) => IntentStatus::Confirmed,
-                (IntentStatus::Awaiting | IntentStatus::Detected, EventType::IntentExpired) => {
-                    IntentStatus::Expired
-                }
+                (IntentStatus::Awaiting | IntentStatus::Detected, EventType::IntentExpired) => IntentStatus::Expired,
                 (IntentStatus::Awaiting, EventType::IntentCancelled) => IntentStatus::Cancelled,
                 (s, EventType::IntentPaidLate) if !s.is_open() => s,
                 (s, k) => panic!("{id}: illegal {k:?} while {s:?}"),

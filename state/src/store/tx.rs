@@ -17,6 +17,8 @@ pub struct Tx<'a> {
     txn: &'a WriteTransaction,
     /// Events appended in this transaction, in order.
     pub events: Vec<Event>,
+    /// New transfers recorded in this transaction: matched (on time or late), unmatched.
+    pub new_transfers: (u64, u64),
 }
 
 impl<'a> Tx<'a> {
@@ -24,6 +26,7 @@ impl<'a> Tx<'a> {
         Tx {
             txn,
             events: Vec::new(),
+            new_transfers: (0, 0),
         }
     }
 
@@ -83,11 +86,7 @@ impl<'a> Tx<'a> {
     ) -> Result<Option<T>, StoreError> {
         let t = self.txn.open_table(def).map_err(db_err)?;
         let out = match t.get(key).map_err(db_err)? {
-            Some(v) => Some(tables::decode(
-                redb::TableHandle::name(&def),
-                key,
-                v.value(),
-            )?),
+            Some(v) => Some(tables::decode(redb::TableHandle::name(&def), key, v.value())?),
             None => None,
         };
         Ok(out)
@@ -100,36 +99,22 @@ impl<'a> Tx<'a> {
         value: &T,
     ) -> Result<(), StoreError> {
         let mut t = self.txn.open_table(def).map_err(db_err)?;
-        t.insert(key, tables::encode(value).as_slice())
-            .map_err(db_err)?;
+        t.insert(key, tables::encode(value).as_slice()).map_err(db_err)?;
         Ok(())
     }
 
-    pub fn get_str(
-        &self,
-        def: TableDefinition<&str, &str>,
-        key: &str,
-    ) -> Result<Option<String>, StoreError> {
+    pub fn get_str(&self, def: TableDefinition<&str, &str>, key: &str) -> Result<Option<String>, StoreError> {
         let t = self.txn.open_table(def).map_err(db_err)?;
         Ok(t.get(key).map_err(db_err)?.map(|v| v.value().to_string()))
     }
 
-    pub fn put_str(
-        &mut self,
-        def: TableDefinition<&str, &str>,
-        key: &str,
-        value: &str,
-    ) -> Result<(), StoreError> {
+    pub fn put_str(&mut self, def: TableDefinition<&str, &str>, key: &str, value: &str) -> Result<(), StoreError> {
         let mut t = self.txn.open_table(def).map_err(db_err)?;
         t.insert(key, value).map_err(db_err)?;
         Ok(())
     }
 
-    pub fn remove_str(
-        &mut self,
-        def: TableDefinition<&str, &str>,
-        key: &str,
-    ) -> Result<(), StoreError> {
+    pub fn remove_str(&mut self, def: TableDefinition<&str, &str>, key: &str) -> Result<(), StoreError> {
         let mut t = self.txn.open_table(def).map_err(db_err)?;
         t.remove(key).map_err(db_err)?;
         Ok(())
@@ -153,12 +138,7 @@ impl<'a> Tx<'a> {
     }
 
     /// Keys of a set table in `[from, to)`.
-    pub fn keys_in(
-        &self,
-        def: TableDefinition<&str, ()>,
-        from: &str,
-        to: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    pub fn keys_in(&self, def: TableDefinition<&str, ()>, from: &str, to: &str) -> Result<Vec<String>, StoreError> {
         let t = self.txn.open_table(def).map_err(db_err)?;
         let mut out = Vec::new();
         for entry in t.range(from..to).map_err(db_err)? {
@@ -201,10 +181,7 @@ impl<'a> Tx<'a> {
     }
 
     pub fn scanned_height(&self, asset: Asset) -> Result<u64, StoreError> {
-        Ok(self
-            .chain_state(asset)?
-            .map(|c| c.cursor.height)
-            .unwrap_or(0))
+        Ok(self.chain_state(asset)?.map(|c| c.cursor.height).unwrap_or(0))
     }
 
     /// Keeps the per-asset, per-status intent counts exact.
@@ -220,20 +197,11 @@ impl<'a> Tx<'a> {
         let mut t = self.txn.open_table(COUNTS).map_err(db_err)?;
         if let Some(from) = from {
             let key = format!("{}/{}", asset.code(), from.as_str());
-            let n = t
-                .get(key.as_str())
-                .map_err(db_err)?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            t.insert(key.as_str(), n.saturating_sub(1))
-                .map_err(db_err)?;
+            let n = t.get(key.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or(0);
+            t.insert(key.as_str(), n.saturating_sub(1)).map_err(db_err)?;
         }
         let key = format!("{}/{}", asset.code(), to.as_str());
-        let n = t
-            .get(key.as_str())
-            .map_err(db_err)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let n = t.get(key.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or(0);
         t.insert(key.as_str(), n + 1).map_err(db_err)?;
         Ok(())
     }
@@ -270,8 +238,7 @@ impl<'a> Tx<'a> {
         };
         {
             let mut t = self.txn.open_table(EVENTS).map_err(db_err)?;
-            t.insert(seq, tables::encode(&event).as_slice())
-                .map_err(db_err)?;
+            t.insert(seq, tables::encode(&event).as_slice()).map_err(db_err)?;
         }
         if self.meta("webhooks_enabled")? == 1 {
             let ordering_key = match (intent, transfer) {
@@ -281,8 +248,7 @@ impl<'a> Tx<'a> {
             };
             let entry = OutboxEntry::new(&event, ordering_key);
             let mut t = self.txn.open_table(OUTBOX).map_err(db_err)?;
-            t.insert(seq, tables::encode(&entry).as_slice())
-                .map_err(db_err)?;
+            t.insert(seq, tables::encode(&entry).as_slice()).map_err(db_err)?;
         }
         self.events.push(event);
         Ok(())
@@ -309,10 +275,7 @@ pub fn render_intent(intent: &Intent, payments: &[Transfer], scanned_height: u64
         confirmations: summary.confirmations,
         confirmations_required: intent.confirmations_required,
         flags: summary.flags,
-        payments: payments
-            .iter()
-            .map(|t| t.payment_view(scanned_height))
-            .collect(),
+        payments: payments.iter().map(|t| t.payment_view(scanned_height)).collect(),
         external_id: intent.external_id.clone(),
         metadata: intent.metadata.clone(),
         created_at: intent.created_at,

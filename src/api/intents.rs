@@ -1,0 +1,272 @@
+//! `POST /v1/intents`, `GET /v1/intents[/{id}]`, `POST /v1/intents/{id}/cancel`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use paywatch_chains::canonical_address;
+use paywatch_state::amount::parse_amount;
+use paywatch_state::{Asset, CreateError, CreateOutcome, IntentFilter, IntentStatus, NewIntent};
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, ApiResult, App, MAX_BODY_BYTES, int_param, only_params, param, query_pairs};
+
+pub const MAX_EXTERNAL_ID_CHARS: usize = 128;
+pub const MAX_METADATA_BYTES: usize = 4096;
+/// Longest `expires_in` a request may ask for: 30 days.
+pub const MAX_EXPIRES_IN_SECONDS: u64 = 30 * 86_400;
+pub const MAX_CONFIRMATIONS: u64 = 10_000;
+const LIST_DEFAULT: u64 = 50;
+const LIST_MAX: u64 = 500;
+
+const CREATE_FIELDS: [&str; 8] = [
+    "asset",
+    "amount",
+    "external_id",
+    "metadata",
+    "expires_in",
+    "confirmations",
+    "address",
+    "tag",
+];
+
+pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
+    let bytes = read_body(&headers, body).await?;
+    let req = parse_create(&app, &bytes)?;
+    match app.engine.create_intent(req).await {
+        Ok(CreateOutcome::Created(view)) => Ok((StatusCode::CREATED, Json(view)).into_response()),
+        Ok(CreateOutcome::Existing(view)) => Ok((StatusCode::OK, Json(view)).into_response()),
+        Err(e) => Err(create_error(e)),
+    }
+}
+
+fn create_error(e: CreateError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        CreateError::ExternalIdConflict(_) => ApiError::new(StatusCode::CONFLICT, "external_id_conflict", message),
+        CreateError::NoFreeAddress(_) => ApiError::new(StatusCode::CONFLICT, "no_free_address", message),
+        CreateError::NoFreeAmount { .. } => ApiError::new(StatusCode::CONFLICT, "no_free_amount", message),
+        CreateError::AddressInUse(_) => ApiError::new(StatusCode::CONFLICT, "address_in_use", message),
+        CreateError::TagUsed(_) => ApiError::new(StatusCode::CONFLICT, "tag_in_use", message),
+        CreateError::AddressNotConfigured(..) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "address_not_configured", message)
+        }
+        CreateError::NotAllowed(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed", message),
+        CreateError::AssetNotReady(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "asset_not_ready", message),
+        CreateError::Store(e) => ApiError::internal(e),
+    }
+}
+
+/// Reads a JSON body of at most `MAX_BODY_BYTES`.
+pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > MAX_BODY_BYTES
+    {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())
+}
+
+/// Validates a create request body field by field.
+pub fn parse_create(app: &App, bytes: &[u8]) -> Result<NewIntent, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::bad_request("invalid_request", "body must be a JSON object"));
+    };
+    if let Some(unknown) = obj.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(
+            "unknown_field",
+            format!("unknown field {unknown:?}; allowed: {}", CREATE_FIELDS.join(", ")),
+        ));
+    }
+    let asset = match obj.get("asset") {
+        Some(Value::String(code)) => code
+            .parse::<Asset>()
+            .map_err(|e| ApiError::bad_request("invalid_asset", e.to_string()))?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_asset",
+                "asset must be a string such as \"LTC\"",
+            ));
+        }
+        None => return Err(ApiError::bad_request("missing_field", "asset is required")),
+    };
+    let Some(network) = app.networks.get(&asset).copied() else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "asset_not_configured",
+            format!("{asset} is not configured"),
+        ));
+    };
+    let amount = match obj.get("amount") {
+        Some(Value::String(text)) => {
+            parse_amount(asset, text).map_err(|e| ApiError::bad_request("invalid_amount", e.to_string()))?
+        }
+        Some(Value::Number(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_amount",
+                "amount must be a JSON string such as \"0.084215\", never a number",
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_amount",
+                "amount must be a decimal string",
+            ));
+        }
+        None => return Err(ApiError::bad_request("missing_field", "amount is required")),
+    };
+    let external_id = match obj.get("external_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_EXTERNAL_ID_CHARS => Some(s.clone()),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_external_id",
+                format!("external_id must be a non-empty string of at most {MAX_EXTERNAL_ID_CHARS} characters"),
+            ));
+        }
+    };
+    let metadata = match obj.get("metadata") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::Object(m)) => {
+            let v = Value::Object(m.clone());
+            if serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(usize::MAX) > MAX_METADATA_BYTES {
+                return Err(ApiError::bad_request(
+                    "invalid_metadata",
+                    format!("metadata is limited to {MAX_METADATA_BYTES} bytes of JSON"),
+                ));
+            }
+            v
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_metadata",
+                "metadata must be a JSON object",
+            ));
+        }
+    };
+    let expires_in = optional_int(&obj, "expires_in", "invalid_expires_in", 1, MAX_EXPIRES_IN_SECONDS)?;
+    let confirmations =
+        optional_int(&obj, "confirmations", "invalid_confirmations", 1, MAX_CONFIRMATIONS)?.map(|c| c as u32);
+    let address = match obj.get("address") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(a)) => Some(
+            canonical_address(asset, network, a)
+                .map_err(|e| ApiError::bad_request("invalid_address", e.to_string()))?,
+        ),
+        Some(_) => return Err(ApiError::bad_request("invalid_address", "address must be a string")),
+    };
+    let tag = optional_int(&obj, "tag", "invalid_tag", 0, u64::from(u32::MAX))?.map(|t| t as u32);
+    Ok(NewIntent {
+        asset,
+        amount,
+        external_id,
+        metadata,
+        expires_in,
+        confirmations,
+        address,
+        tag,
+    })
+}
+
+fn optional_int(
+    obj: &Map<String, Value>,
+    field: &str,
+    code: &'static str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
+            _ => Err(ApiError::bad_request(
+                code,
+                format!("{field} must be an integer from {min} to {max}"),
+            )),
+        },
+        Some(_) => Err(ApiError::bad_request(
+            code,
+            format!("{field} must be an integer from {min} to {max}"),
+        )),
+    }
+}
+
+fn intent_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(id) = path.map_err(|_| ApiError::bad_request("invalid_id", "malformed intent id"))?;
+    if !id.starts_with("pi_") || id.len() > 64 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no intent {id:?}"),
+        ));
+    }
+    Ok(id)
+}
+
+pub async fn show(State(app): State<Arc<App>>, path: Result<Path<String>, PathRejection>) -> ApiResult {
+    let id = intent_id(path)?;
+    match app.engine.store.intent(&id).map_err(ApiError::internal)? {
+        Some(view) => Ok(Json(view).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no intent {id:?}"),
+        )),
+    }
+}
+
+pub async fn cancel(State(app): State<Arc<App>>, path: Result<Path<String>, PathRejection>) -> ApiResult {
+    let id = intent_id(path)?;
+    match app.engine.cancel_intent(id.clone()).await.map_err(ApiError::internal)? {
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no intent {id:?}"),
+        )),
+        Some(Err(refused)) => Err(ApiError::new(StatusCode::CONFLICT, "not_cancellable", refused)),
+        Some(Ok(view)) => Ok(Json(view).into_response()),
+    }
+}
+
+pub async fn list(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> ApiResult {
+    let pairs = query_pairs(raw.as_deref());
+    only_params(&pairs, &["status", "asset", "external_id", "limit", "after"])?;
+    let status = match param(&pairs, "status") {
+        None | Some("") => None,
+        Some(s) => Some(IntentStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                format!("status {s:?} is not awaiting, detected, confirmed, expired or cancelled"),
+            )
+        })?),
+    };
+    let filter = IntentFilter {
+        status,
+        asset: super::asset_param(&app, &pairs)?,
+        external_id: param(&pairs, "external_id")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        after: param(&pairs, "after").filter(|s| !s.is_empty()).map(str::to_string),
+        limit: int_param(&pairs, "limit", LIST_DEFAULT, 1, LIST_MAX)? as usize,
+    };
+    let (intents, next) = app.engine.store.list_intents(&filter).map_err(ApiError::internal)?;
+    Ok(Json(json!({"intents": intents, "next": next})).into_response())
+}

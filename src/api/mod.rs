@@ -1,0 +1,214 @@
+//! The local HTTP API (SPEC §4): bearer-token auth on `/v1`, JSON bodies of
+//! at most 64 KiB, one error format, and no input that yields a 5xx.
+//!
+//! `run(listener, app, shutdown)` takes its listener and shutdown future as
+//! parameters, so tests bind port 0 and share the production path.
+
+mod feed;
+mod intents;
+mod status;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use paywatch_chains::{Network, Secret};
+use paywatch_state::Asset;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+use crate::engine::Engine;
+
+/// Largest accepted request body (SPEC §4).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest `wait` of the event feed long-poll, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+/// Shared state of the handlers.
+pub struct App {
+    pub engine: Arc<Engine>,
+    pub token: Secret,
+    pub networks: HashMap<Asset, Network>,
+}
+
+/// An API error: `{"error": {"code", "message"}}` with its HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// A failure of paywatch itself (disk, store); logged, never a client's fault.
+    pub fn internal(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %error, "request failed inside paywatch");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "paywatch could not complete the request; see its logs",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+pub fn router(app: Arc<App>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/intents", post(intents::create).get(intents::list))
+        .route("/v1/intents/{id}", get(intents::show))
+        .route("/v1/intents/{id}/cancel", post(intents::cancel))
+        .route("/v1/transfers", get(feed::transfers))
+        .route("/v1/events", get(feed::events))
+        .route("/v1/status", get(status::status))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+    Router::new()
+        .merge(v1)
+        .route("/metrics", get(status::metrics))
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
+async fn require_token(State(app): State<Arc<App>>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if tokens_equal(token, app.token.expose()) => next.run(request).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong API token").into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <token>",
+        )
+        .into_response(),
+    }
+}
+
+/// Compares in time independent of where the tokens differ (and of their
+/// lengths): both are hashed first, then every byte is compared.
+fn tokens_equal(a: &str, b: &str) -> bool {
+    let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    ha.iter().zip(hb.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Query parameters as (name, value) pairs; the handlers reject unknown names.
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Rejects any query parameter not in `allowed`.
+pub fn only_params(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), ApiError> {
+    for (name, _) in pairs {
+        if !allowed.contains(&name.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("unknown query parameter {name:?}; allowed: {}", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// A bounded integer query parameter.
+pub fn int_param(pairs: &[(String, String)], name: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
+    match param(pairs, name) {
+        None => Ok(default),
+        Some(text) => match text.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("{name} must be an integer from {min} to {max}"),
+            )),
+        },
+    }
+}
+
+pub fn asset_param(app: &App, pairs: &[(String, String)]) -> Result<Option<Asset>, ApiError> {
+    match param(pairs, "asset") {
+        None | Some("") => Ok(None),
+        Some(code) => code
+            .parse::<Asset>()
+            .map(Some)
+            .map_err(|e| ApiError::bad_request("invalid_asset", e.to_string()))
+            .and_then(|a| match a {
+                Some(asset) if app.engine.policy(asset).is_none() => Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "asset_not_configured",
+                    format!("{asset} is not configured"),
+                )),
+                other => Ok(other),
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn token_comparison() {
+        assert!(super::tokens_equal("abc", "abc"));
+        assert!(!super::tokens_equal("abc", "abd"));
+        assert!(!super::tokens_equal("abc", "abcd"));
+        assert!(!super::tokens_equal("", "abc"));
+    }
+}

@@ -1,0 +1,85 @@
+//! `GET /v1/status`, `/metrics`, `/healthz`, `/readyz`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use paywatch_state::IntentStatus;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiResult, App};
+
+pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
+    let engine = &app.engine;
+    let mut assets = serde_json::Map::new();
+    for asset in engine.assets() {
+        let h = engine.health(asset).unwrap_or_default();
+        let lag = match (h.tip_height, h.scanned_height) {
+            (Some(t), Some(s)) => Some(t.saturating_sub(s)),
+            _ => None,
+        };
+        assets.insert(
+            asset.code().to_string(),
+            json!({
+                "backend": h.backend,
+                "healthy": h.healthy,
+                "tip_height": h.tip_height,
+                "scanned_height": h.scanned_height,
+                "lag": lag,
+                "last_poll_at": h.last_poll_at,
+                "last_error": h.last_error,
+            }),
+        );
+    }
+    let mut intents: BTreeMap<&'static str, u64> = IntentStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    for (_, status, n) in engine.store.intent_counts().map_err(ApiError::internal)? {
+        *intents.entry(status.as_str()).or_default() += n;
+    }
+    let webhooks = engine.store.outbox_stats().map_err(ApiError::internal)?;
+    let uptime = (engine.clock.now() - engine.started_at).num_seconds().max(0);
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": uptime,
+        "assets": Value::Object(assets),
+        "intents": intents,
+        "webhooks": {"backlog": webhooks.backlog, "failed": webhooks.failed},
+    }))
+    .into_response())
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
+    let engine = &app.engine;
+    let m = &engine.metrics;
+    for (asset, status, n) in engine.store.intent_counts().map_err(ApiError::internal)? {
+        m.intents
+            .with_label_values(&[asset.code(), status.as_str()])
+            .set(n as i64);
+    }
+    if let Ok(stats) = engine.store.outbox_stats() {
+        m.webhook_backlog.set(stats.backlog as i64);
+        m.webhook_failed.set(stats.failed as i64);
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        m.render(),
+    )
+        .into_response())
+}
+
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if app.engine.ready() {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": "not every chain has been polled yet"})),
+        )
+    }
+}

@@ -1,0 +1,297 @@
+//! The engine: the one place that applies chain data and API requests to the
+//! store, and tells the rest of the daemon (event feed waiters, the webhook
+//! dispatcher, metrics, status) what changed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use paywatch_chains::source::BoxFuture;
+use paywatch_chains::{Clock, PollReport, ScanSink, WatchSet};
+use paywatch_state::{
+    Applied, Asset, AssetPolicy, BlockRef, CreateError, CreateOutcome, Event, EventType, IntentView, NewIntent,
+    ScanUpdate, Store,
+};
+use tokio::sync::{Notify, watch};
+
+use crate::metrics::Metrics;
+
+/// What `/v1/status` shows per asset; kept in memory, rebuilt by the first poll.
+#[derive(Clone, Debug, Default)]
+pub struct AssetHealth {
+    pub backend: &'static str,
+    pub polled_ok_once: bool,
+    pub healthy: bool,
+    pub tip_height: Option<u64>,
+    pub scanned_height: Option<u64>,
+    pub last_poll_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+pub struct Engine {
+    pub store: Arc<Store>,
+    policies: HashMap<Asset, AssetPolicy>,
+    watch_sets: HashMap<Asset, RwLock<Arc<WatchSet>>>,
+    health: HashMap<Asset, Mutex<AssetHealth>>,
+    /// Newest event seq, for long-polling feed readers.
+    last_seq: watch::Sender<u64>,
+    /// Wakes the webhook dispatcher when events were appended.
+    pub webhook_wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<Store>,
+        assets: Vec<(AssetPolicy, &'static str)>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Engine> {
+        let mut policies = HashMap::new();
+        let mut watch_sets = HashMap::new();
+        let mut health = HashMap::new();
+        for (policy, backend) in assets {
+            let asset = policy.asset;
+            store.watch_addresses(asset, &policy.addresses)?;
+            let addresses: HashSet<String> = store.watched_addresses(asset)?.into_iter().collect();
+            watch_sets.insert(asset, RwLock::new(Arc::new(WatchSet { version: 1, addresses })));
+            let scanned = store.chain_state(asset)?.map(|c| c.cursor.height);
+            health.insert(
+                asset,
+                Mutex::new(AssetHealth {
+                    backend,
+                    scanned_height: scanned,
+                    ..AssetHealth::default()
+                }),
+            );
+            policies.insert(asset, policy);
+        }
+        let (last_seq, _) = watch::channel(store.last_seq()?);
+        Ok(Engine {
+            store,
+            policies,
+            watch_sets,
+            health,
+            last_seq,
+            webhook_wake: Arc::new(Notify::new()),
+            metrics,
+            started_at: clock.now(),
+            clock,
+        })
+    }
+
+    pub fn policy(&self, asset: Asset) -> Option<&AssetPolicy> {
+        self.policies.get(&asset)
+    }
+
+    pub fn assets(&self) -> Vec<Asset> {
+        let mut a: Vec<Asset> = self.policies.keys().copied().collect();
+        a.sort();
+        a
+    }
+
+    pub fn health(&self, asset: Asset) -> Option<AssetHealth> {
+        self.health
+            .get(&asset)
+            .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Ready once every configured chain answered a poll.
+    pub fn ready(&self) -> bool {
+        self.health
+            .values()
+            .all(|h| h.lock().unwrap_or_else(|p| p.into_inner()).polled_ok_once)
+    }
+
+    pub fn subscribe_events(&self) -> watch::Receiver<u64> {
+        self.last_seq.subscribe()
+    }
+
+    /// Creates an intent durably (on a blocking thread: the commit fsyncs).
+    pub async fn create_intent(self: &Arc<Self>, req: NewIntent) -> Result<CreateOutcome, CreateError> {
+        let engine = self.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let Some(policy) = engine.policies.get(&req.asset) else {
+                return Err(CreateError::NotAllowed(format!("{} is not configured", req.asset)));
+            };
+            engine.store.create_intent(policy, req, engine.clock.now())
+        })
+        .await
+        .map_err(|e| CreateError::NotAllowed(format!("internal task failed: {e}")))??;
+        if let CreateOutcome::Created(view) = &outcome {
+            self.watch_address(view.asset, &view.address);
+        }
+        Ok(outcome)
+    }
+
+    pub async fn cancel_intent(self: &Arc<Self>, id: String) -> anyhow::Result<Option<Result<IntentView, String>>> {
+        let engine = self.clone();
+        let result = tokio::task::spawn_blocking(move || engine.store.cancel_intent(&id, engine.clock.now())).await??;
+        Ok(match result {
+            None => None,
+            Some(Err(refused)) => Some(Err(refused.to_string())),
+            Some(Ok((view, events))) => {
+                self.publish(&events);
+                Some(Ok(view))
+            }
+        })
+    }
+
+    fn watch_address(&self, asset: Asset, address: &str) {
+        let Some(lock) = self.watch_sets.get(&asset) else {
+            return;
+        };
+        let mut guard = lock.write().unwrap_or_else(|p| p.into_inner());
+        if !guard.addresses.contains(address) {
+            let mut next = (**guard).clone();
+            next.addresses.insert(address.to_string());
+            next.version += 1;
+            *guard = Arc::new(next);
+        }
+    }
+
+    fn watch_set(&self, asset: Asset) -> Arc<WatchSet> {
+        self.watch_sets
+            .get(&asset)
+            .map(|l| l.read().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    /// Tells feed readers, the webhook dispatcher and metrics about new events.
+    fn publish(&self, events: &[Event]) {
+        let Some(last) = events.last() else { return };
+        for e in events {
+            let asset = e.asset().map(|a| a.code()).unwrap_or("");
+            self.metrics
+                .transitions
+                .with_label_values(&[asset, e.kind.as_str()])
+                .inc();
+            if e.kind == EventType::IntentConfirmed
+                && let Some(intent) = &e.intent
+                && let (Some(detected), Some(confirmed)) = (intent.detected_at, intent.confirmed_at)
+            {
+                let secs = (confirmed - detected).num_milliseconds().max(0) as f64 / 1000.0;
+                self.metrics
+                    .detection_to_confirmation
+                    .with_label_values(&[asset])
+                    .observe(secs);
+            }
+        }
+        self.last_seq.send_replace(last.seq);
+        self.webhook_wake.notify_one();
+    }
+
+    fn record_poll(&self, report: &PollReport) {
+        let asset = report.asset.code();
+        let m = &self.metrics;
+        m.poll_duration
+            .with_label_values(&[asset])
+            .observe(report.duration.as_secs_f64());
+        if let Some((kind, _)) = &report.error {
+            m.poll_errors.with_label_values(&[asset, kind]).inc();
+        }
+        let Some(lock) = self.health.get(&report.asset) else {
+            return;
+        };
+        let mut h = lock.lock().unwrap_or_else(|p| p.into_inner());
+        h.last_poll_at = Some(report.started_at);
+        if let Some(tip) = &report.tip {
+            h.tip_height = Some(tip.height);
+        }
+        if let Some(scanned) = report.scanned {
+            h.scanned_height = Some(scanned);
+        }
+        match &report.error {
+            None => {
+                h.healthy = true;
+                h.polled_ok_once = true;
+                h.last_error = None;
+            }
+            Some((_, message)) => {
+                h.healthy = false;
+                h.last_error = Some(message.clone());
+            }
+        }
+        if let Some(tip) = h.tip_height {
+            m.tip_height.with_label_values(&[asset]).set(tip as i64);
+            if let Some(scanned) = h.scanned_height {
+                m.scanned_height.with_label_values(&[asset]).set(scanned as i64);
+                m.lag_blocks
+                    .with_label_values(&[asset])
+                    .set(tip.saturating_sub(scanned) as i64);
+            }
+        }
+    }
+
+    /// The poller's view of one asset.
+    pub fn sink(self: &Arc<Self>, asset: Asset) -> Arc<dyn ScanSink> {
+        Arc::new(AssetSink {
+            engine: self.clone(),
+            asset,
+        })
+    }
+}
+
+struct AssetSink {
+    engine: Arc<Engine>,
+    asset: Asset,
+}
+
+impl ScanSink for AssetSink {
+    fn cursor(&self) -> Result<Option<BlockRef>, String> {
+        self.engine
+            .store
+            .chain_state(self.asset)
+            .map(|c| c.map(|c| c.cursor))
+            .map_err(|e| e.to_string())
+    }
+
+    fn known_hash(&self, height: u64) -> Option<String> {
+        self.engine.store.block_hash(self.asset, height).ok().flatten()
+    }
+
+    fn watch(&self) -> Arc<WatchSet> {
+        self.engine.watch_set(self.asset)
+    }
+
+    fn apply(&self, update: ScanUpdate) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let engine = self.engine.clone();
+            let asset = self.asset;
+            let applied: Applied = tokio::task::spawn_blocking(move || {
+                let policy = engine.policies.get(&asset).ok_or("asset not configured")?;
+                engine
+                    .store
+                    .apply_scan_counted(policy, &update, engine.clock.now())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| format!("apply task failed: {e}"))??;
+            let code = self.asset.code();
+            let m = &self.engine.metrics;
+            m.transfers
+                .with_label_values(&[code, "true"])
+                .inc_by(applied.matched_transfers);
+            m.transfers
+                .with_label_values(&[code, "false"])
+                .inc_by(applied.unmatched_transfers);
+            for e in &applied.events {
+                tracing::info!(
+                    asset = code,
+                    seq = e.seq,
+                    event = e.kind.as_str(),
+                    intent = e.intent.as_ref().map(|i| i.id.as_str()).unwrap_or("-"),
+                    "event"
+                );
+            }
+            self.engine.publish(&applied.events);
+            Ok(())
+        })
+    }
+
+    fn report(&self, report: &PollReport) {
+        self.engine.record_poll(report);
+    }
+}

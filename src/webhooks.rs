@@ -1,0 +1,239 @@
+//! Webhook delivery from the persistent outbox (SPEC §5).
+//!
+//! At-least-once, in `seq` order per intent, surviving restarts: an event's
+//! outbox entry is written in the same commit as the event, and leaves the
+//! outbox only after a 2xx. A failure pauses the whole dispatcher for the
+//! entry's backoff (the receiver is most likely down for all of them), and an
+//! entry older than `max_age` is given up, marked failed, and no longer holds
+//! back its intent's later events.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use paywatch_state::{OutboxEntry, Store};
+use sha2::Sha256;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WebhookConfig;
+use crate::metrics::Metrics;
+
+/// How many outbox entries one pass looks at.
+const PASS_SIZE: usize = 500;
+/// Idle re-check even without a wake-up (catches entries whose backoff ended).
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`.
+pub fn signature_header(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String {
+    // HMAC accepts keys of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(unix_seconds.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={unix_seconds},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub struct Dispatcher {
+    store: Arc<Store>,
+    config: WebhookConfig,
+    http: reqwest::Client,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+enum Attempt {
+    Delivered,
+    Failed(String),
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<Store>,
+        config: WebhookConfig,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Dispatcher> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("paywatch/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Dispatcher {
+            store,
+            config,
+            http,
+            wake,
+            metrics,
+        })
+    }
+
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            let pause = match self.pass(&cancel).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "webhook outbox unreadable; retrying");
+                    Some(Duration::from_secs(5))
+                }
+            };
+            match pause {
+                // The receiver failed: wait out the backoff before anything else.
+                Some(d) => tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(d) => {}
+                },
+                None => tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_RECHECK) => {}
+                },
+            }
+        }
+    }
+
+    /// Delivers every due entry in order. Returns how long to pause when a
+    /// delivery failed, or `None` when the pass ran through.
+    async fn pass(&self, cancel: &CancellationToken) -> anyhow::Result<Option<Duration>> {
+        self.refresh_gauges();
+        let entries = self.store.outbox(PASS_SIZE)?;
+        let mut held_back: HashSet<String> = HashSet::new();
+        let mut earliest_wait: Option<Duration> = None;
+        for entry in entries {
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+            if held_back.contains(&entry.ordering_key) {
+                continue;
+            }
+            let now = Utc::now();
+            if age(&entry, now) > self.config.max_age {
+                let why = entry.last_error.clone().unwrap_or_else(|| "never delivered".into());
+                tracing::warn!(seq = entry.seq, event_id = %entry.event_id, error = %why, "webhook delivery given up after max_age");
+                self.store.outbox_give_up(entry, why)?;
+                self.metrics.webhook_deliveries.with_label_values(&["failed"]).inc();
+                continue;
+            }
+            if entry.next_attempt_at > now {
+                let wait = (entry.next_attempt_at - now).to_std().unwrap_or_default();
+                earliest_wait = Some(earliest_wait.map_or(wait, |w| w.min(wait)));
+                held_back.insert(entry.ordering_key.clone());
+                continue;
+            }
+            match self.attempt(&entry).await {
+                Attempt::Delivered => {
+                    self.store.outbox_delivered(entry.seq)?;
+                    self.metrics.webhook_deliveries.with_label_values(&["delivered"]).inc();
+                }
+                Attempt::Failed(error) => {
+                    let delay = self.backoff(entry.attempts + 1);
+                    tracing::warn!(seq = entry.seq, event_id = %entry.event_id, attempts = entry.attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "webhook delivery failed");
+                    let next = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                    self.store.outbox_retry(entry, next, error)?;
+                    self.metrics.webhook_deliveries.with_label_values(&["retry"]).inc();
+                    self.refresh_gauges();
+                    return Ok(Some(delay));
+                }
+            }
+        }
+        self.refresh_gauges();
+        // Entries waiting out a backoff: come back when the first is due.
+        Ok(earliest_wait.filter(|w| *w < IDLE_RECHECK))
+    }
+
+    async fn attempt(&self, entry: &OutboxEntry) -> Attempt {
+        let event = match self.store.event(entry.seq) {
+            Ok(Some(e)) => e,
+            Ok(None) => return Attempt::Failed(format!("event {} missing from the log", entry.seq)),
+            Err(e) => return Attempt::Failed(format!("cannot read event: {e}")),
+        };
+        let body = match serde_json::to_vec(&event) {
+            Ok(b) => b,
+            Err(e) => return Attempt::Failed(format!("cannot encode event: {e}")),
+        };
+        let t = Utc::now().timestamp();
+        let started = Instant::now();
+        let result = self
+            .http
+            .post(&self.config.url)
+            .header("Content-Type", "application/json")
+            .header("Paywatch-Event-Id", &event.id)
+            .header("Paywatch-Event-Type", event.kind.as_str())
+            .header(
+                "Paywatch-Signature",
+                signature_header(self.config.secret.expose().as_bytes(), t, &body),
+            )
+            .body(body)
+            .send()
+            .await;
+        self.metrics
+            .webhook_delivery_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(resp) if resp.status().is_success() => Attempt::Delivered,
+            Ok(resp) => Attempt::Failed(format!("receiver answered HTTP {}", resp.status().as_u16())),
+            Err(e) if e.is_timeout() => Attempt::Failed(format!("no answer within {}s", self.config.timeout.as_secs())),
+            Err(e) => Attempt::Failed(format!("cannot reach receiver: {}", without_url(&e))),
+        }
+    }
+
+    /// Exponential from `retry_initial`, capped at `retry_max`, with jitter
+    /// in [50%, 100%] so that many paused senders do not retry in lockstep.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let exp = self
+            .config
+            .retry_initial
+            .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
+        let capped = exp.min(self.config.retry_max);
+        let mut b = [0u8; 4];
+        let jitter = if getrandom::fill(&mut b).is_ok() {
+            f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+        } else {
+            0.5
+        };
+        capped.mul_f64(0.5 + jitter / 2.0)
+    }
+
+    fn refresh_gauges(&self) {
+        if let Ok(stats) = self.store.outbox_stats() {
+            self.metrics.webhook_backlog.set(stats.backlog as i64);
+            self.metrics.webhook_failed.set(stats.failed as i64);
+        }
+    }
+}
+
+fn age(entry: &OutboxEntry, now: DateTime<Utc>) -> Duration {
+    (now - entry.created_at).to_std().unwrap_or_default()
+}
+
+/// reqwest errors print the URL, which may carry credentials.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut shown = e.to_string();
+    if let Some(url) = e.url() {
+        shown = shown.replace(url.as_str(), "<webhook url>");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        shown.push_str(": ");
+        shown.push_str(&s.to_string());
+        source = s.source();
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_an_independent_hmac() {
+        // printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac whsec
+        let header = signature_header(b"whsec", 1_700_000_000, br#"{"a":1}"#);
+        assert_eq!(
+            header,
+            "t=1700000000,v1=8ad37ba156048ae0e0a5533c75cdf26fee88b07f93cb57ee4c80adb053012032"
+        );
+    }
+}
