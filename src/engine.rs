@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use paywatch_chains::source::BoxFuture;
 use paywatch_chains::{Clock, PollReport, ScanSink, WatchSet};
 use paywatch_state::{
-    Applied, Asset, AssetPolicy, BlockRef, CreateError, CreateOutcome, Event, EventType, IntentView, NewIntent,
+    Applied, Asset, AssetPolicy, BlockRef, CancelOutcome, CreateError, CreateOutcome, Event, EventType, NewIntent,
     ScanUpdate, Store,
 };
 use tokio::sync::{Notify, watch};
@@ -126,17 +126,14 @@ impl Engine {
         Ok(outcome)
     }
 
-    pub async fn cancel_intent(self: &Arc<Self>, id: String) -> anyhow::Result<Option<Result<IntentView, String>>> {
+    pub async fn cancel_intent(self: &Arc<Self>, id: String) -> anyhow::Result<CancelOutcome> {
         let engine = self.clone();
-        let result = tokio::task::spawn_blocking(move || engine.store.cancel_intent(&id, engine.clock.now())).await??;
-        Ok(match result {
-            None => None,
-            Some(Err(refused)) => Some(Err(refused.to_string())),
-            Some(Ok((view, events))) => {
-                self.publish(&events);
-                Some(Ok(view))
-            }
-        })
+        let outcome =
+            tokio::task::spawn_blocking(move || engine.store.cancel_intent(&id, engine.clock.now())).await??;
+        if let CancelOutcome::Cancelled(_, events) = &outcome {
+            self.publish(events);
+        }
+        Ok(outcome)
     }
 
     fn watch_address(&self, asset: Asset, address: &str) {

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use paywatch_chains::canonical_address;
 use paywatch_state::amount::parse_amount;
-use paywatch_state::{Asset, CreateError, CreateOutcome, IntentFilter, IntentStatus, NewIntent};
+use paywatch_state::{Asset, CancelOutcome, CreateError, CreateOutcome, IntentFilter, IntentStatus, NewIntent};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiResult, App, MAX_BODY_BYTES, int_param, only_params, param, query_pairs};
@@ -236,13 +236,17 @@ pub async fn show(State(app): State<Arc<App>>, path: Result<Path<String>, PathRe
 pub async fn cancel(State(app): State<Arc<App>>, path: Result<Path<String>, PathRejection>) -> ApiResult {
     let id = intent_id(path)?;
     match app.engine.cancel_intent(id.clone()).await.map_err(ApiError::internal)? {
-        None => Err(ApiError::new(
+        CancelOutcome::NotFound => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no intent {id:?}"),
         )),
-        Some(Err(refused)) => Err(ApiError::new(StatusCode::CONFLICT, "not_cancellable", refused)),
-        Some(Ok(view)) => Ok(Json(view).into_response()),
+        CancelOutcome::Refused(refused) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_cancellable",
+            refused.to_string(),
+        )),
+        CancelOutcome::Cancelled(view, _) => Ok(Json(view).into_response()),
     }
 }
 

@@ -31,7 +31,7 @@ pub use model::{
     TransferKey, TransferStatus, TransferView,
 };
 pub use scan::{AssetPolicy, Observation, ScanUpdate};
-pub use store::TransferFilter;
 pub use store::{
-    Applied, CreateError, CreateOutcome, IntentFilter, NewIntent, OutboxEntry, OutboxStats, Store, StoreError,
+    Applied, CancelOutcome, CreateError, CreateOutcome, IntentFilter, NewIntent, OutboxEntry, OutboxStats, Store,
+    StoreError, TransferFilter,
 };

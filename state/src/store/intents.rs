@@ -38,6 +38,15 @@ impl NewIntent {
     }
 }
 
+/// What `cancel_intent` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CancelOutcome {
+    NotFound,
+    Refused(NotCancellable),
+    /// The cancelled intent and the `intent.cancelled` event.
+    Cancelled(Box<IntentView>, Vec<crate::Event>),
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum CreateOutcome {
     Created(IntentView),
@@ -88,47 +97,35 @@ impl Store {
         req: NewIntent,
         now: DateTime<Utc>,
     ) -> Result<CreateOutcome, CreateError> {
-        let mut created = None;
-        let outcome = self.write(|tx| match create_in(tx, policy, &req, now) {
-            Ok(outcome) => Ok(Ok(outcome)),
+        // Refusals are answers, not failures: the transaction commits nothing
+        // for them but must not turn them into store errors.
+        self.write(|tx| match create_in(tx, policy, &req, now) {
             Err(CreateError::Store(e)) => Err(e),
-            Err(refusal) => Ok(Err(refusal)),
-        })?;
-        if let Ok(CreateOutcome::Created(view)) = &outcome {
-            created = Some(view.id.clone());
-        }
-        if let Some(id) = created {
-            tracing::debug!(intent = %id, asset = %policy.asset, "intent created");
-        }
-        outcome
+            answer => Ok(answer),
+        })?
     }
 
     /// `awaiting` -> `cancelled`; the address, tag or amount stays reserved
     /// for the late window.
-    pub fn cancel_intent(
-        &self,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Result<(IntentView, Vec<crate::Event>), NotCancellable>>, StoreError> {
+    pub fn cancel_intent(&self, id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
         self.write(|tx| {
             let Some(mut intent) = tx.intent(id)? else {
-                return Ok(None);
+                return Ok(CancelOutcome::NotFound);
             };
             let before = intent.status;
-            match machine::cancel(&mut intent, now) {
-                Err(refused) => Ok(Some(Err(refused))),
-                Ok(kind) => {
-                    tx.unmark(
-                        OPEN_BY_EXPIRY,
-                        &expiry_key(intent.asset.code(), intent.expires_at.timestamp_millis(), &intent.id),
-                    )?;
-                    tx.count_status(intent.asset, Some(before), intent.status)?;
-                    tx.put_intent(&intent)?;
-                    tx.emit(kind, Some(&intent), None, now)?;
-                    let view = tx.intent_view(&intent)?;
-                    Ok(Some(Ok((view, std::mem::take(&mut tx.events)))))
-                }
-            }
+            let kind = match machine::cancel(&mut intent, now) {
+                Ok(kind) => kind,
+                Err(refused) => return Ok(CancelOutcome::Refused(refused)),
+            };
+            tx.unmark(
+                OPEN_BY_EXPIRY,
+                &expiry_key(intent.asset.code(), intent.expires_at.timestamp_millis(), &intent.id),
+            )?;
+            tx.count_status(intent.asset, Some(before), intent.status)?;
+            tx.put_intent(&intent)?;
+            tx.emit(kind, Some(&intent), None, now)?;
+            let view = tx.intent_view(&intent)?;
+            Ok(CancelOutcome::Cancelled(Box::new(view), std::mem::take(&mut tx.events)))
         })
     }
 

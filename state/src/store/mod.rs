@@ -25,7 +25,7 @@ use redb::{Database, ReadableDatabase};
 
 pub use apply::Applied;
 pub use feed::{OutboxEntry, OutboxStats, TransferFilter};
-pub use intents::{CreateError, CreateOutcome, IntentFilter, NewIntent};
+pub use intents::{CancelOutcome, CreateError, CreateOutcome, IntentFilter, NewIntent};
 
 use crate::Asset;
 use crate::model::ChainState;

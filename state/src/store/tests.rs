@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use super::*;
 use crate::model::*;
 use crate::scan::{AssetPolicy, Observation, ScanUpdate};
-use crate::{CreateOutcome, MatchMode, NewIntent};
+use crate::{CancelOutcome, CreateOutcome, MatchMode, NewIntent};
 
 fn t(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
@@ -275,7 +275,9 @@ fn late_and_unmatched_payments_are_recorded() {
     let policy = AssetPolicy::defaults(crate::Asset::Ltc, vec!["A1".into()]);
     let (_dir, store, mut chain) = setup(&policy);
     let intent = created(store.create_intent(&policy, new_intent(crate::Asset::Ltc, "1"), t(1)));
-    let (_, events) = store.cancel_intent(&intent.id, t(2)).unwrap().unwrap().unwrap();
+    let CancelOutcome::Cancelled(_, events) = store.cancel_intent(&intent.id, t(2)).unwrap() else {
+        panic!()
+    };
     assert_eq!(kinds(&events), [EventType::IntentCancelled]);
     // The address stays reserved for the late window.
     assert!(matches!(
@@ -353,7 +355,10 @@ fn tags_are_never_reused() {
     req.tag = Some(4_000_000_000);
     let a = created(store.create_intent(&policy, req.clone(), t(1)));
     assert_eq!(a.tag, Some(4_000_000_000));
-    store.cancel_intent(&a.id, t(2)).unwrap().unwrap().unwrap();
+    assert!(matches!(
+        store.cancel_intent(&a.id, t(2)).unwrap(),
+        CancelOutcome::Cancelled(..)
+    ));
     let much_later = t(2) + Duration::days(30);
     assert!(matches!(
         store.create_intent(&policy, req, much_later),
@@ -618,7 +623,7 @@ proptest! {
                 Op::Cancel { nth } => {
                     if sim.intents.is_empty() { continue; }
                     let id = sim.intents[nth as usize % sim.intents.len()].clone();
-                    store.cancel_intent(&id, sim.now).unwrap().unwrap().ok();
+                    store.cancel_intent(&id, sim.now).unwrap();
                 }
                 Op::Advance { minutes } => {
                     sim.now += Duration::minutes(i64::from(minutes));

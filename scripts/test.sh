@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs the local nodes the
+# end-to-end tests need (litecoind from Debian's packages) if missing, then
+# runs formatting and lint checks and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+LITECOIND=$(ensure_litecoind)
+export LITECOIND
+echo "==> litecoind: $LITECOIND"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "==> cargo test"
+cargo test --workspace --all-targets

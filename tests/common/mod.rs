@@ -1,0 +1,42 @@
+//! Test harness for end-to-end tests: real nodes, the real `paywatch`
+//! binary, a webhook receiver and a loopback proxy that can simulate outages.
+//!
+//! A test that needs a node fails loudly when the node binary is missing
+//! (run `scripts/test.sh`, which installs it).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod litecoind;
+pub mod paywatch;
+pub mod proxy;
+pub mod receiver;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
