@@ -31,6 +31,8 @@ use crate::config::Config;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for every HTTPS client of the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     cli::main()
 }
 

@@ -15,9 +15,6 @@ use rust_decimal::Decimal;
 
 use crate::model::{EventType, Flag, Intent, IntentStatus, Transfer, TransferStatus, confirmations_at};
 
-/// Coinbase outputs cannot be spent before this depth (Bitcoin and Litecoin consensus).
-pub const COINBASE_MATURITY: u64 = 100;
-
 /// What the chain says, as far as confirming a transfer needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainView {
@@ -27,8 +24,9 @@ pub struct ChainView {
     pub finalized: Option<u64>,
 }
 
-/// Whether a transfer is confirmed: deep enough (a floor of 1, 100 for
-/// coinbase), and at or below the chain's finality signal where it has one.
+/// Whether a transfer is confirmed: deep enough (a floor of 1, and the
+/// chain's own maturity such as 100 for coinbase), and at or below the
+/// chain's finality signal where it has one.
 pub fn transfer_confirmed(transfer: &Transfer, required: u32, chain: &ChainView) -> bool {
     let Some(height) = transfer.block_height else {
         return false;
@@ -36,10 +34,7 @@ pub fn transfer_confirmed(transfer: &Transfer, required: u32, chain: &ChainView)
     if transfer.status == TransferStatus::Reverted {
         return false;
     }
-    let mut needed = u64::from(required.max(1));
-    if transfer.coinbase {
-        needed = needed.max(COINBASE_MATURITY);
-    }
+    let needed = u64::from(required.max(1).max(transfer.maturity));
     confirmations_at(Some(height), chain.scanned_height) >= needed
         && chain.finalized.is_none_or(|finalized| height <= finalized)
 }
@@ -241,7 +236,7 @@ mod tests {
             amount: amount.parse().expect("decimal"),
             block_height: (status == TransferStatus::Confirmed).then_some(100),
             block_hash: None,
-            coinbase: false,
+            maturity: 0,
             status,
             intent_id: Some("pi_test".into()),
             late: false,
@@ -573,7 +568,7 @@ mod tests {
         t.block_height = None;
         assert!(!transfer_confirmed(&t, 0, &chain), "mempool is never confirmed");
         t.block_height = Some(100);
-        t.coinbase = true;
+        t.maturity = 100;
         assert!(!transfer_confirmed(&t, 2, &chain), "coinbase needs 100");
         assert!(transfer_confirmed(
             &t,
@@ -583,7 +578,7 @@ mod tests {
                 finalized: None
             }
         ));
-        t.coinbase = false;
+        t.maturity = 0;
         let finality = ChainView {
             scanned_height: 200,
             finalized: Some(99),

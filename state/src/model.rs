@@ -164,8 +164,10 @@ pub struct Transfer {
     pub amount: Decimal,
     pub block_height: Option<u64>,
     pub block_hash: Option<String>,
-    /// Coinbase outputs need 100 confirmations whatever the intent asks.
-    pub coinbase: bool,
+    /// Depth the chain itself requires before the output is spendable,
+    /// whatever the intent asks: 100 for coinbase, 6 for Litecoin peg-outs.
+    #[serde(default)]
+    pub maturity: u32,
     pub status: TransferStatus,
     pub intent_id: Option<String>,
     pub late: bool,

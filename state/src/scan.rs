@@ -20,7 +20,8 @@ pub struct Observation {
     pub amount: Decimal,
     /// `None` while in the mempool.
     pub block: Option<BlockRef>,
-    pub coinbase: bool,
+    /// Minimum depth set by the chain (coinbase 100, MWEB peg-out 6), else 0.
+    pub maturity: u32,
 }
 
 /// One step of a scan, applied atomically.

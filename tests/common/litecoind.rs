@@ -39,6 +39,7 @@ impl Litecoind {
     /// Starts a fresh regtest node with a wallet and 101 blocks mined (the
     /// first coinbase is spendable).
     pub async fn start_with(extra_args: &[&str]) -> Litecoind {
+        super::install_tls();
         let datadir = tempfile::tempdir().unwrap();
         let rpc_port = free_port();
         let p2p_port = free_port();

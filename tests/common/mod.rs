@@ -14,6 +14,12 @@ pub mod receiver;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+/// Installs the process-wide TLS provider (as the daemon's `main` does);
+/// reqwest clients cannot be built without one. Idempotent.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

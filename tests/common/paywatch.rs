@@ -48,6 +48,7 @@ impl Paywatch {
     /// Starts paywatch with `assets` (TOML asset tables) and, when given, a
     /// webhook URL; waits until it is ready.
     pub async fn start(assets: impl FnOnce(&std::path::Path) -> String, webhook: Option<&str>) -> Paywatch {
+        super::install_tls();
         let dir = tempfile::tempdir().unwrap();
         let api_port = free_port();
         std::fs::write(dir.path().join("api-token-file"), TOKEN).unwrap();

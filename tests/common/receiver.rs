@@ -41,6 +41,7 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        super::install_tls();
         let shared = Arc::new(Shared::default());
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))

@@ -1,26 +1,27 @@
 //! The `core-rpc` backend: Bitcoin Core / Litecoin Core JSON-RPC.
 //!
 //! Scans every block from the cursor to the tip in order (raw blocks decoded
-//! with the `bitcoin` crate, exact satoshis, matched on scriptPubKey bytes)
-//! and polls the mempool for 0-conf detection.
+//! by `block.rs`, MWEB included; exact satoshis; matched on scriptPubKey
+//! bytes), detects reorgs by block hash, and polls the mempool for 0-conf
+//! detection.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use bitcoin::consensus::deserialize;
-use bitcoin::{Block, ScriptBuf, Transaction, Txid};
+use bitcoin::{Script, ScriptBuf, Txid};
 use paywatch_state::amount::from_base_units;
 use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::address::{UtxoAddress, parse_btc, parse_ltc};
+use super::address::{AddressError, UtxoAddress, parse_btc, parse_ltc};
+use super::block::{decode_block, decode_mempool_tx};
 use crate::rpc::RpcClient;
-use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet};
+use crate::source::{BoxFuture, ChainSource, KnownHash, ScanBatch, ScanRequest, WatchSet};
 use crate::{ChainError, Network};
 
 /// Scripts watched, mapped to their canonical address text.
-type WatchMap = HashMap<ScriptBuf, String>;
+pub type WatchMap = HashMap<ScriptBuf, String>;
 
 /// An output of a mempool transaction, kept between polls.
 struct MempoolOutput {
@@ -35,8 +36,8 @@ pub struct CoreRpcSource {
     rpc: RpcClient,
     max_blocks_per_step: u64,
     watch_cache: Mutex<(u64, Arc<WatchMap>)>,
-    /// Decoded outputs of every mempool transaction seen, so each poll only
-    /// fetches the new ones.
+    /// Outputs of every mempool transaction seen, so each poll only fetches
+    /// the new ones.
     mempool_cache: Mutex<HashMap<Txid, Arc<Vec<MempoolOutput>>>>,
 }
 
@@ -48,15 +49,20 @@ struct BlockchainInfo {
 }
 
 /// Parses a BTC or LTC address for `network`.
-pub fn parse_utxo_address(
-    asset: Asset,
-    network: Network,
-    text: &str,
-) -> Result<UtxoAddress, super::address::AddressError> {
+pub fn parse_utxo_address(asset: Asset, network: Network, text: &str) -> Result<UtxoAddress, AddressError> {
     match asset {
         Asset::Ltc => parse_ltc(network, text),
         _ => parse_btc(network, text),
     }
+}
+
+/// Builds the script -> address map for a set of canonical addresses.
+pub fn watch_map(asset: Asset, network: Network, addresses: impl IntoIterator<Item = impl AsRef<str>>) -> WatchMap {
+    addresses
+        .into_iter()
+        .filter_map(|a| parse_utxo_address(asset, network, a.as_ref()).ok())
+        .map(|a| (a.script, a.canonical))
+        .collect()
 }
 
 impl CoreRpcSource {
@@ -74,13 +80,10 @@ impl CoreRpcSource {
     fn watch_map(&self, watch: &WatchSet) -> Arc<WatchMap> {
         let mut cache = self.watch_cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.0 != watch.version {
-            let map: WatchMap = watch
-                .addresses
-                .iter()
-                .filter_map(|a| parse_utxo_address(self.asset, self.network, a).ok())
-                .map(|a| (a.script, a.canonical))
-                .collect();
-            *cache = (watch.version, Arc::new(map));
+            *cache = (
+                watch.version,
+                Arc::new(watch_map(self.asset, self.network, &watch.addresses)),
+            );
         }
         cache.1.clone()
     }
@@ -94,13 +97,9 @@ impl CoreRpcSource {
         }
     }
 
-    /// Finds the last block both the node and paywatch agree on. `None` when
-    /// `from` is still on the best chain.
-    async fn find_fork(
-        &self,
-        from: &BlockRef,
-        known: crate::source::KnownHash<'_>,
-    ) -> Result<Option<BlockRef>, ChainError> {
+    /// The last block both the node and paywatch agree on, when `from` has
+    /// left the best chain; `None` when it is still on it.
+    async fn find_fork(&self, from: &BlockRef, known: KnownHash<'_>) -> Result<Option<BlockRef>, ChainError> {
         if self.block_hash(from.height).await?.as_deref() == Some(from.hash.as_str()) {
             return Ok(None);
         }
@@ -110,7 +109,7 @@ impl CoreRpcSource {
             let Some(ours) = known(height) else {
                 return Err(ChainError::Config(format!(
                     "{} reorganized below height {height}, deeper than the block hashes paywatch keeps; \
-                     restore the node or re-create the state directory",
+                     check the node, or re-create the state directory",
                     self.asset
                 )));
             };
@@ -120,38 +119,52 @@ impl CoreRpcSource {
             }
         }
         Err(ChainError::Config(format!(
-            "{}: no common block with the node; is it the right chain?",
+            "{}: no block in common with the node; is it the right chain?",
             self.asset
         )))
     }
 
-    async fn raw_block(&self, hash: &str) -> Result<Block, ChainError> {
+    async fn raw_block(&self, hash: &str) -> Result<Vec<u8>, ChainError> {
         let hex_text: String = self.rpc.call("getblock", json!([hash, 0])).await?;
-        let bytes = hex::decode(hex_text.trim()).map_err(|e| ChainError::garbage("getblock", e))?;
-        deserialize::<Block>(&bytes).map_err(|e| ChainError::garbage(format!("block {hash}"), e))
+        hex::decode(hex_text.trim()).map_err(|e| ChainError::garbage("getblock", e))
     }
 
-    fn observe_tx(
-        &self,
-        tx: &Transaction,
-        watch: &WatchMap,
-        block: Option<&BlockRef>,
-        out: &mut Vec<Observation>,
-    ) -> Result<(), ChainError> {
-        let outputs = tx
-            .output
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (i as u32, &o.script_pubkey, o.value.to_sat()));
-        collect_matches(
-            self.asset,
-            || tx.compute_txid(),
-            tx.is_coinbase(),
-            outputs,
-            watch,
-            block,
-            out,
-        )
+    /// Fetches the outputs of mempool transactions not seen before.
+    async fn refresh_mempool(&self) -> Result<(), ChainError> {
+        let txids: Vec<String> = self.rpc.call("getrawmempool", json!([])).await?;
+        let current: HashSet<Txid> = txids.iter().filter_map(|t| t.parse().ok()).collect();
+        let known: HashSet<Txid> = {
+            let mut cache = self.mempool_cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.retain(|txid, _| current.contains(txid));
+            cache.keys().copied().collect()
+        };
+        for txid in current.difference(&known) {
+            let hex_text: String = match self
+                .rpc
+                .call("getrawtransaction", json!([txid.to_string(), false]))
+                .await
+            {
+                Ok(h) => h,
+                Err(ChainError::Rpc { code: -5, .. }) => continue, // left the mempool meanwhile
+                Err(e) => return Err(e),
+            };
+            let bytes = hex::decode(hex_text.trim()).map_err(|e| ChainError::garbage("getrawtransaction", e))?;
+            let tx =
+                decode_mempool_tx(&bytes).map_err(|e| ChainError::garbage(format!("mempool transaction {txid}"), e))?;
+            let outputs = tx
+                .outputs()
+                .map(|(vout, sats, script)| MempoolOutput {
+                    vout,
+                    script: ScriptBuf::from_bytes(script.to_vec()),
+                    sats,
+                })
+                .collect();
+            self.mempool_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(*txid, Arc::new(outputs));
+        }
+        Ok(())
     }
 }
 
@@ -160,15 +173,15 @@ impl CoreRpcSource {
 fn collect_matches<'s>(
     asset: Asset,
     txid: impl FnOnce() -> Txid,
-    coinbase: bool,
-    outputs: impl Iterator<Item = (u32, &'s ScriptBuf, u64)>,
+    maturity: u32,
+    outputs: impl Iterator<Item = (u32, u64, &'s [u8])>,
     watch: &WatchMap,
     block: Option<&BlockRef>,
     out: &mut Vec<Observation>,
 ) -> Result<(), ChainError> {
     let mut hits: Vec<(u32, &String, u64)> = Vec::new();
-    for (vout, script, sats) in outputs {
-        if let Some(address) = watch.get(script) {
+    for (vout, sats, script) in outputs {
+        if let Some(address) = watch.get(Script::from_bytes(script)) {
             match hits.iter_mut().find(|(_, a, _)| *a == address) {
                 Some(hit) => hit.2 = hit.2.saturating_add(sats),
                 None => hits.push((vout, address, sats)),
@@ -187,10 +200,33 @@ fn collect_matches<'s>(
             tag: None,
             amount: from_base_units(asset, u128::from(sats)).map_err(|e| ChainError::garbage("output value", e))?,
             block: block.cloned(),
-            coinbase,
+            maturity,
         });
     }
     Ok(())
+}
+
+/// Every watched transfer in one raw block (the hot path of a scan).
+pub fn match_block(
+    asset: Asset,
+    bytes: &[u8],
+    here: &BlockRef,
+    watch: &WatchMap,
+) -> Result<Vec<Observation>, ChainError> {
+    let block = decode_block(bytes).map_err(|e| ChainError::garbage(format!("block {}", here.hash), e))?;
+    let mut found = Vec::new();
+    for (i, tx) in block.txs.iter().enumerate() {
+        collect_matches(
+            asset,
+            || tx.txid(),
+            block.maturity(i),
+            tx.outputs(),
+            watch,
+            Some(here),
+            &mut found,
+        )?;
+    }
+    Ok(found)
 }
 
 impl ChainSource for CoreRpcSource {
@@ -234,15 +270,22 @@ impl ChainSource for CoreRpcSource {
                 let Some(hash) = self.block_hash(height).await? else {
                     break;
                 };
-                let block = self.raw_block(&hash).await?;
-                if block.header.prev_blockhash.to_string() != prev.hash {
-                    // The chain changed under us; the next step finds the fork.
+                let bytes = self.raw_block(&hash).await?;
+                let block = decode_block(&bytes).map_err(|e| ChainError::garbage(format!("block {hash}"), e))?;
+                if block.hash().to_string() != hash {
+                    return Err(ChainError::garbage(
+                        format!("block {hash}"),
+                        "its bytes hash to another block",
+                    ));
+                }
+                if block.prev_hash().to_string() != prev.hash {
+                    // The chain changed between calls; the next step finds the fork.
                     break;
                 }
                 let here = BlockRef { height, hash };
-                for tx in &block.txdata {
-                    self.observe_tx(tx, &watch, Some(&here), &mut batch.observations)?;
-                }
+                batch
+                    .observations
+                    .extend(match_block(self.asset, &bytes, &here, &watch)?);
                 batch.blocks.push(here.clone());
                 prev = here;
             }
@@ -254,55 +297,15 @@ impl ChainSource for CoreRpcSource {
     fn mempool<'a>(&'a self, watch: &'a WatchSet) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>> {
         Box::pin(async move {
             let watch = self.watch_map(watch);
-            let txids: Vec<String> = self.rpc.call("getrawmempool", json!([])).await?;
-            let current: HashSet<Txid> = txids.iter().filter_map(|t| t.parse().ok()).collect();
-            let known: HashSet<Txid> = {
-                let mut cache = self.mempool_cache.lock().unwrap_or_else(|p| p.into_inner());
-                cache.retain(|txid, _| current.contains(txid));
-                cache.keys().copied().collect()
-            };
-            for txid in current.difference(&known) {
-                let hex_text: String = match self
-                    .rpc
-                    .call("getrawtransaction", json!([txid.to_string(), false]))
-                    .await
-                {
-                    Ok(h) => h,
-                    Err(ChainError::Rpc { code: -5, .. }) => continue, // left the mempool meanwhile
-                    Err(e) => return Err(e),
-                };
-                let outputs = match hex::decode(hex_text.trim())
-                    .ok()
-                    .and_then(|b| deserialize::<Transaction>(&b).ok())
-                {
-                    Some(tx) => tx
-                        .output
-                        .iter()
-                        .enumerate()
-                        .map(|(i, o)| MempoolOutput {
-                            vout: i as u32,
-                            script: o.script_pubkey.clone(),
-                            sats: o.value.to_sat(),
-                        })
-                        .collect(),
-                    None => {
-                        tracing::debug!(asset = %self.asset, %txid, "mempool transaction not decodable; skipped");
-                        Vec::new()
-                    }
-                };
-                self.mempool_cache
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(*txid, Arc::new(outputs));
-            }
+            self.refresh_mempool().await?;
             let snapshot: Vec<(Txid, Arc<Vec<MempoolOutput>>)> = {
                 let cache = self.mempool_cache.lock().unwrap_or_else(|p| p.into_inner());
                 cache.iter().map(|(t, o)| (*t, o.clone())).collect()
             };
             let mut found = Vec::new();
             for (txid, outputs) in snapshot {
-                let outs = outputs.iter().map(|o| (o.vout, &o.script, o.sats));
-                collect_matches(self.asset, || txid, false, outs, &watch, None, &mut found)?;
+                let outs = outputs.iter().map(|o| (o.vout, o.sats, o.script.as_bytes()));
+                collect_matches(self.asset, || txid, 0, outs, &watch, None, &mut found)?;
             }
             Ok(Some(found))
         })
@@ -320,12 +323,16 @@ mod tests {
         let watched = ScriptBuf::new_witness_program(&program);
         let other = ScriptBuf::new_p2sh(&bitcoin::ScriptHash::all_zeros());
         let watch: WatchMap = [(watched.clone(), "rltc1q-watched".to_string())].into_iter().collect();
-        let outputs = [(0u32, &other, 5u64), (1, &watched, 100_000), (2, &watched, 23)];
+        let outputs = [
+            (0u32, 5u64, other.as_bytes()),
+            (1, 100_000, watched.as_bytes()),
+            (2, 23, watched.as_bytes()),
+        ];
         let mut out = Vec::new();
         collect_matches(
             Asset::Ltc,
             Txid::all_zeros,
-            false,
+            0,
             outputs.into_iter(),
             &watch,
             None,
@@ -335,5 +342,24 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].index, out[0].amount.to_string()), (1, "0.00100023".to_string()));
         assert_eq!(out[0].address, "rltc1q-watched");
+    }
+
+    #[test]
+    fn peg_out_in_a_recorded_block_is_found_with_its_maturity() {
+        let path = format!("{}/testdata/ltc_regtest_mweb_block3.hex", env!("CARGO_MANIFEST_DIR"));
+        let bytes = hex::decode(std::fs::read_to_string(path).expect("fixture").trim()).expect("hex");
+        // The peg-out went to this regtest address (see testdata/README.md).
+        let address = "rltc1qyl4mea0knx3ac9pcvgn6cxy40s63lf8hgpdekv";
+        let watch = watch_map(Asset::Ltc, Network::Regtest, [address]);
+        let block = decode_block(&bytes).expect("decodes");
+        let here = BlockRef {
+            height: 437,
+            hash: block.hash().to_string(),
+        };
+        let found = match_block(Asset::Ltc, &bytes, &here, &watch).expect("matches");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].amount.to_string(), "0.70000000");
+        assert_eq!(found[0].maturity, super::super::block::PEGOUT_MATURITY);
+        assert_eq!(found[0].txid, block.txs.last().expect("hogex").txid().to_string());
     }
 }

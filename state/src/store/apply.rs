@@ -211,7 +211,7 @@ fn observe(
         amount: at_asset_scale(policy.asset, obs.amount),
         block_height: None,
         block_hash: None,
-        coinbase: obs.coinbase,
+        maturity: obs.maturity,
         status: TransferStatus::Pending,
         intent_id: None,
         late: false,

@@ -84,7 +84,7 @@ fn obs(txid: &str, address: &str, amount: &str, height: Option<u64>) -> Observat
         tag: None,
         amount: d(amount),
         block: height.map(block),
-        coinbase: false,
+        maturity: 0,
     }
 }
 
