@@ -8,12 +8,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use paywatch_chains::rpc::RpcAuth;
+use paywatch_chains::utxo::xpub::XpubDeriver;
 use paywatch_chains::{Network, Secret, canonical_address};
 use paywatch_state::amount::parse_amount;
-use paywatch_state::{Asset, AssetPolicy, MatchMode};
+use paywatch_state::{AddressDeriver, Asset, AssetPolicy, Deriver, MatchMode};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
@@ -107,6 +109,7 @@ struct RawAsset {
     match_mode: Option<String>,
     #[serde(default)]
     addresses: Vec<String>,
+    xpub: Option<String>,
     confirmations: Option<u32>,
     poll_interval: Option<String>,
     timeout: Option<String>,
@@ -362,6 +365,23 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
     }
     let mut policy = AssetPolicy::defaults(asset, addresses);
     policy.match_mode = match_mode;
+    if let Some(xpub) = &raw.xpub {
+        if !matches!(asset, Asset::Btc | Asset::Ltc) {
+            return Err(err(
+                k("xpub"),
+                format!("{asset} does not derive addresses from an xpub"),
+            ));
+        }
+        if match_mode != MatchMode::Address {
+            return Err(err(
+                k("xpub"),
+                "xpub needs match = \"address\" (one derived address per intent)",
+            ));
+        }
+        let deriver = XpubDeriver::parse(asset, network, xpub).map_err(|e| err(k("xpub"), e))?;
+        deriver.derive(0).map_err(|e| err(k("xpub"), e))?;
+        policy.deriver = Some(Deriver(Arc::new(deriver)));
+    }
     if let Some(c) = raw.confirmations {
         if c == 0 || c > 10_000 {
             return Err(err(k("confirmations"), "must be between 1 and 10000"));

@@ -30,7 +30,7 @@ pub use model::{
     BlockRef, ChainState, ChainTip, Event, EventType, Flag, Intent, IntentStatus, IntentView, PaymentView, Transfer,
     TransferKey, TransferStatus, TransferView,
 };
-pub use scan::{AssetPolicy, Observation, ScanUpdate};
+pub use scan::{AddressDeriver, AssetPolicy, Deriver, Observation, ScanUpdate};
 pub use store::{
     Applied, CancelOutcome, CreateError, CreateOutcome, IntentFilter, NewIntent, OutboxEntry, OutboxStats, Store,
     StoreError, TransferFilter,

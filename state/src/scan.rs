@@ -2,6 +2,9 @@
 //! store applies one `ScanUpdate` in one atomic write (bdk's pattern: the
 //! backend returns an update, the state crate applies it).
 
+use std::fmt;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
@@ -81,6 +84,34 @@ pub struct AssetPolicy {
     pub contract: Option<String>,
     /// EVM chain id, for the EIP-681 payment URI.
     pub chain_id: Option<u64>,
+    /// In `address` mode: derive a fresh address per intent (xpub) instead
+    /// of taking one from the pool.
+    pub deriver: Option<Deriver>,
+}
+
+/// Derives receive addresses from a watch-only key (BIP32 xpub).
+pub trait AddressDeriver: Send + Sync {
+    /// The canonical receive address at `index`.
+    fn derive(&self, index: u32) -> Result<String, String>;
+    /// A stable identity of the key and path: numbering is kept per identity,
+    /// so a different key in the config starts at its own index 0.
+    fn id(&self) -> String;
+}
+
+/// Shared handle to a deriver; compared and printed by its identity.
+#[derive(Clone)]
+pub struct Deriver(pub Arc<dyn AddressDeriver>);
+
+impl fmt::Debug for Deriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Deriver({})", self.0.id())
+    }
+}
+
+impl PartialEq for Deriver {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
 }
 
 impl AssetPolicy {
@@ -99,6 +130,7 @@ impl AssetPolicy {
             min_amount: Decimal::ZERO,
             contract: None,
             chain_id: None,
+            deriver: None,
         }
     }
 }

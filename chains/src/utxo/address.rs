@@ -255,3 +255,71 @@ mod tests {
         ));
     }
 }
+
+/// The canonical address text of a standard script (P2PKH, P2SH, segwit),
+/// the inverse of the parsers above.
+pub fn script_address(asset: paywatch_state::Asset, network: Network, script: &bitcoin::Script) -> Option<String> {
+    if asset != paywatch_state::Asset::Ltc {
+        let params = match network {
+            Network::Mainnet => bitcoin::Network::Bitcoin,
+            Network::Testnet => bitcoin::Network::Testnet,
+            Network::Regtest => bitcoin::Network::Regtest,
+        };
+        return bitcoin::Address::from_script(script, params)
+            .ok()
+            .map(|a| a.to_string());
+    }
+    let params = ltc_params(network);
+    let bytes = script.as_bytes();
+    if let Some(version) = script.witness_version() {
+        let hrp = Hrp::parse(params.hrp).ok()?;
+        return bech32::segwit::encode(hrp, version.into(), &bytes[2..]).ok();
+    }
+    let (version, hash) = if script.is_p2pkh() {
+        (params.p2pkh, &bytes[3..23])
+    } else if script.is_p2sh() {
+        (params.p2sh[1], &bytes[2..22])
+    } else {
+        return None;
+    };
+    let mut data = vec![version];
+    data.extend_from_slice(hash);
+    Some(bitcoin::base58::encode_check(&data))
+}
+
+#[cfg(test)]
+mod script_address_tests {
+    use super::*;
+    use paywatch_state::Asset;
+
+    #[test]
+    fn scripts_round_trip_to_their_canonical_address() {
+        for (asset, network, text) in [
+            (Asset::Ltc, Network::Mainnet, "LVMsxFgcubhhnRsReu7wQFfTbwrEiCxaU7"),
+            (Asset::Ltc, Network::Mainnet, "MU4zwZp5AmPCjsWhsTqQ3f9hY5JTa3WtrV"),
+            (
+                Asset::Ltc,
+                Network::Mainnet,
+                "ltc1qkehv22jw3dzxlwdj29wvh70m5nwanc3jyajwwz",
+            ),
+            (
+                Asset::Ltc,
+                Network::Regtest,
+                "rltc1qyl4mea0knx3ac9pcvgn6cxy40s63lf8hgpdekv",
+            ),
+            (
+                Asset::Btc,
+                Network::Mainnet,
+                "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+            ),
+            (Asset::Btc, Network::Mainnet, "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"),
+        ] {
+            let parsed = match asset {
+                Asset::Ltc => parse_ltc(network, text),
+                _ => parse_btc(network, text),
+            }
+            .expect("valid");
+            assert_eq!(script_address(asset, network, &parsed.script).as_deref(), Some(text));
+        }
+    }
+}

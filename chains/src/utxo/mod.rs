@@ -3,3 +3,4 @@
 pub mod address;
 pub mod block;
 pub mod core_rpc;
+pub mod xpub;

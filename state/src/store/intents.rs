@@ -303,9 +303,33 @@ fn key_free(tx: &Tx<'_>, key: &str, now: DateTime<Utc>) -> Result<bool, StoreErr
     })
 }
 
+/// Hands out the next derived address. The index counter moves in the same
+/// transaction as the intent, so no address is ever handed out twice; one
+/// already holding a key (given explicitly to an earlier intent) is skipped.
+fn derive_fresh(
+    tx: &mut Tx<'_>,
+    asset: Asset,
+    deriver: &crate::Deriver,
+    amount: Decimal,
+    now: DateTime<Utc>,
+) -> Result<(String, Option<u32>, Decimal), CreateError> {
+    let counter = format!("derive_next/{}/{}", asset.code(), deriver.0.id());
+    for _ in 0..1000 {
+        let index = tx.meta(&counter)?;
+        let index32 = u32::try_from(index).map_err(|_| CreateError::NoFreeAddress(asset))?;
+        tx.set_meta(&counter, index + 1)?;
+        let address = deriver.0.derive(index32).map_err(CreateError::NotAllowed)?;
+        let key = match_key(asset, MatchMode::Address, &address, None, amount).unwrap_or_default();
+        if tx.get_str(MATCH_KEYS, &key)?.is_none() && key_free(tx, &key, now)? {
+            return Ok((address, None, amount));
+        }
+    }
+    Err(CreateError::NoFreeAddress(asset))
+}
+
 /// Picks the address, tag and pay amount so that the match-key invariant holds.
 fn allocate(
-    tx: &Tx<'_>,
+    tx: &mut Tx<'_>,
     policy: &AssetPolicy,
     req: &NewIntent,
     now: DateTime<Utc>,
@@ -337,6 +361,9 @@ fn allocate(
                 } else {
                     Err(CreateError::AddressInUse(a.clone()))
                 };
+            }
+            if let Some(deriver) = &policy.deriver {
+                return derive_fresh(tx, asset, deriver, req.amount, now);
             }
             for a in &policy.addresses {
                 let key = match_key(asset, MatchMode::Address, a, None, req.amount).unwrap_or_default();

@@ -642,3 +642,50 @@ proptest! {
         prop_assert_eq!(backlog, store.last_seq().unwrap(), "every event has its outbox entry");
     }
 }
+
+struct FakeDeriver;
+
+impl crate::AddressDeriver for FakeDeriver {
+    fn derive(&self, index: u32) -> Result<String, String> {
+        Ok(format!("D{index}"))
+    }
+    fn id(&self) -> String {
+        "fake".into()
+    }
+}
+
+#[test]
+fn derived_addresses_are_never_handed_out_twice() {
+    let mut policy = AssetPolicy::defaults(crate::Asset::Btc, vec!["POOL".into()]);
+    policy.deriver = Some(crate::Deriver(std::sync::Arc::new(FakeDeriver)));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut chain = Chain::new(policy.clone());
+    {
+        let store = Store::open(&path).unwrap();
+        store
+            .apply_scan(&policy, &chain.update(vec![], Some(vec![]), None), t(0))
+            .unwrap();
+        let a = created(store.create_intent(&policy, new_intent(crate::Asset::Btc, "1"), t(1)));
+        let b = created(store.create_intent(&policy, new_intent(crate::Asset::Btc, "1"), t(1)));
+        assert_eq!((a.address.as_str(), b.address.as_str()), ("D0", "D1"));
+        // An intent given D3 explicitly: derivation skips it later.
+        let mut explicit = new_intent(crate::Asset::Btc, "1");
+        explicit.address = Some("D3".into());
+        created(store.create_intent(&policy, explicit, t(1)));
+        // Cancelled long ago: still never reused.
+        store.cancel_intent(&a.id, t(2)).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let later = t(2) + Duration::days(10);
+    let next: Vec<String> = (0..3)
+        .map(|_| created(store.create_intent(&policy, new_intent(crate::Asset::Btc, "1"), later)).address)
+        .collect();
+    assert_eq!(next, ["D2", "D4", "D5"]);
+    assert!(
+        store
+            .watched_addresses(crate::Asset::Btc)
+            .unwrap()
+            .contains(&"D5".to_string())
+    );
+}
