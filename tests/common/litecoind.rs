@@ -85,9 +85,15 @@ impl Litecoind {
 
     pub async fn try_rpc(&self, method: &str, params: Value) -> Result<Value, Value> {
         let body = json!({"jsonrpc": "1.0", "id": "t", "method": method, "params": params});
+        // Through the default wallet's path: required once other wallets are loaded.
+        let url = if self.wallet_ready {
+            format!("{}/wallet/w", self.url())
+        } else {
+            self.url()
+        };
         let resp = self
             .http
-            .post(self.url())
+            .post(url)
             .basic_auth("u", Some("p"))
             .json(&body)
             .send()
@@ -135,6 +141,65 @@ impl Litecoind {
         self.rpc("getblockcount", json!([])).await.as_u64().unwrap()
     }
 
+    pub async fn best_hash(&self) -> String {
+        self.rpc("getbestblockhash", json!([]))
+            .await
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Calls a wallet RPC on another wallet of this node.
+    pub async fn wallet_rpc(&self, wallet: &str, method: &str, params: Value) -> Value {
+        let body = json!({"jsonrpc": "1.0", "id": "t", "method": method, "params": params});
+        let v: Value = self
+            .http
+            .post(format!("{}/wallet/{wallet}", self.url()))
+            .basic_auth("u", Some("p"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(v["error"].is_null(), "{wallet} {method}: {}", v["error"]);
+        v["result"].clone()
+    }
+
+    /// Replaces `txid` in the mempool with a transaction spending the same
+    /// inputs back to the node's own wallet (a double spend, higher fee).
+    /// Needs `-mempoolreplacement=1` and an opt-in RBF original.
+    pub async fn double_spend(&self, txid: &str) -> String {
+        let tx = self.rpc("getrawtransaction", json!([txid, true])).await;
+        let mut inputs = Vec::new();
+        let mut total_sats: i64 = 0;
+        for vin in tx["vin"].as_array().unwrap() {
+            let (prev, n) = (vin["txid"].as_str().unwrap(), vin["vout"].as_u64().unwrap());
+            let prev_tx = self.rpc("gettransaction", json!([prev])).await;
+            let decoded = self.rpc("decoderawtransaction", json!([prev_tx["hex"]])).await;
+            let value = decoded["vout"][n as usize]["value"].to_string();
+            total_sats += to_sats(&value);
+            inputs.push(json!({"txid": prev, "vout": n}));
+        }
+        let fee_sats = 1_000_000; // 0.01: far above the original's fee
+        let back = self.new_address().await;
+        let amount = format!(
+            "{}.{:08}",
+            (total_sats - fee_sats) / 100_000_000,
+            (total_sats - fee_sats) % 100_000_000
+        );
+        let outputs: Value = serde_json::from_str(&format!("{{\"{back}\": {amount}}}")).unwrap();
+        let raw = self.rpc("createrawtransaction", json!([inputs, outputs])).await;
+        let signed = self.rpc("signrawtransactionwithwallet", json!([raw])).await;
+        assert_eq!(signed["complete"], true, "{signed}");
+        self.rpc("sendrawtransaction", json!([signed["hex"]]))
+            .await
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub async fn mempool(&self) -> Vec<String> {
         serde_json::from_value(self.rpc("getrawmempool", json!([])).await).unwrap()
     }
@@ -146,4 +211,11 @@ impl Drop for Litecoind {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// "12.5" -> 1_250_000_000 (test amounts from the node's JSON numbers).
+pub fn to_sats(text: &str) -> i64 {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    let frac = format!("{frac:0<8}");
+    whole.parse::<i64>().unwrap() * 100_000_000 + frac[..8].parse::<i64>().unwrap()
 }

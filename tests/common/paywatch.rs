@@ -142,6 +142,12 @@ impl Paywatch {
         c.wait().unwrap()
     }
 
+    /// Starts again after `terminate` (or `kill9`), with the same state.
+    pub async fn resume(&mut self) {
+        self.spawn();
+        self.wait_ready().await;
+    }
+
     pub async fn restart(&mut self) {
         self.kill9();
         self.spawn();
