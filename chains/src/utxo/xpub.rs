@@ -180,19 +180,19 @@ mod tests {
     fn network_and_form_errors() {
         assert!(
             XpubDeriver::parse(Asset::Btc, Network::Regtest, ZPUB)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("mainnet")
         );
         assert!(XpubDeriver::parse(Asset::Btc, Network::Mainnet, "tr(xpub/0/*)").is_err());
         assert!(XpubDeriver::parse(Asset::Btc, Network::Mainnet, "zpub123").is_err());
         assert!(
             XpubDeriver::parse(Asset::Btc, Network::Mainnet, &format!("wpkh({ZPUB}/0/1)"))
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("/*")
         );
         assert!(
             XpubDeriver::parse(Asset::Btc, Network::Mainnet, &format!("wpkh({ZPUB}/0'/*)"))
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("unhardened")
         );
     }
