@@ -367,7 +367,6 @@ async fn an_unreachable_node_delays_but_skips_nothing() {
         (pw.get("/v1/status").await["assets"]["LTC"]["healthy"] == false).then_some(())
     })
     .await;
-    assert!(intents.iter().all(|_| true));
     for intent in &intents {
         assert_eq!(pw.intent(intent["id"].as_str().unwrap()).await["status"], "awaiting");
     }
@@ -389,7 +388,7 @@ fn bcrt(rltc: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn btc_asset_end_to_end_over_a_core_rpc_node() {
     let node = Litecoind::start().await;
-    let rltc = vec![node.new_address().await, node.new_address().await];
+    let rltc = [node.new_address().await, node.new_address().await];
     let btc: Vec<String> = rltc.iter().map(|a| bcrt(a)).collect();
     assert!(btc.iter().all(|a| a.starts_with("bcrt1q")));
     let url = node.url();
