@@ -120,6 +120,7 @@ struct RawAsset {
     max_amount_offsets: Option<u32>,
     min_amount: Option<String>,
     max_blocks_per_poll: Option<u64>,
+    retry_max: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -158,12 +159,14 @@ pub struct LogConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     CoreRpc,
+    Esplora,
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::CoreRpc => "core-rpc",
+            Backend::Esplora => "esplora",
         }
     }
 }
@@ -179,6 +182,8 @@ pub struct AssetConfig {
     pub poll_interval: Duration,
     pub call_timeout: Duration,
     pub max_blocks_per_poll: u64,
+    /// Longest wait between retries of a failing backend.
+    pub retry_max: Duration,
 }
 
 impl Config {
@@ -287,10 +292,8 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
     let k = |field: &str| format!("{key}.{field}");
     let backend = match (asset, raw.backend.as_str()) {
         (Asset::Btc | Asset::Ltc, "core-rpc") => Backend::CoreRpc,
-        (Asset::Btc | Asset::Ltc, "esplora")
-        | (Asset::Xrp, "rippled")
-        | (Asset::UsdtBsc, "evm")
-        | (Asset::UsdtTrc20, "tron-http") => {
+        (Asset::Btc | Asset::Ltc, "esplora") => Backend::Esplora,
+        (Asset::Xrp, "rippled") | (Asset::UsdtBsc, "evm") | (Asset::UsdtTrc20, "tron-http") => {
             return Err(err(
                 k("backend"),
                 format!("backend {:?} is not available in this build yet", raw.backend),
@@ -327,6 +330,20 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
         (None, _, Some(cookie)) => RpcAuth::Cookie(cookie.clone()),
         (None, None, None) => RpcAuth::None,
     };
+    if backend == Backend::Esplora
+        && let Some(field) = [
+            ("rpc_user", raw.rpc_user.is_some()),
+            ("rpc_password_file", raw.rpc_password_file.is_some()),
+            ("rpc_cookie_file", raw.rpc_cookie_file.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, set)| set.then_some(name))
+    {
+        return Err(err(
+            k(field),
+            "node credentials are for backend \"core-rpc\"; an Esplora URL needs none",
+        ));
+    }
     let network = match &raw.network {
         Some(n) => n.parse::<Network>().map_err(|e| err(k("network"), e))?,
         None => Network::Mainnet,
@@ -418,6 +435,7 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
     let poll_interval = duration_or(&k("poll_interval"), raw.poll_interval.as_deref(), DEFAULT_POLL_INTERVAL)?;
     let call_timeout = duration_or(&k("timeout"), raw.timeout.as_deref(), DEFAULT_CALL_TIMEOUT)?;
     let max_blocks_per_poll = raw.max_blocks_per_poll.unwrap_or(DEFAULT_MAX_BLOCKS_PER_STEP).max(1);
+    let retry_max = duration_or(&k("retry_max"), raw.retry_max.as_deref(), BACKOFF_MAX)?;
     Ok(AssetConfig {
         asset,
         backend,
@@ -428,6 +446,7 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
         poll_interval,
         call_timeout,
         max_blocks_per_poll,
+        retry_max,
     })
 }
 

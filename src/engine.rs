@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use paywatch_chains::source::BoxFuture;
@@ -28,10 +29,19 @@ pub struct AssetHealth {
     pub last_error: Option<String>,
 }
 
+/// How often the hot subset of a watch set is rebuilt from the open intents.
+const HOT_REFRESH: Duration = Duration::from_secs(600);
+
+/// One asset's watch set and when its hot subset was last rebuilt.
+struct Watch {
+    set: Arc<WatchSet>,
+    hot_built: Instant,
+}
+
 pub struct Engine {
     pub store: Arc<Store>,
     policies: HashMap<Asset, AssetPolicy>,
-    watch_sets: HashMap<Asset, RwLock<Arc<WatchSet>>>,
+    watch_sets: HashMap<Asset, RwLock<Watch>>,
     health: HashMap<Asset, Mutex<AssetHealth>>,
     /// Newest event seq, for long-polling feed readers.
     last_seq: watch::Sender<u64>,
@@ -56,7 +66,19 @@ impl Engine {
             let asset = policy.asset;
             store.watch_addresses(asset, &policy.addresses)?;
             let addresses: HashSet<String> = store.watched_addresses(asset)?.into_iter().collect();
-            watch_sets.insert(asset, RwLock::new(Arc::new(WatchSet { version: 1, addresses })));
+            let hot = hot_addresses(&store, &policy)?;
+            let set = Arc::new(WatchSet {
+                version: 1,
+                addresses,
+                hot,
+            });
+            watch_sets.insert(
+                asset,
+                RwLock::new(Watch {
+                    set,
+                    hot_built: Instant::now(),
+                }),
+            );
             let scanned = store.chain_state(asset)?.map(|c| c.cursor.height);
             health.insert(
                 asset,
@@ -141,19 +163,40 @@ impl Engine {
             return;
         };
         let mut guard = lock.write().unwrap_or_else(|p| p.into_inner());
-        if !guard.addresses.contains(address) {
-            let mut next = (**guard).clone();
+        if !guard.set.addresses.contains(address) || !guard.set.hot.contains(address) {
+            let mut next = (*guard.set).clone();
             next.addresses.insert(address.to_string());
+            next.hot.insert(address.to_string());
             next.version += 1;
-            *guard = Arc::new(next);
+            guard.set = Arc::new(next);
         }
     }
 
+    /// The watch set; its hot subset is rebuilt now and then so that
+    /// addresses of intents long ended stop costing per-address queries.
     fn watch_set(&self, asset: Asset) -> Arc<WatchSet> {
-        self.watch_sets
-            .get(&asset)
-            .map(|l| l.read().unwrap_or_else(|p| p.into_inner()).clone())
-            .unwrap_or_default()
+        let Some(lock) = self.watch_sets.get(&asset) else {
+            return Arc::default();
+        };
+        let stale = lock.read().unwrap_or_else(|p| p.into_inner()).hot_built.elapsed() > HOT_REFRESH;
+        if stale && let Some(policy) = self.policies.get(&asset) {
+            match hot_addresses(&self.store, policy) {
+                Ok(hot) => {
+                    let mut guard = lock.write().unwrap_or_else(|p| p.into_inner());
+                    let mut next = (*guard.set).clone();
+                    next.hot = hot;
+                    next.version += 1;
+                    *guard = Watch {
+                        set: Arc::new(next),
+                        hot_built: Instant::now(),
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(asset = %asset, error = %e, "cannot rebuild the hot address set; keeping the old one")
+                }
+            }
+        }
+        lock.read().unwrap_or_else(|p| p.into_inner()).set.clone()
     }
 
     /// Tells feed readers, the webhook dispatcher and metrics about new events.
@@ -229,6 +272,13 @@ impl Engine {
             asset,
         })
     }
+}
+
+/// Configured addresses plus those of open intents.
+fn hot_addresses(store: &Store, policy: &AssetPolicy) -> Result<HashSet<String>, paywatch_state::StoreError> {
+    let mut hot: HashSet<String> = policy.addresses.iter().cloned().collect();
+    hot.extend(store.open_intent_addresses(policy.asset)?);
+    Ok(hot)
 }
 
 struct AssetSink {

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use paywatch_chains::rpc::RpcClient;
-use paywatch_chains::utxo::core_rpc::CoreRpcSource;
+use paywatch_chains::utxo::core_rpc::CoreRpc;
+use paywatch_chains::utxo::esplora::Esplora;
+use paywatch_chains::utxo::source::UtxoSource;
 use paywatch_chains::{ChainSource, Clock, Poller, PollerConfig, Secret};
 use paywatch_state::Store;
 use tokio_util::sync::CancellationToken;
@@ -67,10 +69,20 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
     Ok(match asset.backend {
         Backend::CoreRpc => {
             let rpc = RpcClient::new(asset.urls.clone(), asset.auth.clone(), asset.call_timeout)?;
-            Arc::new(CoreRpcSource::new(
+            let backend = CoreRpc::new(rpc, asset.network);
+            Arc::new(UtxoSource::new(
                 asset.asset,
                 asset.network,
-                rpc,
+                backend,
+                asset.max_blocks_per_poll,
+            ))
+        }
+        Backend::Esplora => {
+            let backend = Esplora::new(asset.urls.clone(), asset.asset, asset.network, asset.call_timeout)?;
+            Arc::new(UtxoSource::new(
+                asset.asset,
+                asset.network,
+                backend,
                 asset.max_blocks_per_poll,
             ))
         }
@@ -84,7 +96,7 @@ pub fn poller(asset: &AssetConfig, engine: &Arc<Engine>, clock: Arc<dyn Clock>) 
         max_blocks_per_step: asset.max_blocks_per_poll,
         mempool: asset.policy.mempool,
         backoff_initial: config::BACKOFF_INITIAL.min(asset.poll_interval),
-        backoff_max: config::BACKOFF_MAX.max(asset.poll_interval),
+        backoff_max: asset.retry_max.max(asset.poll_interval),
     };
     Ok(Poller::new(
         asset.asset,

@@ -8,13 +8,15 @@
 //! Layout:
 //! - `source` — the `ChainSource` trait and scan types
 //! - `poller` — the loop: interval, poll-now, cancellation, timeouts, backoff
-//! - `rpc` — JSON-RPC client with URL failover
-//! - `utxo` — BTC and LTC: addresses, the `core-rpc` backend
+//! - `http` — URL failover, timeouts, error kinds for every backend
+//! - `rpc` — JSON-RPC client over it
+//! - `utxo` — BTC and LTC: addresses, raw blocks, xpub, `core-rpc` and `esplora`
 //! - `address` — address validation for every asset, one entry point
 //! - `error`, `network`, `secret` — shared small types
 
 pub mod address;
 mod error;
+pub mod http;
 mod network;
 pub mod poller;
 pub mod rpc;

@@ -17,7 +17,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WatchSet {
     pub version: u64,
+    /// Every address to look for in blocks.
     pub addresses: HashSet<String>,
+    /// The subset that can currently receive (configured addresses, open
+    /// intents): what a per-address mempool query needs to cover.
+    pub hot: HashSet<String>,
 }
 
 /// Looks up the hash paywatch stored for a height it applied, so a source can

@@ -6,6 +6,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod esplora;
 pub mod litecoind;
 pub mod paywatch;
 pub mod proxy;

@@ -1,41 +1,24 @@
-//! The `core-rpc` backend: Bitcoin Core / Litecoin Core JSON-RPC.
-//!
-//! Scans every block from the cursor to the tip in order (raw blocks decoded
-//! by `block.rs`, MWEB included; exact satoshis; matched on scriptPubKey
-//! bytes), detects reorgs by block hash, and polls the mempool for 0-conf
-//! detection.
+//! The `core-rpc` backend: Bitcoin Core / Litecoin Core JSON-RPC. Raw blocks
+//! by height (`getblockhash`, `getblock HASH 0`) and the whole mempool
+//! (`getrawmempool`, then `getrawtransaction` for transactions not seen
+//! before).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use bitcoin::{Script, ScriptBuf, Txid};
-use paywatch_state::amount::from_base_units;
-use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
+use bitcoin::{ScriptBuf, Txid};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::address::{AddressError, UtxoAddress, parse_btc, parse_ltc};
-use super::block::{decode_block, decode_mempool_tx};
+use super::block::decode_mempool_tx;
+use super::source::{MempoolOutput, MempoolTxs, UtxoBackend};
 use crate::rpc::RpcClient;
-use crate::source::{BoxFuture, ChainSource, KnownHash, ScanBatch, ScanRequest, WatchSet};
+use crate::source::{BoxFuture, WatchSet};
 use crate::{ChainError, Network};
 
-/// Scripts watched, mapped to their canonical address text.
-pub type WatchMap = HashMap<ScriptBuf, String>;
-
-/// An output of a mempool transaction, kept between polls.
-struct MempoolOutput {
-    vout: u32,
-    script: ScriptBuf,
-    sats: u64,
-}
-
-pub struct CoreRpcSource {
-    asset: Asset,
-    network: Network,
+pub struct CoreRpc {
     rpc: RpcClient,
-    max_blocks_per_step: u64,
-    watch_cache: Mutex<(u64, Arc<WatchMap>)>,
+    network: Network,
     /// Outputs of every mempool transaction seen, so each poll only fetches
     /// the new ones.
     mempool_cache: Mutex<HashMap<Txid, Arc<Vec<MempoolOutput>>>>,
@@ -48,193 +31,22 @@ struct BlockchainInfo {
     bestblockhash: String,
 }
 
-/// Parses a BTC or LTC address for `network`.
-pub fn parse_utxo_address(asset: Asset, network: Network, text: &str) -> Result<UtxoAddress, AddressError> {
-    match asset {
-        Asset::Ltc => parse_ltc(network, text),
-        _ => parse_btc(network, text),
-    }
-}
-
-/// Builds the script -> address map for a set of canonical addresses.
-pub fn watch_map(asset: Asset, network: Network, addresses: impl IntoIterator<Item = impl AsRef<str>>) -> WatchMap {
-    addresses
-        .into_iter()
-        .filter_map(|a| parse_utxo_address(asset, network, a.as_ref()).ok())
-        .map(|a| (a.script, a.canonical))
-        .collect()
-}
-
-impl CoreRpcSource {
-    pub fn new(asset: Asset, network: Network, rpc: RpcClient, max_blocks_per_step: u64) -> CoreRpcSource {
-        CoreRpcSource {
-            asset,
-            network,
+impl CoreRpc {
+    pub fn new(rpc: RpcClient, network: Network) -> CoreRpc {
+        CoreRpc {
             rpc,
-            max_blocks_per_step: max_blocks_per_step.max(1),
-            watch_cache: Mutex::new((u64::MAX, Arc::new(WatchMap::new()))),
+            network,
             mempool_cache: Mutex::new(HashMap::new()),
         }
     }
-
-    fn watch_map(&self, watch: &WatchSet) -> Arc<WatchMap> {
-        let mut cache = self.watch_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 != watch.version {
-            *cache = (
-                watch.version,
-                Arc::new(watch_map(self.asset, self.network, &watch.addresses)),
-            );
-        }
-        cache.1.clone()
-    }
-
-    /// The hash at `height` on the node's best chain; `None` above its tip.
-    async fn block_hash(&self, height: u64) -> Result<Option<String>, ChainError> {
-        match self.rpc.call::<String>("getblockhash", json!([height])).await {
-            Ok(h) => Ok(Some(h)),
-            Err(ChainError::Rpc { code: -8, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The last block both the node and paywatch agree on, when `from` has
-    /// left the best chain; `None` when it is still on it.
-    async fn find_fork(&self, from: &BlockRef, known: KnownHash<'_>) -> Result<Option<BlockRef>, ChainError> {
-        if self.block_hash(from.height).await?.as_deref() == Some(from.hash.as_str()) {
-            return Ok(None);
-        }
-        let mut height = from.height;
-        while height > 0 {
-            height -= 1;
-            let Some(ours) = known(height) else {
-                return Err(ChainError::Config(format!(
-                    "{} reorganized below height {height}, deeper than the block hashes paywatch keeps; \
-                     check the node, or re-create the state directory",
-                    self.asset
-                )));
-            };
-            if self.block_hash(height).await?.as_deref() == Some(ours.as_str()) {
-                tracing::warn!(asset = %self.asset, fork = height, was = from.height, "reorg detected; rolling back");
-                return Ok(Some(BlockRef { height, hash: ours }));
-            }
-        }
-        Err(ChainError::Config(format!(
-            "{}: no block in common with the node; is it the right chain?",
-            self.asset
-        )))
-    }
-
-    async fn raw_block(&self, hash: &str) -> Result<Vec<u8>, ChainError> {
-        let hex_text: String = self.rpc.call("getblock", json!([hash, 0])).await?;
-        hex::decode(hex_text.trim()).map_err(|e| ChainError::garbage("getblock", e))
-    }
-
-    /// Fetches the outputs of mempool transactions not seen before.
-    async fn refresh_mempool(&self) -> Result<(), ChainError> {
-        let txids: Vec<String> = self.rpc.call("getrawmempool", json!([])).await?;
-        let current: HashSet<Txid> = txids.iter().filter_map(|t| t.parse().ok()).collect();
-        let known: HashSet<Txid> = {
-            let mut cache = self.mempool_cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.retain(|txid, _| current.contains(txid));
-            cache.keys().copied().collect()
-        };
-        for txid in current.difference(&known) {
-            let hex_text: String = match self
-                .rpc
-                .call("getrawtransaction", json!([txid.to_string(), false]))
-                .await
-            {
-                Ok(h) => h,
-                Err(ChainError::Rpc { code: -5, .. }) => continue, // left the mempool meanwhile
-                Err(e) => return Err(e),
-            };
-            let bytes = hex::decode(hex_text.trim()).map_err(|e| ChainError::garbage("getrawtransaction", e))?;
-            let tx =
-                decode_mempool_tx(&bytes).map_err(|e| ChainError::garbage(format!("mempool transaction {txid}"), e))?;
-            let outputs = tx
-                .outputs()
-                .map(|(vout, sats, script)| MempoolOutput {
-                    vout,
-                    script: ScriptBuf::from_bytes(script.to_vec()),
-                    sats,
-                })
-                .collect();
-            self.mempool_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(*txid, Arc::new(outputs));
-        }
-        Ok(())
-    }
 }
 
-/// Groups the watched outputs of one transaction per script (several outputs
-/// to one address are one transfer, keyed by the first output index).
-fn collect_matches<'s>(
-    asset: Asset,
-    txid: impl FnOnce() -> Txid,
-    maturity: u32,
-    outputs: impl Iterator<Item = (u32, u64, &'s [u8])>,
-    watch: &WatchMap,
-    block: Option<&BlockRef>,
-    out: &mut Vec<Observation>,
-) -> Result<(), ChainError> {
-    let mut hits: Vec<(u32, &String, u64)> = Vec::new();
-    for (vout, sats, script) in outputs {
-        if let Some(address) = watch.get(Script::from_bytes(script)) {
-            match hits.iter_mut().find(|(_, a, _)| *a == address) {
-                Some(hit) => hit.2 = hit.2.saturating_add(sats),
-                None => hits.push((vout, address, sats)),
-            }
-        }
-    }
-    if hits.is_empty() {
-        return Ok(());
-    }
-    let txid = txid().to_string();
-    for (vout, address, sats) in hits {
-        out.push(Observation {
-            txid: txid.clone(),
-            index: vout,
-            address: address.clone(),
-            tag: None,
-            amount: from_base_units(asset, u128::from(sats)).map_err(|e| ChainError::garbage("output value", e))?,
-            block: block.cloned(),
-            maturity,
-        });
-    }
-    Ok(())
-}
-
-/// Every watched transfer in one raw block (the hot path of a scan).
-pub fn match_block(
-    asset: Asset,
-    bytes: &[u8],
-    here: &BlockRef,
-    watch: &WatchMap,
-) -> Result<Vec<Observation>, ChainError> {
-    let block = decode_block(bytes).map_err(|e| ChainError::garbage(format!("block {}", here.hash), e))?;
-    let mut found = Vec::new();
-    for (i, tx) in block.txs.iter().enumerate() {
-        collect_matches(
-            asset,
-            || tx.txid(),
-            block.maturity(i),
-            tx.outputs(),
-            watch,
-            Some(here),
-            &mut found,
-        )?;
-    }
-    Ok(found)
-}
-
-impl ChainSource for CoreRpcSource {
-    fn backend(&self) -> &'static str {
+impl UtxoBackend for CoreRpc {
+    fn name(&self) -> &'static str {
         "core-rpc"
     }
 
-    fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>> {
+    fn tip(&self) -> BoxFuture<'_, Result<(u64, String), ChainError>> {
         Box::pin(async move {
             let info: BlockchainInfo = self.rpc.call("getblockchaininfo", json!([])).await?;
             let expected = match self.network {
@@ -244,122 +56,68 @@ impl ChainSource for CoreRpcSource {
             };
             if info.chain != expected {
                 return Err(ChainError::Config(format!(
-                    "the {} node is on chain {:?} but network = \"{}\"",
-                    self.asset, info.chain, self.network
+                    "the node is on chain {:?} but network = \"{}\"",
+                    info.chain, self.network
                 )));
             }
-            Ok(ChainTip {
-                height: info.blocks,
-                hash: info.bestblockhash,
-                finalized: None,
-            })
+            Ok((info.blocks, info.bestblockhash))
         })
     }
 
-    fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
+    fn block_hash(&self, height: u64) -> BoxFuture<'_, Result<Option<String>, ChainError>> {
         Box::pin(async move {
-            let watch = self.watch_map(req.watch);
-            let fork = self.find_fork(req.from, req.known_hash).await?;
-            let mut batch = ScanBatch {
-                rollback_to: fork.as_ref().map(|f| f.height),
-                ..ScanBatch::default()
+            match self.rpc.call::<String>("getblockhash", json!([height])).await {
+                Ok(h) => Ok(Some(h)),
+                Err(ChainError::Rpc { code: -8, .. }) => Ok(None), // above the tip
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn raw_block<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ChainError>> {
+        Box::pin(async move {
+            let hex_text: String = self.rpc.call("getblock", json!([hash, 0])).await?;
+            hex::decode(hex_text.trim()).map_err(|e| ChainError::garbage("getblock", e))
+        })
+    }
+
+    fn mempool<'a>(&'a self, _watch: &'a WatchSet) -> BoxFuture<'a, Result<MempoolTxs, ChainError>> {
+        Box::pin(async move {
+            let txids: Vec<String> = self.rpc.call("getrawmempool", json!([])).await?;
+            let current: HashSet<Txid> = txids.iter().filter_map(|t| t.parse().ok()).collect();
+            let known: HashSet<Txid> = {
+                let mut cache = self.mempool_cache.lock().unwrap_or_else(|p| p.into_inner());
+                cache.retain(|txid, _| current.contains(txid));
+                cache.keys().copied().collect()
             };
-            let mut prev = fork.unwrap_or_else(|| req.from.clone());
-            let last = req.to.min(prev.height + self.max_blocks_per_step);
-            for height in prev.height + 1..=last {
-                let Some(hash) = self.block_hash(height).await? else {
-                    break;
+            for txid in current.difference(&known) {
+                let hex_text: String = match self
+                    .rpc
+                    .call("getrawtransaction", json!([txid.to_string(), false]))
+                    .await
+                {
+                    Ok(h) => h,
+                    Err(ChainError::Rpc { code: -5, .. }) => continue, // left the mempool meanwhile
+                    Err(e) => return Err(e),
                 };
-                let bytes = self.raw_block(&hash).await?;
-                let block = decode_block(&bytes).map_err(|e| ChainError::garbage(format!("block {hash}"), e))?;
-                if block.hash().to_string() != hash {
-                    return Err(ChainError::garbage(
-                        format!("block {hash}"),
-                        "its bytes hash to another block",
-                    ));
-                }
-                if block.prev_hash().to_string() != prev.hash {
-                    // The chain changed between calls; the next step finds the fork.
-                    break;
-                }
-                let here = BlockRef { height, hash };
-                batch
-                    .observations
-                    .extend(match_block(self.asset, &bytes, &here, &watch)?);
-                batch.blocks.push(here.clone());
-                prev = here;
+                let bytes = hex::decode(hex_text.trim()).map_err(|e| ChainError::garbage("getrawtransaction", e))?;
+                let tx = decode_mempool_tx(&bytes)
+                    .map_err(|e| ChainError::garbage(format!("mempool transaction {txid}"), e))?;
+                let outputs = tx
+                    .outputs()
+                    .map(|(vout, sats, script)| MempoolOutput {
+                        vout,
+                        script: ScriptBuf::from_bytes(script.to_vec()),
+                        sats,
+                    })
+                    .collect();
+                self.mempool_cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(*txid, Arc::new(outputs));
             }
-            batch.cursor = Some(prev);
-            Ok(batch)
+            let cache = self.mempool_cache.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(cache.iter().map(|(t, o)| (*t, o.clone())).collect())
         })
-    }
-
-    fn mempool<'a>(&'a self, watch: &'a WatchSet) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>> {
-        Box::pin(async move {
-            let watch = self.watch_map(watch);
-            self.refresh_mempool().await?;
-            let snapshot: Vec<(Txid, Arc<Vec<MempoolOutput>>)> = {
-                let cache = self.mempool_cache.lock().unwrap_or_else(|p| p.into_inner());
-                cache.iter().map(|(t, o)| (*t, o.clone())).collect()
-            };
-            let mut found = Vec::new();
-            for (txid, outputs) in snapshot {
-                let outs = outputs.iter().map(|o| (o.vout, o.sats, o.script.as_bytes()));
-                collect_matches(self.asset, || txid, 0, outs, &watch, None, &mut found)?;
-            }
-            Ok(Some(found))
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn several_outputs_to_one_address_are_one_transfer() {
-        use bitcoin::hashes::Hash;
-        let program = bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V0, &[7u8; 20]).expect("program");
-        let watched = ScriptBuf::new_witness_program(&program);
-        let other = ScriptBuf::new_p2sh(&bitcoin::ScriptHash::all_zeros());
-        let watch: WatchMap = [(watched.clone(), "rltc1q-watched".to_string())].into_iter().collect();
-        let outputs = [
-            (0u32, 5u64, other.as_bytes()),
-            (1, 100_000, watched.as_bytes()),
-            (2, 23, watched.as_bytes()),
-        ];
-        let mut out = Vec::new();
-        collect_matches(
-            Asset::Ltc,
-            Txid::all_zeros,
-            0,
-            outputs.into_iter(),
-            &watch,
-            None,
-            &mut out,
-        )
-        .expect("collect");
-        assert_eq!(out.len(), 1);
-        assert_eq!((out[0].index, out[0].amount.to_string()), (1, "0.00100023".to_string()));
-        assert_eq!(out[0].address, "rltc1q-watched");
-    }
-
-    #[test]
-    fn peg_out_in_a_recorded_block_is_found_with_its_maturity() {
-        let path = format!("{}/testdata/ltc_regtest_mweb_block3.hex", env!("CARGO_MANIFEST_DIR"));
-        let bytes = hex::decode(std::fs::read_to_string(path).expect("fixture").trim()).expect("hex");
-        // The peg-out went to this regtest address (see testdata/README.md).
-        let address = "rltc1qyl4mea0knx3ac9pcvgn6cxy40s63lf8hgpdekv";
-        let watch = watch_map(Asset::Ltc, Network::Regtest, [address]);
-        let block = decode_block(&bytes).expect("decodes");
-        let here = BlockRef {
-            height: 437,
-            hash: block.hash().to_string(),
-        };
-        let found = match_block(Asset::Ltc, &bytes, &here, &watch).expect("matches");
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].amount.to_string(), "0.70000000");
-        assert_eq!(found[0].maturity, super::super::block::PEGOUT_MATURITY);
-        assert_eq!(found[0].txid, block.txs.last().expect("hogex").txid().to_string());
     }
 }

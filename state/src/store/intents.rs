@@ -191,6 +191,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Addresses of the open (awaiting, detected) intents of `asset`.
+    pub fn open_intent_addresses(&self, asset: Asset) -> Result<Vec<String>, StoreError> {
+        let r = self.read()?;
+        let open = r.open_table(OPEN_BY_EXPIRY).map_err(db_err)?;
+        let intents = r.open_table(INTENTS).map_err(db_err)?;
+        let (from, to) = (format!("{}/", asset.code()), format!("{}0", asset.code()));
+        let mut out = Vec::new();
+        for entry in open.range(from.as_str()..to.as_str()).map_err(db_err)? {
+            let (key, _) = entry.map_err(db_err)?;
+            let Some(id) = key.value().rsplit('/').next().map(str::to_string) else {
+                continue;
+            };
+            if let Some(bytes) = intents.get(id.as_str()).map_err(db_err)? {
+                let intent: Intent = decode("intents", &id, bytes.value())?;
+                out.push(intent.address);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every address of `asset` that an intent or the config ever used.
     pub fn watched_addresses(&self, asset: Asset) -> Result<Vec<String>, StoreError> {
         let r = self.read()?;

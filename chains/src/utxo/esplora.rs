@@ -1,0 +1,210 @@
+//! The `esplora` backend: Esplora REST (Blockstream, mempool.space,
+//! litecoinspace, an own electrs). Raw blocks by height
+//! (`/block-height/:h`, `/block/:hash/raw`), amounts in satoshis, and the
+//! mempool per watched address (`/address/:a/txs/mempool`), only for the
+//! addresses that can currently receive: public Esplora servers cannot serve
+//! the whole mempool to every client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::{ScriptBuf, Txid};
+use paywatch_state::Asset;
+use serde::Deserialize;
+
+use super::source::{MempoolOutput, MempoolTxs, UtxoBackend};
+use crate::http::{Endpoints, Verdict, status_error};
+use crate::source::{BoxFuture, WatchSet};
+use crate::{ChainError, Network};
+
+/// Esplora returns at most this many mempool transactions per address.
+const MEMPOOL_PAGE: usize = 50;
+
+pub struct Esplora {
+    endpoints: Endpoints,
+    asset: Asset,
+    network: Network,
+    /// Genesis checked once: the backend serves the configured chain.
+    genesis_checked: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Deserialize)]
+struct BlockInfo {
+    height: u64,
+}
+
+#[derive(Deserialize)]
+struct MempoolTx {
+    txid: String,
+    vout: Vec<MempoolVout>,
+}
+
+#[derive(Deserialize)]
+struct MempoolVout {
+    scriptpubkey: String,
+    /// Satoshis, an integer.
+    value: u64,
+}
+
+/// Genesis block hash of the configured chain, to refuse a backend of the
+/// wrong chain or network. Litecoin's were read from Litecoin Core 0.21.2.1.
+fn genesis(asset: Asset, network: Network) -> String {
+    let litecoin = match network {
+        Network::Mainnet => "12a765e31ffd4059bada1e25190f6e98c99d9714d334efa41a195a7e7e04bfe2",
+        Network::Testnet => "4966625a4b2851d9fdee139e56211a0d88575f59ed816ff5e6a63deb4e3e29a0",
+        Network::Regtest => "530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9",
+    };
+    if asset == Asset::Ltc {
+        return litecoin.to_string();
+    }
+    let bitcoin_network = match network {
+        Network::Mainnet => bitcoin::Network::Bitcoin,
+        Network::Testnet => bitcoin::Network::Testnet,
+        Network::Regtest => bitcoin::Network::Regtest,
+    };
+    bitcoin::constants::genesis_block(bitcoin_network)
+        .block_hash()
+        .to_string()
+}
+
+impl Esplora {
+    pub fn new(urls: Vec<String>, asset: Asset, network: Network, timeout: Duration) -> Result<Esplora, ChainError> {
+        Ok(Esplora {
+            endpoints: Endpoints::new(urls, timeout)?,
+            asset,
+            network,
+            genesis_checked: false.into(),
+        })
+    }
+
+    /// GET `path`; `None` on 404 (a height above the tip, an unknown block).
+    async fn get(&self, call: &str, path: &str) -> Result<Option<Vec<u8>>, ChainError> {
+        self.endpoints
+            .send(
+                call,
+                |http, base| http.get(format!("{base}{path}")),
+                |url, answer| match answer.status {
+                    200..=299 => Verdict::Done(Some(answer.body)),
+                    404 => Verdict::Done(None),
+                    status => status_error(url, status),
+                },
+            )
+            .await
+    }
+
+    async fn get_text(&self, call: &str, path: &str) -> Result<Option<String>, ChainError> {
+        match self.get(call, path).await? {
+            None => Ok(None),
+            Some(body) => {
+                let text = String::from_utf8(body).map_err(|e| ChainError::garbage(call, e))?;
+                Ok(Some(text.trim().to_string()))
+            }
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, call: &str, path: &str) -> Result<T, ChainError> {
+        let body = self
+            .get(call, path)
+            .await?
+            .ok_or_else(|| ChainError::garbage(call, "not found"))?;
+        serde_json::from_slice(&body).map_err(|e| ChainError::garbage(call, e))
+    }
+
+    async fn check_genesis(&self) -> Result<(), ChainError> {
+        if self.genesis_checked.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let found = self.get_text("genesis", "/block-height/0").await?.unwrap_or_default();
+        if found != genesis(self.asset, self.network) {
+            return Err(ChainError::Config(format!(
+                "the Esplora backend serves another chain (genesis {found}), not {} {}",
+                self.asset, self.network
+            )));
+        }
+        self.genesis_checked.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn is_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl UtxoBackend for Esplora {
+    fn name(&self) -> &'static str {
+        "esplora"
+    }
+
+    fn tip(&self) -> BoxFuture<'_, Result<(u64, String), ChainError>> {
+        Box::pin(async move {
+            self.check_genesis().await?;
+            // Hash first, then its height: one consistent pair.
+            let hash = self.get_text("tip hash", "/blocks/tip/hash").await?.unwrap_or_default();
+            if !is_hash(&hash) {
+                return Err(ChainError::garbage(
+                    "/blocks/tip/hash",
+                    format!("{hash:?} is not a block hash"),
+                ));
+            }
+            let info: BlockInfo = self.get_json("tip block", &format!("/block/{hash}")).await?;
+            Ok((info.height, hash))
+        })
+    }
+
+    fn block_hash(&self, height: u64) -> BoxFuture<'_, Result<Option<String>, ChainError>> {
+        Box::pin(async move {
+            match self
+                .get_text("block-height", &format!("/block-height/{height}"))
+                .await?
+            {
+                Some(hash) if is_hash(&hash) => Ok(Some(hash)),
+                Some(other) => Err(ChainError::garbage(
+                    "/block-height",
+                    format!("{other:?} is not a block hash"),
+                )),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn raw_block<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ChainError>> {
+        Box::pin(async move {
+            self.get("block raw", &format!("/block/{hash}/raw"))
+                .await?
+                .ok_or_else(|| ChainError::garbage("/block/raw", format!("block {hash} not found")))
+        })
+    }
+
+    fn mempool<'a>(&'a self, watch: &'a WatchSet) -> BoxFuture<'a, Result<MempoolTxs, ChainError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for address in &watch.hot {
+                let txs: Vec<MempoolTx> = self
+                    .get_json("address mempool", &format!("/address/{address}/txs/mempool"))
+                    .await?;
+                if txs.len() >= MEMPOOL_PAGE {
+                    tracing::warn!(asset = %self.asset, address = %address, "50+ mempool transactions to one address; some may be seen only once mined");
+                }
+                for tx in txs {
+                    let txid: Txid = tx.txid.parse().map_err(|e| ChainError::garbage("mempool txid", e))?;
+                    let outputs = tx
+                        .vout
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, o)| {
+                            let script =
+                                hex::decode(&o.scriptpubkey).map_err(|e| ChainError::garbage("scriptpubkey", e))?;
+                            Ok(MempoolOutput {
+                                vout: i as u32,
+                                script: ScriptBuf::from_bytes(script),
+                                sats: o.value,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, ChainError>>()?;
+                    out.push((txid, Arc::new(outputs)));
+                }
+            }
+            Ok(out)
+        })
+    }
+}
