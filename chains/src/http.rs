@@ -37,6 +37,7 @@ impl Endpoints {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .tcp_nodelay(true)
             .user_agent(concat!("paywatch/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ChainError::Config(format!("cannot build HTTP client: {e}")))?;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bitcoin::{Script, ScriptBuf, Txid};
+use futures_util::StreamExt;
 use paywatch_state::amount::from_base_units;
 use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
 
@@ -13,6 +14,9 @@ use super::address::{AddressError, UtxoAddress, parse_btc, parse_ltc};
 use super::block::decode_block;
 use crate::source::{BoxFuture, ChainSource, KnownHash, ScanBatch, ScanRequest, WatchSet};
 use crate::{ChainError, Network};
+
+/// Blocks fetched ahead of the one being applied.
+const PREFETCH_BLOCKS: usize = 4;
 
 /// Scripts watched, mapped to their canonical address text.
 pub type WatchMap = HashMap<ScriptBuf, String>;
@@ -203,11 +207,20 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
             };
             let mut prev = fork.unwrap_or_else(|| req.from.clone());
             let last = req.to.min(prev.height + self.max_blocks_per_step);
-            for height in prev.height + 1..=last {
-                let Some(hash) = self.backend.block_hash(height).await? else {
-                    break;
-                };
-                let bytes = self.backend.raw_block(&hash).await?;
+            // Fetch a few blocks ahead while applying in order: a node's RPC
+            // answers carry a fixed latency (Nagle and delayed ACK on large
+            // responses) that concurrency hides.
+            let mut fetches = futures_util::stream::iter(prev.height + 1..=last)
+                .map(|height| async move {
+                    let Some(hash) = self.backend.block_hash(height).await? else {
+                        return Ok(None);
+                    };
+                    let bytes = self.backend.raw_block(&hash).await?;
+                    Ok::<_, ChainError>(Some((height, hash, bytes)))
+                })
+                .buffered(PREFETCH_BLOCKS);
+            while let Some(fetched) = fetches.next().await {
+                let Some((height, hash, bytes)) = fetched? else { break };
                 let block = decode_block(&bytes).map_err(|e| ChainError::garbage(format!("block {hash}"), e))?;
                 if block.hash().to_string() != hash {
                     return Err(ChainError::garbage(
