@@ -23,3 +23,25 @@ ensure_litecoind() {
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+
+# Prints the path of an anvil binary, installing Foundry's npm package into
+# .tools/ if none is found.
+ensure_anvil() {
+    local local_bin=".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+    for candidate in "${ANVIL:-}" "$local_bin"; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+            echo "$(cd "$(dirname "$candidate")" && pwd)/$(basename "$candidate")"
+            return 0
+        fi
+    done
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm not found: install Node.js and npm (apt-get install npm), or set ANVIL" >&2
+        return 1
+    fi
+    echo "anvil not found; installing @foundry-rs/anvil from npm into .tools/" >&2
+    npm install --silent --no-audit --no-fund --prefix .tools @foundry-rs/anvil >&2 || {
+        echo "could not install anvil; set ANVIL=/path/to/anvil" >&2
+        return 1
+    }
+    echo "$(pwd)/$local_bin"
+}

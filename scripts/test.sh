@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the local nodes the
-# end-to-end tests need (litecoind from Debian's packages) if missing, then
+# end-to-end tests need (litecoind from Debian's packages, anvil from npm) if
+# missing, then
 # runs formatting and lint checks and every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 LITECOIND=$(ensure_litecoind)
-export LITECOIND
+ANVIL=$(ensure_anvil)
+export LITECOIND ANVIL
 echo "==> litecoind: $LITECOIND"
+echo "==> anvil: $ANVIL"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

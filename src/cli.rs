@@ -167,6 +167,11 @@ fn run_daemon(path: &Path) -> ExitCode {
     };
     match runtime.block_on(crate::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<config::ConfigError>().is_some() => {
+            tracing::error!(error = %e, "configuration refused by the backend");
+            eprintln!("paywatch: invalid configuration {}: {e}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "paywatch stopped on an error");
             ExitCode::FAILURE

@@ -121,6 +121,9 @@ struct RawAsset {
     min_amount: Option<String>,
     max_blocks_per_poll: Option<u64>,
     retry_max: Option<String>,
+    contract: Option<String>,
+    decimals: Option<u8>,
+    chain_id: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -160,6 +163,7 @@ pub struct LogConfig {
 pub enum Backend {
     CoreRpc,
     Esplora,
+    Evm,
 }
 
 impl Backend {
@@ -167,8 +171,22 @@ impl Backend {
         match self {
             Backend::CoreRpc => "core-rpc",
             Backend::Esplora => "esplora",
+            Backend::Evm => "evm",
         }
     }
+}
+
+/// USDT on BNB Smart Chain (BEP-20).
+pub const USDT_BSC_CONTRACT: &str = "0x55d398326f99059fF775485246999027B3197955";
+pub const BSC_CHAIN_ID: u64 = 56;
+/// Blocks per `eth_getLogs` before a provider asks for less.
+pub const DEFAULT_EVM_BLOCKS_PER_POLL: u64 = 2_000;
+
+#[derive(Clone, Debug)]
+pub struct EvmToken {
+    pub contract: String,
+    pub decimals: u8,
+    pub chain_id: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -182,6 +200,8 @@ pub struct AssetConfig {
     pub poll_interval: Duration,
     pub call_timeout: Duration,
     pub max_blocks_per_poll: u64,
+    /// EVM: the token contract (checksummed), its decimals and the chain id.
+    pub evm: Option<EvmToken>,
     /// Longest wait between retries of a failing backend.
     pub retry_max: Duration,
 }
@@ -293,7 +313,8 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
     let backend = match (asset, raw.backend.as_str()) {
         (Asset::Btc | Asset::Ltc, "core-rpc") => Backend::CoreRpc,
         (Asset::Btc | Asset::Ltc, "esplora") => Backend::Esplora,
-        (Asset::Xrp, "rippled") | (Asset::UsdtBsc, "evm") | (Asset::UsdtTrc20, "tron-http") => {
+        (Asset::UsdtBsc, "evm") => Backend::Evm,
+        (Asset::Xrp, "rippled") | (Asset::UsdtTrc20, "tron-http") => {
             return Err(err(
                 k("backend"),
                 format!("backend {:?} is not available in this build yet", raw.backend),
@@ -434,7 +455,48 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
     }
     let poll_interval = duration_or(&k("poll_interval"), raw.poll_interval.as_deref(), DEFAULT_POLL_INTERVAL)?;
     let call_timeout = duration_or(&k("timeout"), raw.timeout.as_deref(), DEFAULT_CALL_TIMEOUT)?;
-    let max_blocks_per_poll = raw.max_blocks_per_poll.unwrap_or(DEFAULT_MAX_BLOCKS_PER_STEP).max(1);
+    let default_blocks = if backend == Backend::Evm {
+        DEFAULT_EVM_BLOCKS_PER_POLL
+    } else {
+        DEFAULT_MAX_BLOCKS_PER_STEP
+    };
+    let max_blocks_per_poll = raw.max_blocks_per_poll.unwrap_or(default_blocks).max(1);
+    let evm = match backend {
+        Backend::Evm => {
+            let contract = raw.contract.as_deref().unwrap_or(USDT_BSC_CONTRACT);
+            let contract = paywatch_chains::evm::parse_evm_address(contract).map_err(|e| err(k("contract"), e))?;
+            let decimals = raw.decimals.unwrap_or(asset.decimals() as u8);
+            if u32::from(decimals) != asset.decimals() {
+                return Err(err(
+                    k("decimals"),
+                    format!(
+                        "{asset} amounts have {} decimals; a token with {decimals} is another asset",
+                        asset.decimals()
+                    ),
+                ));
+            }
+            let chain_id = raw.chain_id.unwrap_or(BSC_CHAIN_ID);
+            policy.contract = Some(contract.clone());
+            policy.chain_id = Some(chain_id);
+            Some(EvmToken {
+                contract,
+                decimals,
+                chain_id,
+            })
+        }
+        _ => {
+            for (field, set) in [
+                ("contract", raw.contract.is_some()),
+                ("decimals", raw.decimals.is_some()),
+                ("chain_id", raw.chain_id.is_some()),
+            ] {
+                if set {
+                    return Err(err(k(field), format!("{field} is for backend \"evm\"")));
+                }
+            }
+            None
+        }
+    };
     let retry_max = duration_or(&k("retry_max"), raw.retry_max.as_deref(), BACKOFF_MAX)?;
     Ok(AssetConfig {
         asset,
@@ -446,6 +508,7 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
         poll_interval,
         call_timeout,
         max_blocks_per_poll,
+        evm,
         retry_max,
     })
 }

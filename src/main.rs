@@ -59,8 +59,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let mut chain_sources = Vec::new();
     for asset in &config.assets {
-        let poller = sources::poller(asset, &engine, clock.clone())?;
+        chain_sources.push((asset, sources::source(asset)?));
+    }
+    sources::preflight(&chain_sources).await?;
+    for (asset, source) in chain_sources {
+        let poller = sources::poller(asset, source, &engine, clock.clone());
         let (cancel, wake) = (cancel.clone(), Arc::new(tokio::sync::Notify::new()));
         tasks.spawn(async move {
             poller.run(cancel, wake).await;

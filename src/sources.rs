@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use paywatch_chains::rpc::RpcClient;
+use paywatch_chains::evm::EvmSource;
+use paywatch_chains::rpc::{RpcAuth, RpcClient};
 use paywatch_chains::utxo::core_rpc::CoreRpc;
 use paywatch_chains::utxo::esplora::Esplora;
 use paywatch_chains::utxo::source::UtxoSource;
-use paywatch_chains::{ChainSource, Clock, Poller, PollerConfig, Secret};
+use paywatch_chains::{ChainError, ChainSource, Clock, Poller, PollerConfig, Secret};
 use paywatch_state::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +78,21 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
                 asset.max_blocks_per_poll,
             ))
         }
+        Backend::Evm => {
+            let token = asset
+                .evm
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("evm settings missing"))?;
+            let rpc = RpcClient::new(asset.urls.clone(), RpcAuth::None, asset.call_timeout)?;
+            Arc::new(EvmSource::new(
+                asset.asset,
+                rpc,
+                &token.contract,
+                token.decimals,
+                token.chain_id,
+                asset.max_blocks_per_poll,
+            )?)
+        }
         Backend::Esplora => {
             let backend = Esplora::new(asset.urls.clone(), asset.asset, asset.network, asset.call_timeout)?;
             Arc::new(UtxoSource::new(
@@ -89,7 +105,36 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
     })
 }
 
-pub fn poller(asset: &AssetConfig, engine: &Arc<Engine>, clock: Arc<dyn Clock>) -> anyhow::Result<Poller> {
+/// Runs every source's start-up checks (chain, contract, decimals). A
+/// definite answer that the configuration is wrong stops the start as a
+/// configuration error; a backend that does not answer does not: its poller
+/// repeats the checks before its first scan.
+pub async fn preflight(sources: &[(&AssetConfig, Arc<dyn ChainSource>)]) -> anyhow::Result<()> {
+    for (asset, source) in sources {
+        match tokio::time::timeout(asset.call_timeout * 2, source.preflight()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(ChainError::Config(message))) => {
+                return Err(config::ConfigError {
+                    key: format!("assets.{}", asset.asset),
+                    message,
+                }
+                .into());
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(asset = %asset.asset, error = %e, "start-up checks not possible yet; the poller retries them")
+            }
+            Err(_) => tracing::warn!(asset = %asset.asset, "start-up checks timed out; the poller retries them"),
+        }
+    }
+    Ok(())
+}
+
+pub fn poller(
+    asset: &AssetConfig,
+    source: Arc<dyn ChainSource>,
+    engine: &Arc<Engine>,
+    clock: Arc<dyn Clock>,
+) -> Poller {
     let config = PollerConfig {
         interval: asset.poll_interval,
         step_timeout: asset.call_timeout * config::STEP_TIMEOUT_FACTOR,
@@ -98,13 +143,7 @@ pub fn poller(asset: &AssetConfig, engine: &Arc<Engine>, clock: Arc<dyn Clock>) 
         backoff_initial: config::BACKOFF_INITIAL.min(asset.poll_interval),
         backoff_max: asset.retry_max.max(asset.poll_interval),
     };
-    Ok(Poller::new(
-        asset.asset,
-        source(asset)?,
-        engine.sink(asset.asset),
-        clock,
-        config,
-    ))
+    Poller::new(asset.asset, source, engine.sink(asset.asset), clock, config)
 }
 
 /// Resolves on SIGTERM or SIGINT with the signal's name.

@@ -9,6 +9,7 @@ pub use crate::utxo::address::AddressError;
 pub fn canonical_address(asset: Asset, network: Network, text: &str) -> Result<String, AddressError> {
     match asset {
         Asset::Btc | Asset::Ltc => crate::utxo::source::parse_utxo_address(asset, network, text).map(|a| a.canonical),
-        Asset::Xrp | Asset::UsdtBsc | Asset::UsdtTrc20 => Err(AddressError::Unsupported { asset: asset.code() }),
+        Asset::UsdtBsc => crate::evm::parse_evm_address(text),
+        Asset::Xrp | Asset::UsdtTrc20 => Err(AddressError::Unsupported { asset: asset.code() }),
     }
 }

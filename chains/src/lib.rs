@@ -11,11 +11,13 @@
 //! - `http` — URL failover, timeouts, error kinds for every backend
 //! - `rpc` — JSON-RPC client over it
 //! - `utxo` — BTC and LTC: addresses, raw blocks, xpub, `core-rpc` and `esplora`
+//! - `evm` — ERC-20 transfers over Ethereum JSON-RPC (USDT on BSC)
 //! - `address` — address validation for every asset, one entry point
 //! - `error`, `network`, `secret` — shared small types
 
 pub mod address;
 mod error;
+pub mod evm;
 pub mod http;
 mod network;
 pub mod poller;

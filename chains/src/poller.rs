@@ -98,6 +98,8 @@ impl PollError {
 }
 
 pub struct Poller {
+    /// Set once the source's preflight checks passed.
+    preflight_ok: std::sync::atomic::AtomicBool,
     asset: Asset,
     source: Arc<dyn ChainSource>,
     sink: Arc<dyn ScanSink>,
@@ -114,6 +116,7 @@ impl Poller {
         config: PollerConfig,
     ) -> Poller {
         Poller {
+            preflight_ok: false.into(),
             asset,
             source,
             sink,
@@ -218,6 +221,10 @@ impl Poller {
         cancel: &CancellationToken,
         report: &mut PollReport,
     ) -> Result<(), PollError> {
+        if !self.preflight_ok.load(std::sync::atomic::Ordering::Relaxed) {
+            self.step(cancel, "preflight", self.source.preflight()).await?;
+            self.preflight_ok.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let watch = self.sink.watch();
         loop {
             let cursor = self.sink.cursor().map_err(PollError::Sink)?;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use paywatch_state::{BlockRef, ChainTip, Observation};
+use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
 
 use crate::ChainError;
 
@@ -51,6 +51,12 @@ pub trait ChainSource: Send + Sync + 'static {
     /// The backend name for status and logs (`core-rpc`, ...).
     fn backend(&self) -> &'static str;
 
+    /// Checks made once before polling: the backend serves the configured
+    /// chain and contract. A `ChainError::Config` here stops the start.
+    fn preflight(&self) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The node's best block and, where the chain has one, its finality mark.
     fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>>;
 
@@ -70,3 +76,43 @@ pub fn batch_cursor(batch: &ScanBatch, from: &BlockRef) -> BlockRef {
 
 /// Shared handle used by the poller.
 pub type SharedSource = Arc<dyn ChainSource>;
+
+/// How far below the cursor a fork point is looked for.
+const MAX_FORK_DEPTH: u64 = 10_000;
+
+/// The last block both the backend and paywatch agree on, when `from` has
+/// left the backend's best chain; `None` while it is still on it.
+///
+/// Stored hashes may be sparse (EVM scans keep the hashes of range ends and
+/// of blocks with transfers): heights without one are skipped. Checking the
+/// cursor's hash is enough to notice any reorg at or below it, since every
+/// block commits to its parent.
+pub async fn find_fork<F, Fut>(
+    asset: Asset,
+    from: &BlockRef,
+    known: KnownHash<'_>,
+    node_hash: F,
+) -> Result<Option<BlockRef>, ChainError>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<Option<String>, ChainError>>,
+{
+    if node_hash(from.height).await?.as_deref() == Some(from.hash.as_str()) {
+        return Ok(None);
+    }
+    let lowest = from.height.saturating_sub(MAX_FORK_DEPTH);
+    let mut height = from.height;
+    while height > lowest {
+        height -= 1;
+        let Some(ours) = known(height) else { continue };
+        if node_hash(height).await?.as_deref() == Some(ours.as_str()) {
+            tracing::warn!(asset = %asset, fork = height, was = from.height, "reorg detected; rolling back");
+            return Ok(Some(BlockRef { height, hash: ours }));
+        }
+    }
+    Err(ChainError::Config(format!(
+        "{asset}: no block in common with the backend below height {} (a reorg deeper than paywatch keeps, \
+         or the wrong chain); check the backend, or re-create the state directory",
+        from.height
+    )))
+}

@@ -6,11 +6,13 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod anvil;
 pub mod esplora;
 pub mod litecoind;
 pub mod paywatch;
 pub mod proxy;
 pub mod receiver;
+pub mod rpc_proxy;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

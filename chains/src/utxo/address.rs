@@ -24,6 +24,8 @@ pub enum AddressError {
         "{0:?} is an MWEB address: MWEB outputs hide amount and recipient from a block scanner, so paywatch cannot watch them; use an ltc1/L/M address"
     )]
     Mweb(String),
+    #[error("{0:?} has a wrong EIP-55 checksum (mixed case that does not match)")]
+    BadChecksum(String),
     #[error("{asset} addresses are not supported by this build")]
     Unsupported { asset: &'static str },
 }

@@ -12,7 +12,7 @@ use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
 
 use super::address::{AddressError, UtxoAddress, parse_btc, parse_ltc};
 use super::block::decode_block;
-use crate::source::{BoxFuture, ChainSource, KnownHash, ScanBatch, ScanRequest, WatchSet};
+use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork};
 use crate::{ChainError, Network};
 
 /// Blocks fetched ahead of the one being applied.
@@ -90,33 +90,6 @@ impl<B: UtxoBackend> UtxoSource<B> {
             );
         }
         cache.1.clone()
-    }
-
-    /// The last block both the backend and paywatch agree on, when `from`
-    /// has left the best chain; `None` when it is still on it.
-    async fn find_fork(&self, from: &BlockRef, known: KnownHash<'_>) -> Result<Option<BlockRef>, ChainError> {
-        if self.backend.block_hash(from.height).await?.as_deref() == Some(from.hash.as_str()) {
-            return Ok(None);
-        }
-        let mut height = from.height;
-        while height > 0 {
-            height -= 1;
-            let Some(ours) = known(height) else {
-                return Err(ChainError::Config(format!(
-                    "{} reorganized below height {height}, deeper than the block hashes paywatch keeps; \
-                     check the backend, or re-create the state directory",
-                    self.asset
-                )));
-            };
-            if self.backend.block_hash(height).await?.as_deref() == Some(ours.as_str()) {
-                tracing::warn!(asset = %self.asset, fork = height, was = from.height, "reorg detected; rolling back");
-                return Ok(Some(BlockRef { height, hash: ours }));
-            }
-        }
-        Err(ChainError::Config(format!(
-            "{}: no block in common with the backend; is it the right chain?",
-            self.asset
-        )))
     }
 }
 
@@ -200,7 +173,7 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
         Box::pin(async move {
             let watch = self.watch_map(req.watch);
-            let fork = self.find_fork(req.from, req.known_hash).await?;
+            let fork = find_fork(self.asset, req.from, req.known_hash, |h| self.backend.block_hash(h)).await?;
             let mut batch = ScanBatch {
                 rollback_to: fork.as_ref().map(|f| f.height),
                 ..ScanBatch::default()
