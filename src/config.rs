@@ -124,6 +124,7 @@ struct RawAsset {
     contract: Option<String>,
     decimals: Option<u8>,
     chain_id: Option<u64>,
+    api_version: Option<u8>,
 }
 
 #[derive(Clone, Debug)]
@@ -164,6 +165,7 @@ pub enum Backend {
     CoreRpc,
     Esplora,
     Evm,
+    Rippled,
 }
 
 impl Backend {
@@ -172,6 +174,7 @@ impl Backend {
             Backend::CoreRpc => "core-rpc",
             Backend::Esplora => "esplora",
             Backend::Evm => "evm",
+            Backend::Rippled => "rippled",
         }
     }
 }
@@ -179,6 +182,8 @@ impl Backend {
 /// USDT on BNB Smart Chain (BEP-20).
 pub const USDT_BSC_CONTRACT: &str = "0x55d398326f99059fF775485246999027B3197955";
 pub const BSC_CHAIN_ID: u64 = 56;
+/// Ledgers per rippled scan step.
+pub const DEFAULT_XRP_LEDGERS_PER_POLL: u64 = 1_000;
 /// Blocks per `eth_getLogs` before a provider asks for less.
 pub const DEFAULT_EVM_BLOCKS_PER_POLL: u64 = 2_000;
 
@@ -202,6 +207,8 @@ pub struct AssetConfig {
     pub max_blocks_per_poll: u64,
     /// EVM: the token contract (checksummed), its decimals and the chain id.
     pub evm: Option<EvmToken>,
+    /// rippled: the API version sent with every call (1 or 2).
+    pub api_version: u8,
     /// Longest wait between retries of a failing backend.
     pub retry_max: Duration,
 }
@@ -314,7 +321,8 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
         (Asset::Btc | Asset::Ltc, "core-rpc") => Backend::CoreRpc,
         (Asset::Btc | Asset::Ltc, "esplora") => Backend::Esplora,
         (Asset::UsdtBsc, "evm") => Backend::Evm,
-        (Asset::Xrp, "rippled") | (Asset::UsdtTrc20, "tron-http") => {
+        (Asset::Xrp, "rippled") => Backend::Rippled,
+        (Asset::UsdtTrc20, "tron-http") => {
             return Err(err(
                 k("backend"),
                 format!("backend {:?} is not available in this build yet", raw.backend),
@@ -455,10 +463,22 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
     }
     let poll_interval = duration_or(&k("poll_interval"), raw.poll_interval.as_deref(), DEFAULT_POLL_INTERVAL)?;
     let call_timeout = duration_or(&k("timeout"), raw.timeout.as_deref(), DEFAULT_CALL_TIMEOUT)?;
-    let default_blocks = if backend == Backend::Evm {
-        DEFAULT_EVM_BLOCKS_PER_POLL
-    } else {
-        DEFAULT_MAX_BLOCKS_PER_STEP
+    let default_blocks = match backend {
+        Backend::Evm => DEFAULT_EVM_BLOCKS_PER_POLL,
+        Backend::Rippled => DEFAULT_XRP_LEDGERS_PER_POLL,
+        _ => DEFAULT_MAX_BLOCKS_PER_STEP,
+    };
+    let api_version = match (backend, raw.api_version) {
+        (Backend::Rippled, None) => 2,
+        (Backend::Rippled, Some(v @ (1 | 2))) => v,
+        (Backend::Rippled, Some(v)) => {
+            return Err(err(
+                k("api_version"),
+                format!("{v} is not a rippled API version (1 or 2)"),
+            ));
+        }
+        (_, Some(_)) => return Err(err(k("api_version"), "api_version is for backend \"rippled\"")),
+        (_, None) => 0,
     };
     let max_blocks_per_poll = raw.max_blocks_per_poll.unwrap_or(default_blocks).max(1);
     let evm = match backend {
@@ -509,6 +529,7 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
         call_timeout,
         max_blocks_per_poll,
         evm,
+        api_version,
         retry_max,
     })
 }

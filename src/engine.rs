@@ -27,6 +27,7 @@ pub struct AssetHealth {
     pub scanned_height: Option<u64>,
     pub last_poll_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    pub warnings: Vec<String>,
 }
 
 /// How often the hot subset of a watch set is rebuilt from the open intents.
@@ -237,6 +238,7 @@ impl Engine {
         };
         let mut h = lock.lock().unwrap_or_else(|p| p.into_inner());
         h.last_poll_at = Some(report.started_at);
+        h.warnings = report.warnings.clone();
         if let Some(tip) = &report.tip {
             h.tip_height = Some(tip.height);
         }

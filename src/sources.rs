@@ -13,6 +13,7 @@ use paywatch_chains::rpc::{RpcAuth, RpcClient};
 use paywatch_chains::utxo::core_rpc::CoreRpc;
 use paywatch_chains::utxo::esplora::Esplora;
 use paywatch_chains::utxo::source::UtxoSource;
+use paywatch_chains::xrpl::RippledSource;
 use paywatch_chains::{ChainError, ChainSource, Clock, Poller, PollerConfig, Secret};
 use paywatch_state::Store;
 use tokio_util::sync::CancellationToken;
@@ -92,6 +93,15 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
                 token.chain_id,
                 asset.max_blocks_per_poll,
             )?)
+        }
+        Backend::Rippled => {
+            let rpc = RpcClient::new(asset.urls.clone(), RpcAuth::None, asset.call_timeout)?;
+            Arc::new(RippledSource::new(
+                rpc,
+                asset.api_version,
+                asset.max_blocks_per_poll,
+                asset.policy.addresses.clone(),
+            ))
         }
         Backend::Esplora => {
             let backend = Esplora::new(asset.urls.clone(), asset.asset, asset.network, asset.call_timeout)?;

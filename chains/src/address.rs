@@ -10,6 +10,13 @@ pub fn canonical_address(asset: Asset, network: Network, text: &str) -> Result<S
     match asset {
         Asset::Btc | Asset::Ltc => crate::utxo::source::parse_utxo_address(asset, network, text).map(|a| a.canonical),
         Asset::UsdtBsc => crate::evm::parse_evm_address(text),
-        Asset::Xrp | Asset::UsdtTrc20 => Err(AddressError::Unsupported { asset: asset.code() }),
+        Asset::Xrp => {
+            let parsed = crate::xrpl::parse_xrp_address(network, text)?;
+            match parsed.tag {
+                None => Ok(parsed.classic),
+                Some(_) => Err(AddressError::TaggedXAddress(text.to_string())),
+            }
+        }
+        Asset::UsdtTrc20 => Err(AddressError::Unsupported { asset: asset.code() }),
     }
 }

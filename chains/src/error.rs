@@ -15,6 +15,10 @@ pub enum ChainError {
     Rpc { method: String, code: i64, message: String },
     #[error("unusable response to {what}: {detail}")]
     Garbage { what: String, detail: String },
+    /// The backend lacks data paywatch needs (a ledger range it does not
+    /// hold): the cursor waits until it is served.
+    #[error("{0}")]
+    History(String),
     #[error("{0}")]
     Config(String),
 }
@@ -22,7 +26,10 @@ pub enum ChainError {
 impl ChainError {
     pub fn is_transient(&self) -> bool {
         match self {
-            ChainError::Transport { .. } | ChainError::Timeout { .. } | ChainError::Garbage { .. } => true,
+            ChainError::Transport { .. }
+            | ChainError::Timeout { .. }
+            | ChainError::Garbage { .. }
+            | ChainError::History(_) => true,
             // 401/403 are credentials, 404 a wrong URL: an operator must act.
             ChainError::Http { status, .. } => !matches!(status, 401 | 403 | 404),
             // -28: node warming up; -5/-8: data raced away between calls.
@@ -39,6 +46,7 @@ impl ChainError {
             ChainError::Http { .. } => "http",
             ChainError::Rpc { .. } => "rpc",
             ChainError::Garbage { .. } => "decode",
+            ChainError::History(_) => "history",
             ChainError::Config(_) => "config",
         }
     }

@@ -12,6 +12,7 @@
 //! - `rpc` — JSON-RPC client over it
 //! - `utxo` — BTC and LTC: addresses, raw blocks, xpub, `core-rpc` and `esplora`
 //! - `evm` — ERC-20 transfers over Ethereum JSON-RPC (USDT on BSC)
+//! - `xrpl` — XRP: addresses, X-addresses, the `rippled` backend
 //! - `address` — address validation for every asset, one entry point
 //! - `error`, `network`, `secret` — shared small types
 
@@ -25,6 +26,7 @@ pub mod rpc;
 mod secret;
 pub mod source;
 pub mod utxo;
+pub mod xrpl;
 
 pub use address::canonical_address;
 pub use error::ChainError;

@@ -67,6 +67,8 @@ pub struct PollReport {
     pub scanned: Option<u64>,
     /// Error kind (bounded label) and message.
     pub error: Option<(&'static str, String)>,
+    /// The source's operator warnings.
+    pub warnings: Vec<String>,
 }
 
 /// Why a round stopped early.
@@ -187,9 +189,11 @@ impl Poller {
             tip: None,
             scanned: None,
             error: None,
+            warnings: Vec::new(),
         };
         let result = self.round(started_at, cancel, &mut report).await;
         report.duration = t0.elapsed();
+        report.warnings = self.source.warnings();
         if let Err(e) = &result {
             if matches!(e, PollError::Cancelled) {
                 return Err(PollError::Cancelled);

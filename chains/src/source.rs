@@ -57,6 +57,12 @@ pub trait ChainSource: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// Operator warnings about the setup (e.g. an XRP account without
+    /// `RequireDest`), shown in `/v1/status`.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The node's best block and, where the chain has one, its finality mark.
     fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>>;
 

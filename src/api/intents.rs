@@ -9,6 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use paywatch_chains::canonical_address;
+use paywatch_chains::xrpl::parse_xrp_address;
 use paywatch_state::amount::parse_amount;
 use paywatch_state::{Asset, CancelOutcome, CreateError, CreateOutcome, IntentFilter, IntentStatus, NewIntent};
 use serde_json::{Map, Value, json};
@@ -165,15 +166,32 @@ pub fn parse_create(app: &App, bytes: &[u8]) -> Result<NewIntent, ApiError> {
     let expires_in = optional_int(&obj, "expires_in", "invalid_expires_in", 1, MAX_EXPIRES_IN_SECONDS)?;
     let confirmations =
         optional_int(&obj, "confirmations", "invalid_confirmations", 1, MAX_CONFIRMATIONS)?.map(|c| c as u32);
+    let mut x_address_tag = None;
     let address = match obj.get("address") {
         None | Some(Value::Null) => None,
+        // An X-address carries the tag: decoded to the classic address + tag.
+        Some(Value::String(a)) if asset == Asset::Xrp => {
+            let parsed =
+                parse_xrp_address(network, a).map_err(|e| ApiError::bad_request("invalid_address", e.to_string()))?;
+            x_address_tag = parsed.tag;
+            Some(parsed.classic)
+        }
         Some(Value::String(a)) => Some(
             canonical_address(asset, network, a)
                 .map_err(|e| ApiError::bad_request("invalid_address", e.to_string()))?,
         ),
         Some(_) => return Err(ApiError::bad_request("invalid_address", "address must be a string")),
     };
-    let tag = optional_int(&obj, "tag", "invalid_tag", 0, u64::from(u32::MAX))?.map(|t| t as u32);
+    let mut tag = optional_int(&obj, "tag", "invalid_tag", 0, u64::from(u32::MAX))?.map(|t| t as u32);
+    if let Some(from_address) = x_address_tag {
+        if tag.is_some_and(|t| t != from_address) {
+            return Err(ApiError::bad_request(
+                "invalid_tag",
+                "tag differs from the tag in the X-address",
+            ));
+        }
+        tag = Some(from_address);
+    }
     Ok(NewIntent {
         asset,
         amount,

@@ -30,7 +30,8 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
                 "scanned_height": h.scanned_height,
                 "lag": lag,
                 "last_poll_at": h.last_poll_at,
-                "last_error": h.last_error,
+                                "last_error": h.last_error,
+                "warnings": h.warnings,
             }),
         );
     }

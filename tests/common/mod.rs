@@ -12,6 +12,7 @@ pub mod litecoind;
 pub mod paywatch;
 pub mod proxy;
 pub mod receiver;
+pub mod rippled;
 pub mod rpc_proxy;
 
 use std::future::Future;

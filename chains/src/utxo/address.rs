@@ -26,6 +26,10 @@ pub enum AddressError {
     Mweb(String),
     #[error("{0:?} has a wrong EIP-55 checksum (mixed case that does not match)")]
     BadChecksum(String),
+    #[error(
+        "{0:?} is an X-address with a destination tag; a receive address here takes none (give the tag separately)"
+    )]
+    TaggedXAddress(String),
     #[error("{asset} addresses are not supported by this build")]
     Unsupported { asset: &'static str },
 }
