@@ -125,6 +125,7 @@ struct RawAsset {
     decimals: Option<u8>,
     chain_id: Option<u64>,
     api_version: Option<u8>,
+    api_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -166,6 +167,7 @@ pub enum Backend {
     Esplora,
     Evm,
     Rippled,
+    TronHttp,
 }
 
 impl Backend {
@@ -175,6 +177,7 @@ impl Backend {
             Backend::Esplora => "esplora",
             Backend::Evm => "evm",
             Backend::Rippled => "rippled",
+            Backend::TronHttp => "tron-http",
         }
     }
 }
@@ -186,6 +189,12 @@ pub const BSC_CHAIN_ID: u64 = 56;
 pub const DEFAULT_XRP_LEDGERS_PER_POLL: u64 = 1_000;
 /// Blocks per `eth_getLogs` before a provider asks for less.
 pub const DEFAULT_EVM_BLOCKS_PER_POLL: u64 = 2_000;
+
+#[derive(Clone, Debug)]
+pub struct TronSettings {
+    pub contract: String,
+    pub api_key: Option<Secret>,
+}
 
 #[derive(Clone, Debug)]
 pub struct EvmToken {
@@ -209,6 +218,8 @@ pub struct AssetConfig {
     pub evm: Option<EvmToken>,
     /// rippled: the API version sent with every call (1 or 2).
     pub api_version: u8,
+    /// tron-http: the token contract (base58) and the TronGrid API key.
+    pub tron: Option<TronSettings>,
     /// Longest wait between retries of a failing backend.
     pub retry_max: Duration,
 }
@@ -322,12 +333,7 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
         (Asset::Btc | Asset::Ltc, "esplora") => Backend::Esplora,
         (Asset::UsdtBsc, "evm") => Backend::Evm,
         (Asset::Xrp, "rippled") => Backend::Rippled,
-        (Asset::UsdtTrc20, "tron-http") => {
-            return Err(err(
-                k("backend"),
-                format!("backend {:?} is not available in this build yet", raw.backend),
-            ));
-        }
+        (Asset::UsdtTrc20, "tron-http") => Backend::TronHttp,
         (_, other) => return Err(err(k("backend"), format!("{other:?} is not a backend for {asset}"))),
     };
     let urls = match raw.url {
@@ -505,8 +511,9 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
             })
         }
         _ => {
+            let contract_here = raw.contract.is_some() && backend != Backend::TronHttp;
             for (field, set) in [
-                ("contract", raw.contract.is_some()),
+                ("contract", contract_here),
                 ("decimals", raw.decimals.is_some()),
                 ("chain_id", raw.chain_id.is_some()),
             ] {
@@ -518,6 +525,27 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
         }
     };
     let retry_max = duration_or(&k("retry_max"), raw.retry_max.as_deref(), BACKOFF_MAX)?;
+    let tron = match backend {
+        Backend::TronHttp => {
+            let contract = raw
+                .contract
+                .as_deref()
+                .unwrap_or(paywatch_chains::tron::USDT_TRC20_CONTRACT);
+            let (_, contract) =
+                paywatch_chains::tron::parse_tron_address(contract).map_err(|e| err(k("contract"), e))?;
+            let api_key = raw
+                .api_key_file
+                .as_deref()
+                .map(|f| read_secret(&k("api_key_file"), f))
+                .transpose()?;
+            policy.contract = Some(contract.clone());
+            Some(TronSettings { contract, api_key })
+        }
+        _ if raw.api_key_file.is_some() => {
+            return Err(err(k("api_key_file"), "api_key_file is for backend \"tron-http\""));
+        }
+        _ => None,
+    };
     Ok(AssetConfig {
         asset,
         backend,
@@ -530,6 +558,7 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
         max_blocks_per_poll,
         evm,
         api_version,
+        tron,
         retry_max,
     })
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use paywatch_chains::evm::EvmSource;
+use paywatch_chains::http::Endpoints;
 use paywatch_chains::rpc::{RpcAuth, RpcClient};
+use paywatch_chains::tron::TronSource;
 use paywatch_chains::utxo::core_rpc::CoreRpc;
 use paywatch_chains::utxo::esplora::Esplora;
 use paywatch_chains::utxo::source::UtxoSource;
@@ -102,6 +104,19 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
                 asset.max_blocks_per_poll,
                 asset.policy.addresses.clone(),
             ))
+        }
+        Backend::TronHttp => {
+            let tron = asset
+                .tron
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("tron settings missing"))?;
+            let endpoints = Endpoints::new(asset.urls.clone(), asset.call_timeout)?;
+            Arc::new(TronSource::new(
+                endpoints,
+                tron.api_key.clone(),
+                &tron.contract,
+                asset.max_blocks_per_poll,
+            )?)
         }
         Backend::Esplora => {
             let backend = Esplora::new(asset.urls.clone(), asset.asset, asset.network, asset.call_timeout)?;

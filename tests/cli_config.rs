@@ -99,3 +99,13 @@ fn a_missing_config_file_is_a_config_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn an_invalid_tron_address_stops_the_start() {
+    let config = "[assets.USDT_TRC20]\nbackend = \"tron-http\"\nurl = \"http://127.0.0.1:1\"\naddresses = [\"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u\"]\n";
+    for command in ["check-config", "run"] {
+        let (code, output) = run(&[command], config);
+        assert_eq!(code, Some(2), "{output}");
+        assert!(output.contains("assets.USDT_TRC20.addresses[0]"), "{output}");
+    }
+}

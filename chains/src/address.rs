@@ -17,6 +17,6 @@ pub fn canonical_address(asset: Asset, network: Network, text: &str) -> Result<S
                 Some(_) => Err(AddressError::TaggedXAddress(text.to_string())),
             }
         }
-        Asset::UsdtTrc20 => Err(AddressError::Unsupported { asset: asset.code() }),
+        Asset::UsdtTrc20 => crate::tron::parse_tron_address(text).map(|(_, canonical)| canonical),
     }
 }

@@ -15,6 +15,9 @@ pub enum ChainError {
     Rpc { method: String, code: i64, message: String },
     #[error("unusable response to {what}: {detail}")]
     Garbage { what: String, detail: String },
+    /// The backend asks us to slow down (HTTP 429, or Tron's 403 penalty).
+    #[error("{url} is rate-limiting us (HTTP {status}): {message}")]
+    RateLimited { url: String, status: u16, message: String },
     /// The backend lacks data paywatch needs (a ledger range it does not
     /// hold): the cursor waits until it is served.
     #[error("{0}")]
@@ -29,7 +32,8 @@ impl ChainError {
             ChainError::Transport { .. }
             | ChainError::Timeout { .. }
             | ChainError::Garbage { .. }
-            | ChainError::History(_) => true,
+            | ChainError::History(_)
+            | ChainError::RateLimited { .. } => true,
             // 401/403 are credentials, 404 a wrong URL: an operator must act.
             ChainError::Http { status, .. } => !matches!(status, 401 | 403 | 404),
             // -28: node warming up; -5/-8: data raced away between calls.
@@ -47,6 +51,7 @@ impl ChainError {
             ChainError::Rpc { .. } => "rpc",
             ChainError::Garbage { .. } => "decode",
             ChainError::History(_) => "history",
+            ChainError::RateLimited { .. } => "rate_limit",
             ChainError::Config(_) => "config",
         }
     }

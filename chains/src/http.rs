@@ -34,6 +34,8 @@ impl Endpoints {
         if urls.is_empty() {
             return Err(ChainError::Config("no backend URL configured".into()));
         }
+        // reqwest panics without a TLS provider; make sure there is one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))

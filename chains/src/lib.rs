@@ -13,6 +13,7 @@
 //! - `utxo` — BTC and LTC: addresses, raw blocks, xpub, `core-rpc` and `esplora`
 //! - `evm` — ERC-20 transfers over Ethereum JSON-RPC (USDT on BSC)
 //! - `xrpl` — XRP: addresses, X-addresses, the `rippled` backend
+//! - `tron` — USDT on Tron: addresses, the `tron-http` backend
 //! - `address` — address validation for every asset, one entry point
 //! - `error`, `network`, `secret` — shared small types
 
@@ -25,6 +26,7 @@ pub mod poller;
 pub mod rpc;
 mod secret;
 pub mod source;
+pub mod tron;
 pub mod utxo;
 pub mod xrpl;
 

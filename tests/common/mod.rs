@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod receiver;
 pub mod rippled;
 pub mod rpc_proxy;
+pub mod tron;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -1,0 +1,433 @@
+//! Tron: base58check addresses (prefix 0x41) and the `tron-http` backend,
+//! scanning blocks through the full-node HTTP API that both TronGrid and an
+//! own java-tron node serve.
+//!
+//! - The cursor is the last processed block number with its block ID. Each
+//!   step reads the head (`/wallet/getnowblock`) and the solidified head
+//!   (`/walletsolidity/getnowblock`), then for every new block its ID
+//!   (`/wallet/getblockbynum`, parent checked) and its transaction infos
+//!   (`/wallet/gettransactioninfobyblocknum`).
+//! - Only `Transfer` logs emitted by the configured contract, to a watched
+//!   address, in transactions whose `receipt.result` is `SUCCESS`, with a
+//!   non-zero value, credit; never by token name or symbol. Several logs in
+//!   one transaction are keyed by their position.
+//! - Confirmed at or below the solidified block. A changed block ID at a
+//!   stored height is a fork: rolled back, transfers reverted.
+//! - `{}` ("not found") and `{"Error": ...}` bodies with HTTP 200, 429 and
+//!   403 rate limits are retried with backoff; the cursor never passes a
+//!   block that was not read.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use paywatch_state::amount::from_base_units;
+use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
+use serde_json::{Value, json};
+
+use crate::http::{Endpoints, Verdict, redact_url};
+use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork};
+use crate::utxo::address::AddressError;
+use crate::{ChainError, Secret};
+
+/// keccak256("Transfer(address,address,uint256)"), as Tron logs show it (no 0x).
+const TRANSFER_TOPIC: &str = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+/// USDT on Tron.
+pub const USDT_TRC20_CONTRACT: &str = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
+
+/// Parses a Tron address in base58 (`T...`) or hex (`41...`, `0x...`) form;
+/// returns the 20-byte account and the canonical base58 form.
+pub fn parse_tron_address(text: &str) -> Result<([u8; 20], String), AddressError> {
+    let t = text.trim();
+    let invalid = || AddressError::Invalid(text.to_string(), "Tron");
+    let account: [u8; 20] = if t.starts_with('T') {
+        let data = bs58::decode(t)
+            .with_check(Some(0x41))
+            .into_vec()
+            .map_err(|_| invalid())?;
+        data.get(1..).and_then(|a| a.try_into().ok()).ok_or_else(invalid)?
+    } else {
+        let hex_part = t
+            .strip_prefix("0x")
+            .or_else(|| t.strip_prefix("41").filter(|h| h.len() == 40))
+            .ok_or_else(invalid)?;
+        hex::decode(hex_part)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(invalid)?
+    };
+    let mut payload = vec![0x41];
+    payload.extend_from_slice(&account);
+    Ok((account, bs58::encode(payload).with_check().into_string()))
+}
+
+pub struct TronSource {
+    endpoints: Endpoints,
+    api_key: Option<Secret>,
+    contract: [u8; 20],
+    max_blocks: u64,
+    watch_cache: Mutex<(u64, HashMap<[u8; 20], String>)>,
+}
+
+/// A block by number, read from `getblockbynum` / `getnowblock`.
+struct TronBlock {
+    number: u64,
+    id: String,
+    parent: String,
+}
+
+fn parse_block(v: &Value) -> Option<TronBlock> {
+    let raw = v.get("block_header")?.get("raw_data")?;
+    Some(TronBlock {
+        number: raw.get("number").and_then(Value::as_u64).unwrap_or(0),
+        id: v.get("blockID")?.as_str()?.to_string(),
+        parent: raw
+            .get("parentHash")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
+
+impl TronSource {
+    pub fn new(
+        endpoints: Endpoints,
+        api_key: Option<Secret>,
+        contract: &str,
+        max_blocks: u64,
+    ) -> Result<TronSource, ChainError> {
+        let (contract, _) = parse_tron_address(contract).map_err(|e| ChainError::Config(e.to_string()))?;
+        Ok(TronSource {
+            endpoints,
+            api_key,
+            contract,
+            max_blocks: max_blocks.max(1),
+            watch_cache: Mutex::new((u64::MAX, HashMap::new())),
+        })
+    }
+
+    fn watch_map(&self, watch: &WatchSet) -> HashMap<[u8; 20], String> {
+        let mut cache = self.watch_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.0 != watch.version {
+            let map = watch
+                .addresses
+                .iter()
+                .filter_map(|a| parse_tron_address(a).ok())
+                .collect();
+            *cache = (watch.version, map);
+        }
+        cache.1.clone()
+    }
+
+    /// POST `path` with a JSON body. `Ok(None)` is the API's `{}`: not found.
+    async fn post(&self, path: &str, body: Value) -> Result<Option<Value>, ChainError> {
+        self.endpoints
+            .send(
+                path,
+                |http, base| {
+                    let req = http.post(format!("{base}{path}")).json(&body);
+                    match &self.api_key {
+                        Some(key) => req.header("TRON-PRO-API-KEY", key.expose()),
+                        None => req,
+                    }
+                },
+                |url, answer| judge(path, url, answer.status, &answer.body),
+            )
+            .await
+    }
+
+    async fn block(&self, num: u64) -> Result<Option<TronBlock>, ChainError> {
+        match self.post("/wallet/getblockbynum", json!({"num": num})).await? {
+            None => Ok(None),
+            Some(v) => parse_block(&v)
+                .map(Some)
+                .ok_or_else(|| ChainError::garbage("getblockbynum", "no blockID")),
+        }
+    }
+
+    /// The watched transfers in one block's transaction infos.
+    pub fn transfers(
+        &self,
+        infos: &Value,
+        block: &BlockRef,
+        watch: &HashMap<[u8; 20], String>,
+    ) -> Result<Vec<Observation>, ChainError> {
+        let Some(infos) = infos.as_array() else {
+            return Ok(Vec::new()); // `{}`: a block without transactions
+        };
+        let mut out = Vec::new();
+        for info in infos {
+            // receipt.result, not the top-level `result` (absent on success)
+            // and not contractResult (seen false on a successful transfer).
+            if info
+                .get("receipt")
+                .and_then(|r| r.get("result"))
+                .and_then(Value::as_str)
+                != Some("SUCCESS")
+            {
+                continue;
+            }
+            if info
+                .get("blockNumber")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| n != block.height)
+            {
+                return Err(ChainError::garbage(
+                    "gettransactioninfobyblocknum",
+                    "a transaction of another block",
+                ));
+            }
+            let Some(txid) = info.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            let logs = info.get("log").and_then(Value::as_array).cloned().unwrap_or_default();
+            for (position, log) in logs.iter().enumerate() {
+                let emitter = log
+                    .get("address")
+                    .and_then(Value::as_str)
+                    .and_then(|a| hex::decode(a).ok());
+                if emitter.as_deref() != Some(&self.contract[..]) {
+                    continue; // a look-alike token
+                }
+                let topics: Vec<&str> = log
+                    .get("topics")
+                    .and_then(Value::as_array)
+                    .map(|t| t.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if topics.len() != 3 || topics[0] != TRANSFER_TOPIC {
+                    continue;
+                }
+                let Some(to) = hex::decode(topics[2])
+                    .ok()
+                    .and_then(|b| b.get(12..32).and_then(|a| <[u8; 20]>::try_from(a).ok()))
+                else {
+                    continue;
+                };
+                let Some(address) = watch.get(&to) else { continue };
+                let data = log
+                    .get("data")
+                    .and_then(Value::as_str)
+                    .and_then(|d| hex::decode(d).ok())
+                    .unwrap_or_default();
+                if data.len() != 32 || data[..16].iter().any(|b| *b != 0) {
+                    continue; // not a uint256 we can hold exactly
+                }
+                let value = u128::from_be_bytes(data[16..].try_into().unwrap_or_default());
+                if value == 0 {
+                    continue; // address-poisoning noise
+                }
+                let Ok(amount) = from_base_units(Asset::UsdtTrc20, value) else {
+                    continue;
+                };
+                out.push(Observation {
+                    txid: txid.to_string(),
+                    index: position as u32,
+                    address: address.clone(),
+                    tag: None,
+                    amount,
+                    block: Some(block.clone()),
+                    maturity: 0,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a Tron HTTP answer: rate limits (429, 403 penalties) and server
+/// errors are retried, `{"Error": ...}` with HTTP 200 too, `{}` is "none".
+fn judge(path: &str, url: &str, status: u16, body: &[u8]) -> Verdict<Option<Value>> {
+    let text = String::from_utf8_lossy(body);
+    if status == 429 || status == 403 {
+        let message: String = text.chars().take(200).collect();
+        return Verdict::TryNext(ChainError::RateLimited {
+            url: redact_url(url),
+            status,
+            message,
+        });
+    }
+    if !(200..300).contains(&status) {
+        return crate::http::status_error(url, status);
+    }
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Verdict::TryNext(ChainError::garbage(path, format!("not JSON ({} bytes)", body.len())));
+    };
+    if let Some(error) = value.get("Error") {
+        return Verdict::TryNext(ChainError::garbage(
+            path,
+            format!("the node answered an error: {error}"),
+        ));
+    }
+    if value.as_object().is_some_and(|o| o.is_empty()) {
+        return Verdict::Done(None);
+    }
+    Verdict::Done(Some(value))
+}
+
+impl ChainSource for TronSource {
+    fn backend(&self) -> &'static str {
+        "tron-http"
+    }
+
+    fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>> {
+        Box::pin(async move {
+            let head = self.post("/wallet/getnowblock", json!({})).await?;
+            let head = head
+                .as_ref()
+                .and_then(parse_block)
+                .ok_or_else(|| ChainError::garbage("getnowblock", "no block"))?;
+            let solid = self.post("/walletsolidity/getnowblock", json!({})).await?;
+            let solid = solid
+                .as_ref()
+                .and_then(parse_block)
+                .ok_or_else(|| ChainError::garbage("walletsolidity/getnowblock", "no block"))?;
+            Ok(ChainTip {
+                height: head.number,
+                hash: head.id,
+                finalized: Some(solid.number),
+            })
+        })
+    }
+
+    fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
+        Box::pin(async move {
+            let watch = self.watch_map(req.watch);
+            let block_id = |h: u64| async move { Ok::<_, ChainError>(self.block(h).await?.map(|b| b.id)) };
+            let fork = find_fork(Asset::UsdtTrc20, req.from, req.known_hash, block_id).await?;
+            let mut batch = ScanBatch {
+                rollback_to: fork.as_ref().map(|f| f.height),
+                ..ScanBatch::default()
+            };
+            let mut prev = fork.unwrap_or_else(|| req.from.clone());
+            let last = req.to.min(prev.height + self.max_blocks);
+            for height in prev.height + 1..=last {
+                let Some(block) = self.block(height).await? else { break };
+                if block.number != height {
+                    return Err(ChainError::garbage(
+                        "getblockbynum",
+                        format!("asked for block {height}, got {}", block.number),
+                    ));
+                }
+                if block.parent != prev.hash {
+                    break; // the chain changed under us; the next step finds the fork
+                }
+                let infos = self
+                    .post("/wallet/gettransactioninfobyblocknum", json!({"num": height}))
+                    .await?
+                    .unwrap_or(Value::Null);
+                let here = BlockRef { height, hash: block.id };
+                batch.observations.extend(self.transfers(&infos, &here, &watch)?);
+                batch.blocks.push(here.clone());
+                prev = here;
+            }
+            batch.cursor = Some(prev);
+            Ok(batch)
+        })
+    }
+
+    fn mempool<'a>(&'a self, _watch: &'a WatchSet) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/testdata/tron/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).expect("json")
+    }
+
+    #[test]
+    fn usdt_contract_base58_and_hex_are_one_address() {
+        let (bytes, canonical) = parse_tron_address(USDT_TRC20_CONTRACT).expect("base58");
+        assert_eq!(hex::encode(bytes), "a614f803b6fd780986a42c78ec9c7f77e6ded13c");
+        assert_eq!(canonical, USDT_TRC20_CONTRACT);
+        for form in [
+            "41a614f803b6fd780986a42c78ec9c7f77e6ded13c",
+            "0xa614f803b6fd780986a42c78ec9c7f77e6ded13c",
+        ] {
+            assert_eq!(parse_tron_address(form).expect("hex").1, USDT_TRC20_CONTRACT);
+        }
+        for bad in [
+            "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u",
+            "41a614f803b6fd780986a42c78ec9c7f77e6ded1",
+            "bc1qxyz",
+            "",
+        ] {
+            assert!(parse_tron_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn source() -> TronSource {
+        let endpoints =
+            Endpoints::new(vec!["http://127.0.0.1:1".into()], std::time::Duration::from_secs(1)).expect("endpoints");
+        TronSource::new(endpoints, None, USDT_TRC20_CONTRACT, 10).expect("source")
+    }
+
+    #[test]
+    fn a_real_successful_usdt_transfer_credits_3_5() {
+        let info = fixture("mainnet_usdt_transfer_SUCCESS_txinfo.json");
+        let (to, canonical) = parse_tron_address("41cdae4e9a6287333a3f7df432b050af7b17e79e63").expect("recipient");
+        let watch = HashMap::from([(to, canonical.clone())]);
+        let block = BlockRef {
+            height: 66861993,
+            hash: "b".into(),
+        };
+        let found = source().transfers(&json!([info]), &block, &watch).expect("parse");
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].amount.to_string().as_str(), found[0].address.as_str()),
+            ("3.500000", canonical.as_str())
+        );
+        assert_eq!(
+            found[0].txid,
+            "b69c51db8f9d974e6a38c76852c8ce1adcb682dbacb25ad8ad4f6876121fe9dc"
+        );
+    }
+
+    #[test]
+    fn out_of_energy_and_other_contracts_credit_nothing() {
+        let failed = fixture("mainnet_usdt_transfer_OUT_OF_ENERGY_txinfo.json");
+        let mut fake = fixture("mainnet_usdt_transfer_SUCCESS_txinfo.json");
+        fake["log"][0]["address"] = json!("b614f803b6fd780986a42c78ec9c7f77e6ded13c");
+        let mut zero = fixture("mainnet_usdt_transfer_SUCCESS_txinfo.json");
+        zero["log"][0]["data"] = json!("0".repeat(64));
+        let (to, canonical) = parse_tron_address("41cdae4e9a6287333a3f7df432b050af7b17e79e63").expect("recipient");
+        let watch = HashMap::from([(to, canonical)]);
+        for (what, info) in [
+            ("out of energy", failed),
+            ("look-alike contract", fake),
+            ("zero value", zero),
+        ] {
+            let block = BlockRef {
+                height: info["blockNumber"].as_u64().unwrap_or(0),
+                hash: "b".into(),
+            };
+            assert!(
+                source()
+                    .transfers(&json!([info]), &block, &watch)
+                    .expect("parse")
+                    .is_empty(),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_bodies_and_rate_limits_are_retried() {
+        let retried =
+            |status, body: &str| matches!(judge("/x", "http://n", status, body.as_bytes()), Verdict::TryNext(_));
+        assert!(retried(
+            200,
+            r#"{"Error":"class org.tron.core.exception.BadItemException : block not found"}"#
+        ));
+        assert!(retried(429, "Too Many Requests"));
+        assert!(retried(
+            403,
+            r#"{"success":false,"error":"The key exceeds the frequency limit(15), and the query server is suspended for 30s","statusCode":403}"#
+        ));
+        assert!(retried(200, "<html>"));
+        assert!(matches!(judge("/x", "http://n", 200, b"{}"), Verdict::Done(None)));
+    }
+}
