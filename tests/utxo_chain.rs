@@ -395,7 +395,7 @@ async fn btc_asset_end_to_end_over_a_core_rpc_node() {
     let list: Vec<String> = btc.iter().map(|a| format!("{a:?}")).collect();
     let pw = Paywatch::start(
         |dir| {
-            std::fs::write(dir.join("btc-rpc-password"), "p").unwrap();
+            std::fs::write(dir.join("btc-rpc-password"), common::litecoind::RPC_PASSWORD).unwrap();
             format!(
                 "[assets.BTC]\nbackend = \"core-rpc\"\nurl = \"{url}\"\nrpc_user = \"u\"\nrpc_password_file = \"{}\"\n\
                  network = \"regtest\"\naddresses = [{}]\nmin_amount = \"0.001\"\npoll_interval = \"250ms\"\n",

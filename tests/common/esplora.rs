@@ -98,7 +98,7 @@ async fn rpc(s: &Shared, method: &str, params: Value) -> Result<Value, Value> {
     let v: Value = s
         .http
         .post(&s.node_url)
-        .basic_auth("u", Some("p"))
+        .basic_auth("u", Some(super::litecoind::RPC_PASSWORD))
         .json(&body)
         .send()
         .await

@@ -8,6 +8,10 @@ use serde_json::{Value, json};
 
 use super::{free_port, wait_for};
 
+/// The regtest node's RPC password: distinctive, so a test can grep the
+/// daemon's logs for it.
+pub const RPC_PASSWORD: &str = "ltc-rpc-pass-9f3c2a";
+
 pub struct Litecoind {
     pub rpc_port: u16,
     pub datadir: tempfile::TempDir,
@@ -48,7 +52,7 @@ impl Litecoind {
             .arg(format!("-datadir={}", datadir.path().display()))
             .args([
                 "-rpcuser=u",
-                "-rpcpassword=p",
+                &format!("-rpcpassword={RPC_PASSWORD}"),
                 "-listen=0",
                 "-fallbackfee=0.0001",
                 "-txindex=0",
@@ -94,7 +98,7 @@ impl Litecoind {
         let resp = self
             .http
             .post(url)
-            .basic_auth("u", Some("p"))
+            .basic_auth("u", Some(RPC_PASSWORD))
             .json(&body)
             .send()
             .await
@@ -155,7 +159,7 @@ impl Litecoind {
         let v: Value = self
             .http
             .post(format!("{}/wallet/{wallet}", self.url()))
-            .basic_auth("u", Some("p"))
+            .basic_auth("u", Some(RPC_PASSWORD))
             .json(&body)
             .send()
             .await

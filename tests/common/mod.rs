@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod anvil;
+pub mod configs;
 pub mod esplora;
 pub mod litecoind;
 pub mod paywatch;

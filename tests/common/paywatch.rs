@@ -30,7 +30,7 @@ pub struct LtcAsset<'a> {
 impl LtcAsset<'_> {
     pub fn toml(&self, dir: &std::path::Path) -> String {
         let pw = dir.join("ltc-rpc-password");
-        std::fs::write(&pw, "p\n").unwrap();
+        std::fs::write(&pw, format!("{}\n", super::litecoind::RPC_PASSWORD)).unwrap();
         let addresses: Vec<String> = self.addresses.iter().map(|a| format!("{a:?}")).collect();
         format!(
             "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"{}\"\nrpc_user = \"u\"\nrpc_password_file = \"{}\"\nnetwork = \"regtest\"\n\
