@@ -19,6 +19,15 @@ ensure_litecoind() {
     echo /usr/lib/litecoin/litecoind
 }
 
+# Makes sure systemd-analyze is there (the unit's security rating is tested).
+ensure_systemd_analyze() {
+    command -v systemd-analyze >/dev/null 2>&1 && return 0
+    echo "systemd-analyze not found; installing Debian's systemd package" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >&2
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

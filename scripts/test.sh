@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 LITECOIND=$(ensure_litecoind)
 ANVIL=$(ensure_anvil)
+ensure_systemd_analyze
 export LITECOIND ANVIL
 echo "==> litecoind: $LITECOIND"
 echo "==> anvil: $ANVIL"

@@ -30,6 +30,9 @@ pub mod tron;
 pub mod utxo;
 pub mod xrpl;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use address::canonical_address;
 pub use error::ChainError;
 pub use network::Network;

@@ -104,3 +104,8 @@ fn judge(method: &str, url: &str, answer: Answer) -> Verdict<Value> {
         format!("not a JSON-RPC response ({} bytes)", answer.body.len()),
     ))
 }
+
+#[cfg(test)]
+pub(crate) fn judge_for_tests(method: &str, url: &str, answer: Answer) -> Verdict<Value> {
+    judge(method, url, answer)
+}

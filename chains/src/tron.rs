@@ -330,6 +330,11 @@ impl ChainSource for TronSource {
 }
 
 #[cfg(test)]
+pub(crate) fn judge_for_tests(path: &str, url: &str, status: u16, body: &[u8]) -> Verdict<Option<Value>> {
+    judge(path, url, status, body)
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! `POST /v1/intents`, `GET /v1/intents[/{id}]`, `POST /v1/intents/{id}/cancel`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -8,8 +9,8 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use paywatch_chains::canonical_address;
 use paywatch_chains::xrpl::parse_xrp_address;
+use paywatch_chains::{Network, canonical_address};
 use paywatch_state::amount::parse_amount;
 use paywatch_state::{Asset, CancelOutcome, CreateError, CreateOutcome, IntentFilter, IntentStatus, NewIntent};
 use serde_json::{Map, Value, json};
@@ -37,7 +38,7 @@ const CREATE_FIELDS: [&str; 8] = [
 
 pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
     let bytes = read_body(&headers, body).await?;
-    let req = parse_create(&app, &bytes)?;
+    let req = parse_create(&app.networks, &bytes)?;
     match app.engine.create_intent(req).await {
         Ok(CreateOutcome::Created(view)) => Ok((StatusCode::CREATED, Json(view)).into_response()),
         Ok(CreateOutcome::Existing(view)) => Ok((StatusCode::OK, Json(view)).into_response()),
@@ -85,7 +86,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::By
 }
 
 /// Validates a create request body field by field.
-pub fn parse_create(app: &App, bytes: &[u8]) -> Result<NewIntent, ApiError> {
+pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<NewIntent, ApiError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}")))?;
     let Value::Object(obj) = value else {
@@ -109,7 +110,7 @@ pub fn parse_create(app: &App, bytes: &[u8]) -> Result<NewIntent, ApiError> {
         }
         None => return Err(ApiError::bad_request("missing_field", "asset is required")),
     };
-    let Some(network) = app.networks.get(&asset).copied() else {
+    let Some(network) = networks.get(&asset).copied() else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "asset_not_configured",
@@ -291,4 +292,97 @@ pub async fn list(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> ApiRe
     };
     let (intents, next) = app.engine.store.list_intents(&filter).map_err(ApiError::internal)?;
     Ok(Json(json!({"intents": intents, "next": next})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn networks() -> HashMap<Asset, Network> {
+        Asset::ALL.into_iter().map(|a| (a, Network::Regtest)).collect()
+    }
+
+    /// JSON built from the request's own field names and plausible values,
+    /// so the fuzzer reaches deep into the validation.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            prop::sample::select(vec![
+                "LTC",
+                "BTC",
+                "XRP",
+                "USDT_BSC",
+                "USDT_TRC20",
+                "DOGE",
+                "1.5",
+                "0",
+                "-1",
+                "1e9",
+                "0.000000001",
+                "99999999999999999999999999999",
+                "",
+                "rltc1qrl3keavzu7pe2n7jqxznhax745qttrlqglga2z",
+                "X7AcgcsBL6XDcUb289X4mJ8djcdyKaLFuhLRuNXPrDeJd9A",
+                "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+            ])
+            .prop_map(|s| json!(s)),
+            ".{0,40}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            let key = prop::sample::select(vec![
+                "asset",
+                "amount",
+                "external_id",
+                "metadata",
+                "expires_in",
+                "confirmations",
+                "address",
+                "tag",
+                "x",
+            ]);
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(key, inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, .. ProptestConfig::default() })]
+
+        #[test]
+        fn any_json_body_is_accepted_or_refused_with_a_client_error(body in json_value()) {
+            let bytes = serde_json::to_vec(&body).expect("serializable");
+            if let Err(e) = parse_create(&networks(), &bytes) {
+                prop_assert!(e.status.is_client_error(), "{} {}", e.status, e.code);
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_refused_with_a_client_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Err(e) = parse_create(&networks(), &bytes) {
+                prop_assert!(e.status.is_client_error());
+            }
+        }
+    }
+
+    #[test]
+    fn a_valid_request_parses_to_exact_amounts() {
+        let req = parse_create(
+            &networks(),
+            br#"{"asset":"LTC","amount":"0.1","external_id":"o-1","tag":null}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            (req.amount.to_string(), req.external_id.as_deref()),
+            ("0.10000000".into(), Some("o-1"))
+        );
+    }
 }
