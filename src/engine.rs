@@ -41,6 +41,7 @@ struct Watch {
 
 pub struct Engine {
     pub store: Arc<Store>,
+    creates: std::sync::mpsc::Sender<CreateJob>,
     policies: HashMap<Asset, AssetPolicy>,
     watch_sets: HashMap<Asset, RwLock<Watch>>,
     health: HashMap<Asset, Mutex<AssetHealth>>,
@@ -92,8 +93,10 @@ impl Engine {
             policies.insert(asset, policy);
         }
         let (last_seq, _) = watch::channel(store.last_seq()?);
+        let creates = spawn_create_writer(store.clone(), policies.clone(), clock.clone())?;
         Ok(Engine {
             store,
+            creates,
             policies,
             watch_sets,
             health,
@@ -133,16 +136,17 @@ impl Engine {
     }
 
     /// Creates an intent durably (on a blocking thread: the commit fsyncs).
+    /// Creates an intent durably. Concurrent creates share one commit
+    /// (group commit, see `spawn_create_writer`); each answer comes only
+    /// after the commit that holds it.
     pub async fn create_intent(self: &Arc<Self>, req: NewIntent) -> Result<CreateOutcome, CreateError> {
-        let engine = self.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let Some(policy) = engine.policies.get(&req.asset) else {
-                return Err(CreateError::NotAllowed(format!("{} is not configured", req.asset)));
-            };
-            engine.store.create_intent(policy, req, engine.clock.now())
-        })
-        .await
-        .map_err(|e| CreateError::NotAllowed(format!("internal task failed: {e}")))??;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.creates
+            .send(CreateJob { req, reply })
+            .map_err(|_| CreateError::Failed("the intent writer has stopped".into()))?;
+        let outcome = answer
+            .await
+            .map_err(|_| CreateError::Failed("the intent writer has stopped".into()))??;
         if let CreateOutcome::Created(view) = &outcome {
             self.watch_address(view.asset, &view.address);
         }
@@ -274,6 +278,73 @@ impl Engine {
             asset,
         })
     }
+}
+
+/// One create request waiting for the writer.
+struct CreateJob {
+    req: NewIntent,
+    reply: tokio::sync::oneshot::Sender<Result<CreateOutcome, CreateError>>,
+}
+
+/// Most creates one group commit carries.
+const MAX_CREATE_GROUP: usize = 256;
+
+/// The thread that writes intents: it takes the first waiting create, adds
+/// every other one already queued, commits them in one durable transaction,
+/// and answers each. Under load one fsync serves many creates; alone, a
+/// create is committed at once.
+fn spawn_create_writer(
+    store: Arc<Store>,
+    policies: HashMap<Asset, AssetPolicy>,
+    clock: Arc<dyn Clock>,
+) -> std::io::Result<std::sync::mpsc::Sender<CreateJob>> {
+    let (sender, jobs) = std::sync::mpsc::channel::<CreateJob>();
+    std::thread::Builder::new()
+        .name("intent-writer".into())
+        .spawn(move || {
+            while let Ok(first) = jobs.recv() {
+                let mut group = vec![first];
+                while group.len() < MAX_CREATE_GROUP {
+                    match jobs.try_recv() {
+                        Ok(job) => group.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let mut batch = Vec::with_capacity(group.len());
+                let mut replies = Vec::with_capacity(group.len());
+                for job in group {
+                    match policies.get(&job.req.asset) {
+                        Some(policy) => {
+                            batch.push((policy, job.req));
+                            replies.push(job.reply);
+                        }
+                        None => {
+                            let _ = job.reply.send(Err(CreateError::NotAllowed(format!(
+                                "{} is not configured",
+                                job.req.asset
+                            ))));
+                        }
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                match store.create_intents(batch, clock.now()) {
+                    Ok(answers) => {
+                        for (reply, answer) in replies.into_iter().zip(answers) {
+                            let _ = reply.send(answer);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write intents");
+                        for reply in replies {
+                            let _ = reply.send(Err(CreateError::Failed(e.to_string())));
+                        }
+                    }
+                }
+            }
+        })?;
+    Ok(sender)
 }
 
 /// Configured addresses plus those of open intents.

@@ -60,6 +60,7 @@ fn create_error(e: CreateError) -> ApiError {
         CreateError::NotAllowed(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed", message),
         CreateError::AssetNotReady(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "asset_not_ready", message),
         CreateError::Store(e) => ApiError::internal(e),
+        CreateError::Failed(e) => ApiError::internal(e),
     }
 }
 

@@ -75,6 +75,9 @@ pub enum CreateError {
     AssetNotReady(Asset),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store failed for a whole group of creates.
+    #[error("the store failed: {0}")]
+    Failed(String),
 }
 
 /// Filters of `GET /v1/intents`.
@@ -103,6 +106,26 @@ impl Store {
             Err(CreateError::Store(e)) => Err(e),
             answer => Ok(answer),
         })?
+    }
+
+    /// Creates several intents in one durable transaction (group commit):
+    /// one fsync for the batch, each request answered as if alone. Requests
+    /// see the ones before them, so uniqueness holds within the batch.
+    pub fn create_intents(
+        &self,
+        requests: Vec<(&AssetPolicy, NewIntent)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<CreateOutcome, CreateError>>, StoreError> {
+        self.write(|tx| {
+            let mut answers = Vec::with_capacity(requests.len());
+            for (policy, req) in &requests {
+                match create_in(tx, policy, req, now) {
+                    Err(CreateError::Store(e)) => return Err(e),
+                    answer => answers.push(answer),
+                }
+            }
+            Ok(answers)
+        })
     }
 
     /// `awaiting` -> `cancelled`; the address, tag or amount stays reserved

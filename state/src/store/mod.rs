@@ -57,6 +57,10 @@ fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Db(e.into())
 }
 
+/// redb's page cache. Its default (1 GiB) would let memory grow with the
+/// store; hot data (open intents, recent events) fits in far less.
+pub const CACHE_BYTES: usize = 128 * 1024 * 1024;
+
 /// Handle to the open store; cheap to share behind an `Arc`.
 pub struct Store {
     db: Database,
@@ -65,7 +69,10 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store at `path` and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(db_err)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(db_err)?;
         let store = Store { db };
         store.write(|tx| tx.init_schema())?;
         Ok(store)

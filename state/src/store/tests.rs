@@ -689,3 +689,40 @@ fn derived_addresses_are_never_handed_out_twice() {
             .contains(&"D5".to_string())
     );
 }
+
+#[test]
+fn a_group_commit_keeps_every_answer_as_if_alone() {
+    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into()]);
+    policy.match_mode = MatchMode::Amount;
+    let (_dir, store, _chain) = setup(&policy);
+    let mut with_ext = new_intent(crate::Asset::UsdtTrc20, "5");
+    with_ext.external_id = Some("order-7".into());
+    let mut conflicting = with_ext.clone();
+    conflicting.amount = d("6.000000");
+    let batch = vec![
+        (&policy, new_intent(crate::Asset::UsdtTrc20, "10")),
+        (&policy, new_intent(crate::Asset::UsdtTrc20, "10")),
+        (&policy, with_ext.clone()),
+        (&policy, with_ext),
+        (&policy, conflicting),
+    ];
+    let answers = store.create_intents(batch, t(1)).unwrap();
+    let created: Vec<IntentView> = answers[..3]
+        .iter()
+        .map(|a| match a {
+            Ok(CreateOutcome::Created(v)) => v.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        (created[0].pay_amount, created[1].pay_amount),
+        (d("10.000000"), d("10.010000")),
+        "unique within the batch"
+    );
+    assert!(
+        matches!(&answers[3], Ok(CreateOutcome::Existing(v)) if v.id == created[2].id),
+        "idempotent within the batch"
+    );
+    assert!(matches!(&answers[4], Err(CreateError::ExternalIdConflict(_))));
+    assert_eq!(store.intent_counts().unwrap().iter().map(|(_, _, n)| n).sum::<u64>(), 3);
+}
