@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::esplora::FakeEsplora;
 use common::litecoind::Litecoind;
 use common::paywatch::Paywatch;
-use common::wait_for;
+use common::{types_for, wait_for};
 use serde_json::{Value, json};
 
 async fn start(node: &Litecoind, esplora: &FakeEsplora, pool: usize, extra: &str) -> (Vec<String>, Paywatch) {
@@ -32,14 +32,6 @@ async fn start(node: &Litecoind, esplora: &FakeEsplora, pool: usize, extra: &str
     )
     .await;
     (addresses, pw)
-}
-
-fn types_for(events: &[Value], intent_id: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["intent"]["id"] == intent_id)
-        .map(|e| e["type"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,16 +83,8 @@ async fn esplora_rate_limits_and_garbage_are_retried_without_skipping() {
         pw.wait_status(intent["id"].as_str().unwrap(), "confirmed").await;
     }
     let tip = node.height().await;
-    wait_for("scan to the tip", Duration::from_secs(20), || async {
-        (pw.get("/v1/status").await["assets"]["LTC"]["scanned_height"] == tip).then_some(())
-    })
-    .await;
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", pw.api_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    pw.wait_scanned("LTC", tip).await;
+    let metrics = pw.metrics().await;
     assert!(
         metrics.contains("paywatch_poll_errors_total{asset=\"LTC\""),
         "the faults were seen: {metrics}"

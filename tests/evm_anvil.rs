@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::anvil::{Anvil, usdt};
 use common::paywatch::Paywatch;
 use common::rpc_proxy::RpcProxy;
-use common::wait_for;
+use common::{types_for, wait_for};
 use serde_json::{Value, json};
 
 fn usdt_asset(url: &str, token: &str, addresses: &[&str], extra: &str) -> String {
@@ -33,14 +33,6 @@ async fn setup(extra: &str) -> (Anvil, String, Paywatch) {
 
 async fn intent(pw: &Paywatch, amount: &str) -> Value {
     pw.create(json!({"asset": "USDT_BSC", "amount": amount})).await
-}
-
-fn types_for(events: &[Value], intent_id: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["intent"]["id"] == intent_id)
-        .map(|e| e["type"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,10 +152,7 @@ async fn a_reorg_that_removes_a_detected_payment_reverts_it() {
     assert_eq!(reverted["intent"]["status"], "awaiting");
     node.mine(70).await;
     let tip = node.height().await;
-    wait_for("scan to the tip", Duration::from_secs(20), || async {
-        (pw.get("/v1/status").await["assets"]["USDT_BSC"]["scanned_height"] == tip).then_some(())
-    })
-    .await;
+    pw.wait_scanned("USDT_BSC", tip).await;
     assert_eq!(pw.intent(id).await["status"], "awaiting", "never confirmed");
     assert_eq!(
         types_for(&pw.events().await, id),
@@ -201,10 +190,7 @@ async fn catch_up_over_1200_blocks_through_a_provider_that_caps_ranges() {
         "the provider's range cap was hit and worked around"
     );
     let tip = node.height().await;
-    wait_for("scan to the tip", Duration::from_secs(30), || async {
-        (pw.get("/v1/status").await["assets"]["USDT_BSC"]["scanned_height"] == tip).then_some(())
-    })
-    .await;
+    pw.wait_scanned("USDT_BSC", tip).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use common::litecoind::Litecoind;
 use common::paywatch::{LtcAsset, Paywatch, WEBHOOK_SECRET};
 use common::proxy::Proxy;
 use common::receiver::{Receiver, signature_valid};
-use common::wait_for;
+use common::{types_for, wait_for};
 use serde_json::{Value, json};
 
 /// A node, `pool` fresh receive addresses, and paywatch watching them.
@@ -37,14 +37,6 @@ async fn setup(pool: usize, confirmations: u32, webhook: Option<&str>) -> (Litec
     )
     .await;
     (node, addresses, pw)
-}
-
-fn types_for(events: &[Value], intent_id: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["intent"]["id"] == intent_id)
-        .map(|e| e["type"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,18 +86,10 @@ async fn exact_payment_is_detected_in_the_mempool_then_confirmed() {
     assert_eq!(status["assets"]["LTC"]["healthy"], true);
     assert_eq!(status["intents"]["confirmed"], 1);
     let tip = node.height().await;
-    wait_for("status to show the tip", Duration::from_secs(10), || async {
-        (pw.get("/v1/status").await["assets"]["LTC"]["scanned_height"] == tip).then_some(())
-    })
-    .await;
+    pw.wait_scanned("LTC", tip).await;
     let (code, _) = pw.request("GET", "/metrics", None, None).await;
     assert_eq!(code, 200);
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", pw.api_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = pw.metrics().await;
     for name in [
         "paywatch_build_info",
         "paywatch_chain_tip_height{asset=\"LTC\"}",
@@ -230,12 +214,7 @@ async fn intents_expire_only_after_a_successful_poll_past_expires_at() {
         types_for(&pw.events().await, paid_id),
         ["intent.detected", "intent.confirmed"]
     );
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", pw.api_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = pw.metrics().await;
     assert!(
         metrics.contains("paywatch_poll_errors_total{asset=\"LTC\",kind=\"transport\"}"),
         "{metrics}"
@@ -324,12 +303,7 @@ async fn a_payment_matching_no_intent_is_recorded_unmatched() {
         (l["transfers"][0]["status"] == "confirmed").then_some(())
     })
     .await;
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", pw.api_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = pw.metrics().await;
     assert!(
         metrics.contains("paywatch_transfers_total{asset=\"LTC\",matched=\"false\"} 1"),
         "{metrics}"
@@ -413,12 +387,7 @@ async fn webhooks_are_signed_ordered_and_retried_until_accepted() {
         (pw.get("/v1/status").await["webhooks"]["backlog"] == 0).then_some(())
     })
     .await;
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", pw.api_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = pw.metrics().await;
     assert!(
         metrics.contains("paywatch_webhook_deliveries_total{outcome=\"delivered\"} 2"),
         "{metrics}"

@@ -312,12 +312,7 @@ async fn each_backend_down_across_an_expiry_delays_only_its_own_asset() {
             "{down}: paid in time, seen late"
         );
     }
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", pw.api_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = pw.metrics().await;
     for asset in ASSETS {
         assert!(
             metrics.contains(&format!("paywatch_poll_errors_total{{asset=\"{asset}\",kind=")),
@@ -364,12 +359,7 @@ async fn a_webhook_receiver_down_past_max_age_gets_the_rest_in_order() {
     })
     .await;
     assert_eq!(status["webhooks"]["backlog"], 0);
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", pw.api_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = pw.metrics().await;
     assert!(
         metrics.contains("paywatch_webhook_deliveries_total{outcome=\"failed\"} 2"),
         "{metrics}"

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::paywatch::Paywatch;
 use common::tron::{FAKE_USDT_HEX, FakeTron, USDT_HEX};
-use common::wait_for;
+use common::{types_for, wait_for};
 use paywatch_chains::tron::parse_tron_address;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The recipient of the recorded mainnet transfer, as hex and base58.
 const MERCHANT_HEX: &str = "cdae4e9a6287333a3f7df432b050af7b17e79e63";
@@ -40,14 +40,6 @@ async fn start(tron: &FakeTron, address_form: &str, extra: &str) -> Paywatch {
 
 fn usdt(whole: u128, cents: u128) -> u128 {
     whole * 1_000_000 + cents * 10_000
-}
-
-fn types_for(events: &[Value], intent_id: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["intent"]["id"] == intent_id)
-        .map(|e| e["type"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,10 +85,7 @@ async fn failed_look_alike_and_zero_transfers_are_ignored() {
     tron.transfer(USDT_HEX, MERCHANT_HEX, 0, "SUCCESS");
     tron.produce(3);
     let head = tron.head();
-    wait_for("scan to the head", Duration::from_secs(20), || async {
-        (pw.get("/v1/status").await["assets"]["USDT_TRC20"]["scanned_height"] == head).then_some(())
-    })
-    .await;
+    pw.wait_scanned("USDT_TRC20", head).await;
     assert_eq!(pw.intent(id).await["status"], "awaiting");
     assert!(pw.events().await.is_empty());
     let real = tron.transfer(USDT_HEX, MERCHANT_HEX, usdt(5, 0), "SUCCESS");
@@ -120,10 +109,7 @@ async fn a_fork_replacing_an_unsolidified_block_reverts_its_transfer() {
     assert_eq!(reverted["intent"]["status"], "awaiting");
     tron.solidify_with_lag(0);
     let head = tron.head();
-    wait_for("scan to the head", Duration::from_secs(20), || async {
-        (pw.get("/v1/status").await["assets"]["USDT_TRC20"]["scanned_height"] == head).then_some(())
-    })
-    .await;
+    pw.wait_scanned("USDT_TRC20", head).await;
     assert_eq!(pw.intent(id).await["status"], "awaiting", "never confirmed");
     assert_eq!(
         types_for(&pw.events().await, id),
@@ -153,12 +139,7 @@ async fn error_bodies_and_rate_limits_are_retried_without_skipping() {
     for i in &intents {
         pw.wait_status(i["id"].as_str().unwrap(), "confirmed").await;
     }
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", pw.api_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = pw.metrics().await;
     assert!(
         metrics.contains("kind=\"rate_limit\""),
         "rate limits were seen and counted: {metrics}"
@@ -187,8 +168,5 @@ async fn catch_up_over_500_blocks() {
         pw.wait_status(i["id"].as_str().unwrap(), "confirmed").await;
     }
     let head = tron.head();
-    wait_for("scan to the head", Duration::from_secs(30), || async {
-        (pw.get("/v1/status").await["assets"]["USDT_TRC20"]["scanned_height"] == head).then_some(())
-    })
-    .await;
+    pw.wait_scanned("USDT_TRC20", head).await;
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::litecoind::Litecoind;
 use common::paywatch::{LtcAsset, Paywatch};
 use common::proxy::Proxy;
-use common::wait_for;
+use common::{types_for, wait_for};
 use paywatch_chains::Network;
 use paywatch_chains::utxo::address::{parse_ltc, script_address};
 use paywatch_chains::utxo::xpub::XpubDeriver;
@@ -39,14 +39,6 @@ async fn start(node: &Litecoind, pool: usize, confirmations: u32, extra: &str) -
     )
     .await;
     (addresses, pw)
-}
-
-fn types_for(events: &[Value], intent_id: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["intent"]["id"] == intent_id)
-        .map(|e| e["type"].as_str().unwrap().to_string())
-        .collect()
 }
 
 async fn wait_payments(pw: &Paywatch, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
@@ -115,10 +107,7 @@ async fn reorg_with_the_payment_double_spent_reverts_it_and_never_confirms() {
     assert_eq!(reverted["transfer"]["status"], "reverted");
     node.mine(3).await;
     let tip = node.height().await;
-    wait_for("scan to the tip", Duration::from_secs(20), || async {
-        (pw.get("/v1/status").await["assets"]["LTC"]["scanned_height"] == tip).then_some(())
-    })
-    .await;
+    pw.wait_scanned("LTC", tip).await;
     let v = pw.intent(id).await;
     assert_eq!(v["status"], "awaiting", "never confirmed");
     assert_eq!(v["received"], "0.00000000");

@@ -44,6 +44,15 @@ where
     }
 }
 
+/// The event types of one intent, in feed order.
+pub fn types_for(events: &[serde_json::Value], intent_id: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["intent"]["id"] == intent_id)
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

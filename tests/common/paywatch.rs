@@ -235,6 +235,22 @@ impl Paywatch {
         .await
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.api_port);
+        self.http.get(url).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Waits until `asset` is scanned up to `height`.
+    pub async fn wait_scanned(&self, asset: &str, height: u64) {
+        wait_for(
+            &format!("{asset} scanned to {height}"),
+            Duration::from_secs(30),
+            || async { (self.get("/v1/status").await["assets"][asset]["scanned_height"] == height).then_some(()) },
+        )
+        .await
+    }
+
     pub async fn ltc_intent(&self, amount: &str) -> Value {
         self.create(json!({"asset": "LTC", "amount": amount})).await
     }
