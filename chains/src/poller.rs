@@ -230,9 +230,12 @@ impl Poller {
             self.preflight_ok.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let watch = self.sink.watch();
+        // The tip is read once per round, and again only near it: catching
+        // up over many steps needs no fresh tip per step.
+        let mut tip = self.step(cancel, "tip", self.source.tip()).await?;
+        let mut tip_fresh = true;
         loop {
             let cursor = self.sink.cursor().map_err(PollError::Sink)?;
-            let tip = self.step(cancel, "tip", self.source.tip()).await?;
             report.tip = Some(tip.clone());
             let Some(from) = cursor else {
                 // First poll ever: start at the tip. No intent exists yet
@@ -260,13 +263,14 @@ impl Poller {
             // Near the tip, read the mempool *before* the tip and its blocks:
             // a transaction then missing from both is really gone.
             let near = tip.height.saturating_sub(from.height) <= self.config.max_blocks_per_step;
-            let (mempool, tip) = if near && self.config.mempool {
-                let m = self.mempool(cancel, &watch).await?;
-                let t = self.step(cancel, "tip", self.source.tip()).await?;
-                (m, t)
-            } else {
-                (None, tip)
-            };
+            let mut mempool = None;
+            if near && self.config.mempool {
+                mempool = self.mempool(cancel, &watch).await?;
+                tip = self.step(cancel, "tip", self.source.tip()).await?;
+            } else if near && !tip_fresh {
+                tip = self.step(cancel, "tip", self.source.tip()).await?;
+            }
+            tip_fresh = false;
             report.tip = Some(tip.clone());
             let to = tip.height.min(from.height + self.config.max_blocks_per_step);
             let known = |h: u64| self.sink.known_hash(h);
@@ -292,7 +296,7 @@ impl Poller {
                 blocks: batch.blocks,
                 observations: batch.observations,
                 mempool: if reached_tip { mempool } else { None },
-                tip,
+                tip: tip.clone(),
                 cursor,
                 round_started_at: reached_tip.then_some(started_at),
             })
