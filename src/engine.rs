@@ -68,7 +68,13 @@ impl Engine {
             let asset = policy.asset;
             store.watch_addresses(asset, &policy.addresses)?;
             let addresses: HashSet<String> = store.watched_addresses(asset)?.into_iter().collect();
-            let hot = hot_addresses(&store, &policy)?;
+            // Only per-address mempool queries (esplora) use the hot subset;
+            // building it reads every open intent, so skip it elsewhere.
+            let hot = if backend == "esplora" {
+                hot_addresses(&store, &policy)?
+            } else {
+                HashSet::new()
+            };
             let set = Arc::new(WatchSet {
                 version: 1,
                 addresses,
@@ -183,7 +189,11 @@ impl Engine {
         let Some(lock) = self.watch_sets.get(&asset) else {
             return Arc::default();
         };
-        let stale = lock.read().unwrap_or_else(|p| p.into_inner()).hot_built.elapsed() > HOT_REFRESH;
+        let uses_hot = self
+            .health
+            .get(&asset)
+            .is_some_and(|h| h.lock().unwrap_or_else(|p| p.into_inner()).backend == "esplora");
+        let stale = uses_hot && lock.read().unwrap_or_else(|p| p.into_inner()).hot_built.elapsed() > HOT_REFRESH;
         if stale && let Some(policy) = self.policies.get(&asset) {
             match hot_addresses(&self.store, policy) {
                 Ok(hot) => {
