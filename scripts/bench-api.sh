@@ -14,20 +14,13 @@ LOAD=$(pwd)/target/release/examples/load
 
 WORK=$(mktemp -d)
 RPC_PORT=$(free_port); P2P_PORT=$(free_port); API_PORT=$(free_port)
-cli() { litecoin-cli -regtest -datadir="$WORK/ltc" -rpcuser=u -rpcpassword=p -rpcport="$RPC_PORT" "$@"; }
 cleanup() {
     [ -n "${PW_PID:-}" ] && kill "$PW_PID" 2>/dev/null || true
     cli stop >/dev/null 2>&1 || true
     sleep 1; rm -rf "$WORK"
 }
 trap cleanup EXIT
-mkdir -p "$WORK/ltc"
-"$LITECOIND" -regtest -datadir="$WORK/ltc" -daemon -rpcuser=u -rpcpassword=p -rpcport="$RPC_PORT" -port="$P2P_PORT" \
-    -listen=0 -fallbackfee=0.0001 >/dev/null
-for _ in $(seq 50); do cli getblockchaininfo >/dev/null 2>&1 && break; sleep 0.2; done
-cli createwallet w >/dev/null
-MINER=$(cli getnewaddress)
-cli generatetoaddress 101 "$MINER" >/dev/null
+start_litecoind
 SHOP=$(cli getnewaddress "" bech32)
 TOKEN=bench-token
 printf '%s' "$TOKEN" > "$WORK/token"; printf 'p' > "$WORK/pw"

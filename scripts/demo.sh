@@ -20,20 +20,13 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-cli() { litecoin-cli -regtest -datadir="$WORK/ltc" -rpcuser=demo -rpcpassword=demo -rpcport="$RPC_PORT" "$@"; }
 
 echo "==> starting litecoind regtest (rpc port $RPC_PORT)"
-mkdir -p "$WORK/ltc"
-"$LITECOIND" -regtest -datadir="$WORK/ltc" -daemon -rpcuser=demo -rpcpassword=demo -rpcport="$RPC_PORT" \
-    -port="$P2P_PORT" -listen=0 -fallbackfee=0.0001 -txindex=0 >/dev/null
-for _ in $(seq 50); do cli getblockchaininfo >/dev/null 2>&1 && break; sleep 0.2; done
-cli createwallet demo >/dev/null
-MINER=$(cli getnewaddress)
-cli generatetoaddress 101 "$MINER" >/dev/null
+start_litecoind
 SHOP_ADDR=$(cli getnewaddress "" bech32)
 echo "    merchant receive address: $SHOP_ADDR"
 
-printf 'demo' > "$WORK/rpc-password"
+printf 'p' > "$WORK/rpc-password"
 cat > "$WORK/paywatch.toml" <<TOML
 state_dir = "$WORK/state"
 
@@ -43,7 +36,7 @@ listen = "127.0.0.1:$API_PORT"
 [assets.LTC]
 backend = "core-rpc"
 url = "http://127.0.0.1:$RPC_PORT"
-rpc_user = "demo"
+rpc_user = "u"
 rpc_password_file = "$WORK/rpc-password"
 network = "regtest"
 addresses = ["$SHOP_ADDR"]

@@ -28,6 +28,22 @@ ensure_systemd_analyze() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >&2
 }
 
+# Starts a Litecoin Core regtest node for the scripts: datadir $WORK/ltc,
+# RPC on $RPC_PORT (user u, password p), P2P on $P2P_PORT, a wallet, and 101
+# blocks mined to $MINER (the first coinbase is spendable). Needs LITECOIND.
+start_litecoind() {
+    mkdir -p "$WORK/ltc"
+    "$LITECOIND" -regtest -datadir="$WORK/ltc" -daemon -rpcuser=u -rpcpassword=p -rpcport="$RPC_PORT" \
+        -port="$P2P_PORT" -listen=0 -fallbackfee=0.0001 -txindex=0 >/dev/null
+    for _ in $(seq 50); do cli getblockchaininfo >/dev/null 2>&1 && break; sleep 0.2; done
+    cli createwallet w >/dev/null
+    MINER=$(cli getnewaddress)
+    cli generatetoaddress 101 "$MINER" >/dev/null
+}
+
+# litecoin-cli against the node start_litecoind started.
+cli() { litecoin-cli -regtest -datadir="$WORK/ltc" -rpcuser=u -rpcpassword=p -rpcport="$RPC_PORT" "$@"; }
+
 # A free TCP port on 127.0.0.1.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

@@ -6,27 +6,13 @@
 mod common;
 
 use common::litecoind::Litecoind;
-use common::paywatch::{LtcAsset, Paywatch, TOKEN};
+use common::paywatch::{TOKEN, start_ltc};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_their_4xx_and_code() {
     let node = Litecoind::start().await;
-    let addresses = vec![node.new_address().await, node.new_address().await];
-    let url = node.url();
-    let pw = Paywatch::start(
-        |dir| {
-            LtcAsset {
-                url,
-                addresses: &addresses,
-                confirmations: 1,
-                extra: "",
-            }
-            .toml(dir)
-        },
-        None,
-    )
-    .await;
+    let (addresses, pw) = start_ltc(&node, &node.url(), 2, 1, "", None).await;
     let mainnet_ltc = "ltc1qkehv22jw3dzxlwdj29wvh70m5nwanc3jyajwwz";
     let long_id = "x".repeat(129);
     let big_metadata = json!({"blob": "y".repeat(5000)}).to_string();

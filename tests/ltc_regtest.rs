@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::litecoind::Litecoind;
-use common::paywatch::{LtcAsset, Paywatch, WEBHOOK_SECRET};
+use common::paywatch::{Paywatch, WEBHOOK_SECRET, start_ltc};
 use common::proxy::Proxy;
 use common::receiver::{Receiver, signature_valid};
 use common::{types_for, wait_for};
@@ -18,24 +18,7 @@ use serde_json::{Value, json};
 /// A node, `pool` fresh receive addresses, and paywatch watching them.
 async fn setup(pool: usize, confirmations: u32, webhook: Option<&str>) -> (Litecoind, Vec<String>, Paywatch) {
     let node = Litecoind::start().await;
-    let mut addresses = Vec::new();
-    for _ in 0..pool {
-        addresses.push(node.new_address().await);
-    }
-    let url = node.url();
-    let pw = Paywatch::start(
-        |dir| {
-            LtcAsset {
-                url,
-                addresses: &addresses,
-                confirmations,
-                extra: "",
-            }
-            .toml(dir)
-        },
-        webhook,
-    )
-    .await;
+    let (addresses, pw) = start_ltc(&node, &node.url(), pool, confirmations, "", webhook).await;
     (node, addresses, pw)
 }
 
@@ -153,21 +136,7 @@ async fn overpaid_intent_confirms_with_the_overpaid_flag() {
 async fn intents_expire_only_after_a_successful_poll_past_expires_at() {
     let node = Litecoind::start().await;
     let proxy = Proxy::start(node.rpc_port).await;
-    let addresses = vec![node.new_address().await, node.new_address().await];
-    let url = proxy.url();
-    let pw = Paywatch::start(
-        |dir| {
-            LtcAsset {
-                url,
-                addresses: &addresses,
-                confirmations: 1,
-                extra: "",
-            }
-            .toml(dir)
-        },
-        None,
-    )
-    .await;
+    let (_addresses, pw) = start_ltc(&node, &proxy.url(), 2, 1, "", None).await;
     let paid = pw
         .create(json!({"asset": "LTC", "amount": "0.3", "expires_in": 2}))
         .await;

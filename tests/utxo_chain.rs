@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::litecoind::Litecoind;
-use common::paywatch::{LtcAsset, Paywatch};
+use common::paywatch::{Paywatch, start_ltc};
 use common::proxy::Proxy;
 use common::{types_for, wait_for};
 use paywatch_chains::Network;
@@ -20,25 +20,7 @@ use paywatch_state::{AddressDeriver, Asset};
 use serde_json::{Value, json};
 
 async fn start(node: &Litecoind, pool: usize, confirmations: u32, extra: &str) -> (Vec<String>, Paywatch) {
-    let mut addresses = Vec::new();
-    for _ in 0..pool {
-        addresses.push(node.new_address().await);
-    }
-    let url = node.url();
-    let pw = Paywatch::start(
-        |dir| {
-            LtcAsset {
-                url,
-                addresses: &addresses,
-                confirmations,
-                extra,
-            }
-            .toml(dir)
-        },
-        None,
-    )
-    .await;
-    (addresses, pw)
+    start_ltc(node, &node.url(), pool, confirmations, extra, None).await
 }
 
 async fn wait_payments(pw: &Paywatch, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
@@ -323,25 +305,7 @@ async fn catch_up_after_being_down_for_120_blocks_finds_every_payment() {
 async fn an_unreachable_node_delays_but_skips_nothing() {
     let node = Litecoind::start().await;
     let proxy = Proxy::start(node.rpc_port).await;
-    let addresses = vec![
-        node.new_address().await,
-        node.new_address().await,
-        node.new_address().await,
-    ];
-    let url = proxy.url();
-    let pw = Paywatch::start(
-        |dir| {
-            LtcAsset {
-                url,
-                addresses: &addresses,
-                confirmations: 2,
-                extra: "",
-            }
-            .toml(dir)
-        },
-        None,
-    )
-    .await;
+    let (_addresses, pw) = start_ltc(&node, &proxy.url(), 3, 2, "", None).await;
     let mut intents = Vec::new();
     for _ in 0..3 {
         intents.push(pw.ltc_intent("0.2").await);

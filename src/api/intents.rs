@@ -335,17 +335,8 @@ mod tests {
             ".{0,40}".prop_map(Value::String),
         ];
         leaf.prop_recursive(3, 24, 6, |inner| {
-            let key = prop::sample::select(vec![
-                "asset",
-                "amount",
-                "external_id",
-                "metadata",
-                "expires_in",
-                "confirmations",
-                "address",
-                "tag",
-                "x",
-            ]);
+            // The request's own fields, and one it does not know.
+            let key = prop::sample::select(CREATE_FIELDS.iter().copied().chain(["x"]).collect::<Vec<_>>());
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
                 prop::collection::btree_map(key, inner, 0..8)

@@ -118,6 +118,14 @@ impl Litecoind {
         }
     }
 
+    pub async fn new_addresses(&self, n: usize) -> Vec<String> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.new_address().await);
+        }
+        out
+    }
+
     pub async fn new_address(&self) -> String {
         self.rpc("getnewaddress", json!(["", "bech32"]))
             .await

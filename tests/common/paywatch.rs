@@ -19,29 +19,29 @@ pub struct Paywatch {
     config_body: String,
 }
 
-/// Builder for the `[assets.LTC]` table used by most tests.
-pub struct LtcAsset<'a> {
-    pub url: String,
-    pub addresses: &'a [String],
-    pub confirmations: u32,
-    pub extra: &'a str,
-}
-
-impl LtcAsset<'_> {
-    pub fn toml(&self, dir: &std::path::Path) -> String {
-        let pw = dir.join("ltc-rpc-password");
-        std::fs::write(&pw, format!("{}\n", super::litecoind::RPC_PASSWORD)).unwrap();
-        let addresses: Vec<String> = self.addresses.iter().map(|a| format!("{a:?}")).collect();
-        format!(
-            "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"{}\"\nrpc_user = \"u\"\nrpc_password_file = \"{}\"\nnetwork = \"regtest\"\n\
-             addresses = [{}]\nconfirmations = {}\npoll_interval = \"250ms\"\ntimeout = \"2s\"\n{}\n",
-            self.url,
-            pw.display(),
-            addresses.join(", "),
-            self.confirmations,
-            self.extra
-        )
-    }
+/// paywatch watching `pool` fresh addresses of `node` for LTC, reaching the
+/// node at `url` (the node itself, or a proxy in front of it); `extra` adds
+/// lines to the asset's table.
+pub async fn start_ltc(
+    node: &super::litecoind::Litecoind,
+    url: &str,
+    pool: usize,
+    confirmations: u32,
+    extra: &str,
+    webhook: Option<&str>,
+) -> (Vec<String>, Paywatch) {
+    let addresses = node.new_addresses(pool).await;
+    let pw = Paywatch::start(
+        |dir| {
+            format!(
+                "{}{extra}\n",
+                super::configs::core_rpc(dir, "LTC", url, &addresses, confirmations)
+            )
+        },
+        webhook,
+    )
+    .await;
+    (addresses, pw)
 }
 
 impl Paywatch {
