@@ -16,7 +16,7 @@ use paywatch_chains::utxo::xpub::XpubDeriver;
 use paywatch_chains::{Network, Secret, canonical_address};
 use paywatch_state::amount::parse_amount;
 use paywatch_state::{AddressDeriver, Asset, AssetPolicy, Deriver, MatchMode};
-use rust_decimal::Decimal;
+
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/paywatch/paywatch.toml";
@@ -121,6 +121,9 @@ struct RawAsset {
     min_amount: Option<String>,
     max_blocks_per_poll: Option<u64>,
     retry_max: Option<String>,
+    max_rps: Option<f64>,
+    max_lag: Option<String>,
+    refuse_when_lagging: Option<bool>,
     contract: Option<String>,
     decimals: Option<u8>,
     chain_id: Option<u64>,
@@ -222,6 +225,13 @@ pub struct AssetConfig {
     pub tron: Option<TronSettings>,
     /// Longest wait between retries of a failing backend.
     pub retry_max: Duration,
+    /// Requests per second to each endpoint at most (0: no limit).
+    pub max_rps: f64,
+    /// Beyond this without reaching the chain's tip (or without the tip
+    /// moving), the asset is lagging: flagged in status, metrics, `/readyz`.
+    pub max_lag: Duration,
+    /// Refuse new intents (503 `asset_lagging`) while the asset lags.
+    pub refuse_when_lagging: bool,
 }
 
 impl Config {
@@ -464,8 +474,6 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
     }
     if let Some(m) = &raw.min_amount {
         policy.min_amount = parse_amount(asset, m).map_err(|e| err(k("min_amount"), e))?;
-    } else {
-        policy.min_amount = Decimal::ZERO;
     }
     let poll_interval = duration_or(&k("poll_interval"), raw.poll_interval.as_deref(), DEFAULT_POLL_INTERVAL)?;
     let call_timeout = duration_or(&k("timeout"), raw.timeout.as_deref(), DEFAULT_CALL_TIMEOUT)?;
@@ -525,6 +533,21 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
         }
     };
     let retry_max = duration_or(&k("retry_max"), raw.retry_max.as_deref(), BACKOFF_MAX)?;
+    let max_rps = match raw.max_rps {
+        Some(r) if !r.is_finite() || r < 0.0 => {
+            return Err(err(
+                k("max_rps"),
+                "must be a number of requests per second, 0 for no limit",
+            ));
+        }
+        Some(r) => r,
+        None if backend == Backend::TronHttp => DEFAULT_TRON_MAX_RPS,
+        None => 0.0,
+    };
+    let max_lag = duration_or(&k("max_lag"), raw.max_lag.as_deref(), default_max_lag(asset))?;
+    if max_lag.is_zero() {
+        return Err(err(k("max_lag"), "must be longer than zero"));
+    }
     let tron = match backend {
         Backend::TronHttp => {
             let contract = raw
@@ -560,6 +583,23 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
         api_version,
         tron,
         retry_max,
+        max_rps,
+        max_lag,
+        refuse_when_lagging: raw.refuse_when_lagging.unwrap_or(false),
+    })
+}
+
+/// TronGrid allows about 15 requests per second per key: stay under it.
+pub const DEFAULT_TRON_MAX_RPS: f64 = 12.0;
+
+/// How long an asset may go without reaching a moving tip before it is
+/// flagged as lagging: a few times the chain's usual block interval (BTC
+/// blocks often take an hour).
+fn default_max_lag(asset: Asset) -> Duration {
+    Duration::from_secs(match asset {
+        Asset::Btc => 90 * 60,
+        Asset::Ltc => 30 * 60,
+        Asset::Xrp | Asset::UsdtBsc | Asset::UsdtTrc20 => 2 * 60,
     })
 }
 

@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use paywatch_chains::source::BoxFuture;
+use paywatch_chains::http::EndpointStatus;
+use paywatch_chains::poller::SinkError;
+use paywatch_chains::source::{BoxFuture, next_watch_version};
 use paywatch_chains::{Clock, PollReport, ScanSink, WatchSet};
 use paywatch_state::{
     Applied, Asset, AssetPolicy, BlockRef, CancelOutcome, CreateError, CreateOutcome, Event, EventType, NewIntent,
-    ScanUpdate, Store,
+    ScanUpdate, Store, StoreError,
 };
 use tokio::sync::{Notify, watch};
 
@@ -28,6 +30,30 @@ pub struct AssetHealth {
     pub last_poll_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub warnings: Vec<String>,
+    pub endpoints: Vec<EndpointStatus>,
+    /// Start of the last round that reached the tip without error.
+    pub synced_at: Option<DateTime<Utc>>,
+    /// When the tip height last changed, as paywatch saw it (head age).
+    pub tip_changed_at: Option<DateTime<Utc>>,
+}
+
+/// One configured asset, as the engine needs it.
+pub struct AssetSetup {
+    pub policy: AssetPolicy,
+    pub backend: &'static str,
+    pub max_lag: Duration,
+    pub refuse_when_lagging: bool,
+}
+
+/// How far an asset is behind its chain.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Lag {
+    pub blocks: Option<u64>,
+    /// Seconds since the last round that reached the tip (since start if none).
+    pub scan_seconds: i64,
+    /// Seconds since the tip last moved.
+    pub head_age_seconds: Option<i64>,
+    pub lagging: bool,
 }
 
 /// How often the hot subset of a watch set is rebuilt from the open intents.
@@ -43,6 +69,7 @@ pub struct Engine {
     pub store: Arc<Store>,
     creates: std::sync::mpsc::Sender<CreateJob>,
     policies: HashMap<Asset, AssetPolicy>,
+    lag_policies: HashMap<Asset, (Duration, bool)>,
     watch_sets: HashMap<Asset, RwLock<Watch>>,
     health: HashMap<Asset, Mutex<AssetHealth>>,
     /// Newest event seq, for long-polling feed readers.
@@ -57,17 +84,21 @@ pub struct Engine {
 impl Engine {
     pub fn new(
         store: Arc<Store>,
-        assets: Vec<(AssetPolicy, &'static str)>,
+        assets: Vec<AssetSetup>,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Engine> {
         let mut policies = HashMap::new();
+        let mut lag_policies = HashMap::new();
         let mut watch_sets = HashMap::new();
         let mut health = HashMap::new();
-        for (policy, backend) in assets {
+        for setup in assets {
+            let (policy, backend) = (setup.policy, setup.backend);
             let asset = policy.asset;
+            lag_policies.insert(asset, (setup.max_lag, setup.refuse_when_lagging));
             store.watch_addresses(asset, &policy.addresses)?;
-            let addresses: HashSet<String> = store.watched_addresses(asset)?.into_iter().collect();
+            let (generation, addresses) = store.watched_snapshot(asset)?;
+            let addresses: HashSet<String> = addresses.into_iter().collect();
             // Only per-address mempool queries (esplora) use the hot subset;
             // building it reads every open intent, so skip it elsewhere.
             let hot = if backend == "esplora" {
@@ -76,7 +107,8 @@ impl Engine {
                 HashSet::new()
             };
             let set = Arc::new(WatchSet {
-                version: 1,
+                version: next_watch_version(),
+                generation,
                 addresses,
                 hot,
             });
@@ -104,6 +136,7 @@ impl Engine {
             store,
             creates,
             policies,
+            lag_policies,
             watch_sets,
             health,
             last_seq,
@@ -137,6 +170,51 @@ impl Engine {
             .all(|h| h.lock().unwrap_or_else(|p| p.into_inner()).polled_ok_once)
     }
 
+    /// How far `asset` is behind its chain, now.
+    pub fn lag(&self, asset: Asset) -> Option<Lag> {
+        let h = self.health(asset)?;
+        let (max_lag, _) = self.lag_policies.get(&asset).copied()?;
+        let now = self.clock.now();
+        let since = |t: DateTime<Utc>| (now - t).num_seconds().max(0);
+        let scan_seconds = since(h.synced_at.unwrap_or(self.started_at));
+        let head_age_seconds = h.tip_changed_at.map(since);
+        let limit = i64::try_from(max_lag.as_secs()).unwrap_or(i64::MAX);
+        Some(Lag {
+            blocks: match (h.tip_height, h.scanned_height) {
+                (Some(t), Some(s)) => Some(t.saturating_sub(s)),
+                _ => None,
+            },
+            scan_seconds,
+            head_age_seconds,
+            lagging: scan_seconds > limit || head_age_seconds.is_some_and(|a| a > limit),
+        })
+    }
+
+    /// Whether new intents on `asset` are refused because it lags.
+    pub fn refuses_new_intents(&self, asset: Asset) -> bool {
+        self.lag_policies.get(&asset).is_some_and(|(_, refuse)| *refuse) && self.lag(asset).is_some_and(|l| l.lagging)
+    }
+
+    /// Sets the lag gauges of every asset (on every poll and scrape).
+    pub fn refresh_lag_metrics(&self) {
+        for asset in self.assets() {
+            if let Some(lag) = self.lag(asset) {
+                let code = asset.code();
+                self.metrics
+                    .last_success_age
+                    .with_label_values(&[code])
+                    .set(lag.scan_seconds);
+                self.metrics
+                    .lagging
+                    .with_label_values(&[code])
+                    .set(i64::from(lag.lagging));
+                if let Some(age) = lag.head_age_seconds {
+                    self.metrics.head_age.with_label_values(&[code]).set(age);
+                }
+            }
+        }
+    }
+
     pub fn subscribe_events(&self) -> watch::Receiver<u64> {
         self.last_seq.subscribe()
     }
@@ -150,13 +228,11 @@ impl Engine {
         self.creates
             .send(CreateJob { req, reply })
             .map_err(|_| CreateError::Failed("the intent writer has stopped".into()))?;
-        let outcome = answer
+        // The address is watched by the commit itself (the store's watch
+        // generation), whether or not this request is still waiting for it.
+        answer
             .await
-            .map_err(|_| CreateError::Failed("the intent writer has stopped".into()))??;
-        if let CreateOutcome::Created(view) = &outcome {
-            self.watch_address(view.asset, &view.address);
-        }
-        Ok(outcome)
+            .map_err(|_| CreateError::Failed("the intent writer has stopped".into()))?
     }
 
     pub async fn cancel_intent(self: &Arc<Self>, id: String) -> anyhow::Result<CancelOutcome> {
@@ -169,49 +245,47 @@ impl Engine {
         Ok(outcome)
     }
 
-    fn watch_address(&self, asset: Asset, address: &str) {
+    /// The watch set, complete up to the store's watch generation: what was
+    /// watched since the set was built is read from the store and added.
+    /// The hot subset is rebuilt now and then so that addresses of intents
+    /// long ended stop costing per-address mempool queries.
+    fn watch_set(&self, asset: Asset) -> Result<Arc<WatchSet>, paywatch_state::StoreError> {
         let Some(lock) = self.watch_sets.get(&asset) else {
-            return;
+            return Ok(Arc::default());
         };
-        let mut guard = lock.write().unwrap_or_else(|p| p.into_inner());
-        if !guard.set.addresses.contains(address) || !guard.set.hot.contains(address) {
-            let mut next = (*guard.set).clone();
-            next.addresses.insert(address.to_string());
-            next.hot.insert(address.to_string());
-            next.version += 1;
-            guard.set = Arc::new(next);
-        }
-    }
-
-    /// The watch set; its hot subset is rebuilt now and then so that
-    /// addresses of intents long ended stop costing per-address queries.
-    fn watch_set(&self, asset: Asset) -> Arc<WatchSet> {
-        let Some(lock) = self.watch_sets.get(&asset) else {
-            return Arc::default();
-        };
+        let current = lock.read().unwrap_or_else(|p| p.into_inner()).set.clone();
+        let (generation, added) = self.store.watched_since(asset, current.generation)?;
         let uses_hot = self
             .health
             .get(&asset)
             .is_some_and(|h| h.lock().unwrap_or_else(|p| p.into_inner()).backend == "esplora");
         let stale = uses_hot && lock.read().unwrap_or_else(|p| p.into_inner()).hot_built.elapsed() > HOT_REFRESH;
+        if added.is_empty() && !stale {
+            return Ok(current);
+        }
+        let mut guard = lock.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = (*guard.set).clone();
+        if generation > next.generation {
+            for address in added {
+                next.addresses.insert(address.clone());
+                next.hot.insert(address);
+            }
+            next.generation = generation;
+        }
         if stale && let Some(policy) = self.policies.get(&asset) {
             match hot_addresses(&self.store, policy) {
                 Ok(hot) => {
-                    let mut guard = lock.write().unwrap_or_else(|p| p.into_inner());
-                    let mut next = (*guard.set).clone();
                     next.hot = hot;
-                    next.version += 1;
-                    *guard = Watch {
-                        set: Arc::new(next),
-                        hot_built: Instant::now(),
-                    };
+                    guard.hot_built = Instant::now();
                 }
                 Err(e) => {
                     tracing::warn!(asset = %asset, error = %e, "cannot rebuild the hot address set; keeping the old one")
                 }
             }
         }
-        lock.read().unwrap_or_else(|p| p.into_inner()).set.clone()
+        next.version = next_watch_version();
+        guard.set = Arc::new(next);
+        Ok(guard.set.clone())
     }
 
     /// Tells feed readers, the webhook dispatcher and metrics about new events.
@@ -253,7 +327,39 @@ impl Engine {
         let mut h = lock.lock().unwrap_or_else(|p| p.into_inner());
         h.last_poll_at = Some(report.started_at);
         h.warnings = report.warnings.clone();
+        for (now, before) in report
+            .endpoints
+            .iter()
+            .zip(h.endpoints.iter().map(Some).chain(std::iter::repeat(None)))
+        {
+            let endpoint = now.index.to_string();
+            let labels = |outcome| [asset, endpoint.as_str(), outcome];
+            let prev = before.cloned().unwrap_or_default();
+            let ok = now.requests.saturating_sub(now.failures + now.rate_limits);
+            let ok_before = prev.requests.saturating_sub(prev.failures + prev.rate_limits);
+            m.endpoint_requests
+                .with_label_values(&labels("ok"))
+                .inc_by(ok.saturating_sub(ok_before));
+            m.endpoint_requests
+                .with_label_values(&labels("error"))
+                .inc_by(now.failures.saturating_sub(prev.failures));
+            m.endpoint_requests
+                .with_label_values(&labels("rate_limited"))
+                .inc_by(now.rate_limits.saturating_sub(prev.rate_limits));
+            m.endpoint_up
+                .with_label_values(&[asset, endpoint.as_str()])
+                .set(i64::from(now.healthy == Some(true)));
+            if let Some(height) = now.height {
+                m.endpoint_height
+                    .with_label_values(&[asset, endpoint.as_str()])
+                    .set(height as i64);
+            }
+        }
+        h.endpoints = report.endpoints.clone();
         if let Some(tip) = &report.tip {
+            if h.tip_height != Some(tip.height) || h.tip_changed_at.is_none() {
+                h.tip_changed_at = Some(report.started_at);
+            }
             h.tip_height = Some(tip.height);
         }
         if let Some(scanned) = report.scanned {
@@ -264,6 +370,7 @@ impl Engine {
                 h.healthy = true;
                 h.polled_ok_once = true;
                 h.last_error = None;
+                h.synced_at = Some(report.started_at);
             }
             Some((_, message)) => {
                 h.healthy = false;
@@ -378,27 +485,49 @@ impl ScanSink for AssetSink {
             .map_err(|e| e.to_string())
     }
 
+    fn stored_tip(&self) -> Option<u64> {
+        self.engine
+            .store
+            .chain_state(self.asset)
+            .ok()
+            .flatten()
+            .map(|c| c.tip.height)
+    }
+
     fn known_hash(&self, height: u64) -> Option<String> {
         self.engine.store.block_hash(self.asset, height).ok().flatten()
     }
 
-    fn watch(&self) -> Arc<WatchSet> {
-        self.engine.watch_set(self.asset)
+    fn watch(&self) -> Result<Arc<WatchSet>, String> {
+        self.engine.watch_set(self.asset).map_err(|e| e.to_string())
     }
 
-    fn apply(&self, update: ScanUpdate) -> BoxFuture<'_, Result<(), String>> {
+    fn pending_mempool(&self) -> Result<Vec<String>, String> {
+        self.engine
+            .store
+            .pending_mempool_txids(self.asset)
+            .map_err(|e| e.to_string())
+    }
+
+    fn apply(&self, update: ScanUpdate) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
             let engine = self.engine.clone();
             let asset = self.asset;
             let applied: Applied = tokio::task::spawn_blocking(move || {
-                let policy = engine.policies.get(&asset).ok_or("asset not configured")?;
+                let policy = engine
+                    .policies
+                    .get(&asset)
+                    .ok_or_else(|| SinkError::Failed("asset not configured".into()))?;
                 engine
                     .store
                     .apply_scan_counted(policy, &update, engine.clock.now())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| match e {
+                        StoreError::WatchChanged { .. } => SinkError::WatchChanged,
+                        other => SinkError::Failed(other.to_string()),
+                    })
             })
             .await
-            .map_err(|e| format!("apply task failed: {e}"))??;
+            .map_err(|e| SinkError::Failed(format!("apply task failed: {e}")))??;
             let code = self.asset.code();
             let m = &self.engine.metrics;
             m.transfers
@@ -407,6 +536,9 @@ impl ScanSink for AssetSink {
             m.transfers
                 .with_label_values(&[code, "false"])
                 .inc_by(applied.unmatched_transfers);
+            m.dust_transfers
+                .with_label_values(&[code])
+                .inc_by(applied.dust_transfers);
             for e in &applied.events {
                 tracing::info!(
                     asset = code,
@@ -423,5 +555,6 @@ impl ScanSink for AssetSink {
 
     fn report(&self, report: &PollReport) {
         self.engine.record_poll(report);
+        self.engine.refresh_lag_metrics();
     }
 }

@@ -45,7 +45,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let assets = config
         .assets
         .iter()
-        .map(|a| (a.policy.clone(), a.backend.name()))
+        .map(|a| engine::AssetSetup {
+            policy: a.policy.clone(),
+            backend: a.backend.name(),
+            max_lag: a.max_lag,
+            refuse_when_lagging: a.refuse_when_lagging,
+        })
         .collect();
     let engine = Arc::new(engine::Engine::new(
         store.clone(),
@@ -92,6 +97,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         engine: engine.clone(),
         token,
         networks: config.assets.iter().map(|a| (a.asset, a.network)).collect(),
+        webhooks_disabled: config.webhook.is_none(),
     });
     let api_shutdown = cancel.clone().cancelled_owned();
     tasks.spawn(async move { api::run(listener, app, api_shutdown).await.context("HTTP API failed") });

@@ -26,6 +26,16 @@ pub struct Metrics {
     pub webhook_backlog: IntGauge,
     pub webhook_failed: IntGauge,
     pub webhook_delivery_seconds: Histogram,
+    pub dust_transfers: IntCounterVec,
+    /// Seconds since the asset's last successful poll.
+    pub last_success_age: IntGaugeVec,
+    /// 1 while the asset is lagging beyond `max_lag`.
+    pub lagging: IntGaugeVec,
+    /// Seconds since the tip last moved.
+    pub head_age: IntGaugeVec,
+    pub endpoint_up: IntGaugeVec,
+    pub endpoint_height: IntGaugeVec,
+    pub endpoint_requests: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -93,6 +103,52 @@ impl Metrics {
                 "Duration of one webhook POST.",
                 vec![0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0],
             ))?,
+            dust_transfers: IntCounterVec::new(
+                opts(
+                    "dust_transfers_total",
+                    "Transfers below min_amount: recorded, never a payment.",
+                ),
+                &["asset"],
+            )?,
+            last_success_age: IntGaugeVec::new(
+                opts(
+                    "chain_last_success_age_seconds",
+                    "Seconds since the asset's last successful poll (as of its last poll).",
+                ),
+                &["asset"],
+            )?,
+            lagging: IntGaugeVec::new(
+                opts(
+                    "chain_lagging",
+                    "1 while the asset lags its chain beyond max_lag, or its backend is behind.",
+                ),
+                &["asset"],
+            )?,
+            head_age: IntGaugeVec::new(
+                opts(
+                    "chain_head_age_seconds",
+                    "Seconds since the chain tip last moved, as paywatch saw it.",
+                ),
+                &["asset"],
+            )?,
+            endpoint_up: IntGaugeVec::new(
+                opts(
+                    "endpoint_up",
+                    "1 if the endpoint answered its last call (endpoint: position in the url list).",
+                ),
+                &["asset", "endpoint"],
+            )?,
+            endpoint_height: IntGaugeVec::new(
+                opts("endpoint_height", "The best block height the endpoint last reported."),
+                &["asset", "endpoint"],
+            )?,
+            endpoint_requests: IntCounterVec::new(
+                opts(
+                    "endpoint_requests_total",
+                    "Calls to each endpoint by outcome (ok, error, rate_limited).",
+                ),
+                &["asset", "endpoint", "outcome"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -110,6 +166,13 @@ impl Metrics {
         r.register(Box::new(m.webhook_backlog.clone()))?;
         r.register(Box::new(m.webhook_failed.clone()))?;
         r.register(Box::new(m.webhook_delivery_seconds.clone()))?;
+        r.register(Box::new(m.dust_transfers.clone()))?;
+        r.register(Box::new(m.last_success_age.clone()))?;
+        r.register(Box::new(m.lagging.clone()))?;
+        r.register(Box::new(m.head_age.clone()))?;
+        r.register(Box::new(m.endpoint_up.clone()))?;
+        r.register(Box::new(m.endpoint_height.clone()))?;
+        r.register(Box::new(m.endpoint_requests.clone()))?;
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Ok(m)
     }

@@ -72,7 +72,8 @@ pub fn api_token(config: &Config) -> anyhow::Result<Secret> {
 pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
     Ok(match asset.backend {
         Backend::CoreRpc => {
-            let rpc = RpcClient::new(asset.urls.clone(), asset.auth.clone(), asset.call_timeout)?;
+            let rpc =
+                RpcClient::new(asset.urls.clone(), asset.auth.clone(), asset.call_timeout)?.with_max_rps(asset.max_rps);
             let backend = CoreRpc::new(rpc, asset.network);
             Arc::new(UtxoSource::new(
                 asset.asset,
@@ -86,7 +87,8 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
                 .evm
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("evm settings missing"))?;
-            let rpc = RpcClient::new(asset.urls.clone(), RpcAuth::None, asset.call_timeout)?;
+            let rpc =
+                RpcClient::new(asset.urls.clone(), RpcAuth::None, asset.call_timeout)?.with_max_rps(asset.max_rps);
             Arc::new(EvmSource::new(
                 asset.asset,
                 rpc,
@@ -97,7 +99,8 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
             )?)
         }
         Backend::Rippled => {
-            let rpc = RpcClient::new(asset.urls.clone(), RpcAuth::None, asset.call_timeout)?;
+            let rpc =
+                RpcClient::new(asset.urls.clone(), RpcAuth::None, asset.call_timeout)?.with_max_rps(asset.max_rps);
             Arc::new(RippledSource::new(
                 rpc,
                 asset.api_version,
@@ -110,7 +113,7 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
                 .tron
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("tron settings missing"))?;
-            let endpoints = Endpoints::new(asset.urls.clone(), asset.call_timeout)?;
+            let endpoints = Endpoints::new(asset.urls.clone(), asset.call_timeout)?.with_max_rps(asset.max_rps);
             Arc::new(TronSource::new(
                 endpoints,
                 tron.api_key.clone(),
@@ -119,7 +122,8 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
             )?)
         }
         Backend::Esplora => {
-            let backend = Esplora::new(asset.urls.clone(), asset.asset, asset.network, asset.call_timeout)?;
+            let backend = Esplora::new(asset.urls.clone(), asset.asset, asset.network, asset.call_timeout)?
+                .with_max_rps(asset.max_rps);
             Arc::new(UtxoSource::new(
                 asset.asset,
                 asset.network,

@@ -2,10 +2,12 @@
 //!
 //! At-least-once, in `seq` order per intent, surviving restarts: an event's
 //! outbox entry is written in the same commit as the event, and leaves the
-//! outbox only after a 2xx. A failure pauses the whole dispatcher for the
-//! entry's backoff (the receiver is most likely down for all of them), and an
-//! entry older than `max_age` is given up, marked failed, and no longer holds
-//! back its intent's later events.
+//! outbox only after a 2xx. A failed delivery holds back only the later
+//! events of the same intent (or transfer) for its backoff; the others go
+//! on. Only when the receiver does not answer at all several times in a row
+//! (it is down) does the whole dispatcher pause. Every attempt is recorded.
+//! An entry older than `max_age` is given up, marked failed, and no longer
+//! holds back its intent's later events; it can be redelivered on request.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use paywatch_state::{OutboxEntry, Store};
+use paywatch_state::{DeliveryAttempt, OutboxEntry, Store};
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -21,8 +23,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WebhookConfig;
 use crate::metrics::Metrics;
 
-/// How many outbox entries one pass looks at.
+/// How many deliveries one pass makes before it looks at the outbox again.
 const PASS_SIZE: usize = 500;
+/// Outbox entries read at a time.
+const PAGE: usize = 500;
+/// Attempts in a row that got no answer at all: the receiver is down, and
+/// the dispatcher pauses rather than try every intent's event in turn.
+const DOWN_AFTER: u32 = 3;
 /// Idle re-check even without a wake-up (catches entries whose backoff ended).
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
 
@@ -44,9 +51,12 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
 }
 
-enum Attempt {
-    Delivered,
-    Failed(String),
+/// What one POST got.
+struct Attempt {
+    delivered: bool,
+    http_status: Option<u16>,
+    error: Option<String>,
+    duration: Duration,
 }
 
 impl Dispatcher {
@@ -94,47 +104,77 @@ impl Dispatcher {
         }
     }
 
-    /// Delivers every due entry in order. Returns how long to pause when a
-    /// delivery failed, or `None` when the pass ran through.
+    /// Delivers every due entry, in order per intent. Returns how long to
+    /// pause when the receiver is down, or `None` when the pass ran through.
     async fn pass(&self, cancel: &CancellationToken) -> anyhow::Result<Option<Duration>> {
         self.refresh_gauges();
-        let entries = self.store.outbox(PASS_SIZE)?;
         let mut held_back: HashSet<String> = HashSet::new();
         let mut earliest_wait: Option<Duration> = None;
-        for entry in entries {
-            if cancel.is_cancelled() {
-                return Ok(None);
-            }
-            if held_back.contains(&entry.ordering_key) {
-                continue;
-            }
-            let now = Utc::now();
-            if age(&entry, now) > self.config.max_age {
-                let why = entry.last_error.clone().unwrap_or_else(|| "never delivered".into());
-                tracing::warn!(seq = entry.seq, event_id = %entry.event_id, error = %why, "webhook delivery given up after max_age");
-                self.store.outbox_give_up(entry, why)?;
-                self.metrics.webhook_deliveries.with_label_values(&["failed"]).inc();
-                continue;
-            }
-            if entry.next_attempt_at > now {
-                let wait = (entry.next_attempt_at - now).to_std().unwrap_or_default();
-                earliest_wait = Some(earliest_wait.map_or(wait, |w| w.min(wait)));
-                held_back.insert(entry.ordering_key.clone());
-                continue;
-            }
-            match self.attempt(&entry).await {
-                Attempt::Delivered => {
-                    self.store.outbox_delivered(entry.seq)?;
-                    self.metrics.webhook_deliveries.with_label_values(&["delivered"]).inc();
+        let mut unanswered_in_a_row = 0u32;
+        let mut made = 0usize;
+        let mut after = 0u64;
+        loop {
+            let entries = self.store.outbox_after(after, PAGE)?;
+            let Some(last) = entries.last() else { break };
+            after = last.seq;
+            for entry in entries {
+                if cancel.is_cancelled() {
+                    return Ok(None);
                 }
-                Attempt::Failed(error) => {
-                    let delay = self.backoff(entry.attempts + 1);
-                    tracing::warn!(seq = entry.seq, event_id = %entry.event_id, attempts = entry.attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "webhook delivery failed");
-                    let next = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                    self.store.outbox_retry(entry, next, error)?;
-                    self.metrics.webhook_deliveries.with_label_values(&["retry"]).inc();
-                    self.refresh_gauges();
-                    return Ok(Some(delay));
+                if made >= PASS_SIZE {
+                    return Ok(Some(Duration::ZERO)); // more to do: go again at once
+                }
+                if held_back.contains(&entry.ordering_key) {
+                    continue;
+                }
+                let now = Utc::now();
+                if age(&entry, now) > self.config.max_age {
+                    let why = entry.last_error.clone().unwrap_or_else(|| "never delivered".into());
+                    tracing::warn!(seq = entry.seq, event_id = %entry.event_id, error = %why, "webhook delivery given up after max_age");
+                    self.store.outbox_give_up(entry, why)?;
+                    self.metrics.webhook_deliveries.with_label_values(&["failed"]).inc();
+                    continue;
+                }
+                if entry.next_attempt_at > now {
+                    let wait = (entry.next_attempt_at - now).to_std().unwrap_or_default();
+                    earliest_wait = Some(earliest_wait.map_or(wait, |w| w.min(wait)));
+                    held_back.insert(entry.ordering_key.clone());
+                    continue;
+                }
+                made += 1;
+                let result = self.attempt(&entry).await;
+                let record = DeliveryAttempt {
+                    seq: entry.seq,
+                    attempt: entry.attempts + 1,
+                    at: now,
+                    http_status: result.http_status,
+                    error: result.error.clone(),
+                    duration_ms: result.duration.as_millis() as u64,
+                    outcome: if result.delivered { "delivered" } else { "failed" }.into(),
+                };
+                if result.delivered {
+                    self.store.outbox_delivered(entry.seq, &record)?;
+                    self.metrics.webhook_deliveries.with_label_values(&["delivered"]).inc();
+                    unanswered_in_a_row = 0;
+                    continue;
+                }
+                let delay = self.backoff(entry.attempts + 1);
+                let error = result.error.unwrap_or_default();
+                tracing::warn!(seq = entry.seq, event_id = %entry.event_id, attempts = entry.attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "webhook delivery failed");
+                let next = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                held_back.insert(entry.ordering_key.clone());
+                self.store.outbox_retry(entry, next, &record)?;
+                self.metrics.webhook_deliveries.with_label_values(&["retry"]).inc();
+                earliest_wait = Some(earliest_wait.map_or(delay, |w| w.min(delay)));
+                if result.http_status.is_none() {
+                    unanswered_in_a_row += 1;
+                    if unanswered_in_a_row >= DOWN_AFTER {
+                        self.refresh_gauges();
+                        return Ok(Some(delay));
+                    }
+                } else {
+                    // It answered: the receiver is up and refused this one.
+                    unanswered_in_a_row = 0;
                 }
             }
         }
@@ -144,14 +184,20 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, entry: &OutboxEntry) -> Attempt {
+        let failed = |error: String| Attempt {
+            delivered: false,
+            http_status: None,
+            error: Some(error),
+            duration: Duration::ZERO,
+        };
         let event = match self.store.event(entry.seq) {
             Ok(Some(e)) => e,
-            Ok(None) => return Attempt::Failed(format!("event {} missing from the log", entry.seq)),
-            Err(e) => return Attempt::Failed(format!("cannot read event: {e}")),
+            Ok(None) => return failed(format!("event {} missing from the log", entry.seq)),
+            Err(e) => return failed(format!("cannot read event: {e}")),
         };
         let body = match serde_json::to_vec(&event) {
             Ok(b) => b,
-            Err(e) => return Attempt::Failed(format!("cannot encode event: {e}")),
+            Err(e) => return failed(format!("cannot encode event: {e}")),
         };
         let t = Utc::now().timestamp();
         let started = Instant::now();
@@ -168,14 +214,27 @@ impl Dispatcher {
             .body(body)
             .send()
             .await;
-        self.metrics
-            .webhook_delivery_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(resp) if resp.status().is_success() => Attempt::Delivered,
-            Ok(resp) => Attempt::Failed(format!("receiver answered HTTP {}", resp.status().as_u16())),
-            Err(e) if e.is_timeout() => Attempt::Failed(format!("no answer within {}s", self.config.timeout.as_secs())),
-            Err(e) => Attempt::Failed(format!("cannot reach receiver: {}", without_url(&e))),
+        let duration = started.elapsed();
+        self.metrics.webhook_delivery_seconds.observe(duration.as_secs_f64());
+        let (delivered, http_status, error) = match result {
+            Ok(resp) if resp.status().is_success() => (true, Some(resp.status().as_u16()), None),
+            Ok(resp) => (
+                false,
+                Some(resp.status().as_u16()),
+                Some(format!("receiver answered HTTP {}", resp.status().as_u16())),
+            ),
+            Err(e) if e.is_timeout() => (
+                false,
+                None,
+                Some(format!("no answer within {}s", self.config.timeout.as_secs())),
+            ),
+            Err(e) => (false, None, Some(format!("cannot reach receiver: {}", without_url(&e)))),
+        };
+        Attempt {
+            delivered,
+            http_status,
+            error,
+            duration,
         }
     }
 

@@ -22,6 +22,12 @@ pub enum ChainError {
     /// hold): the cursor waits until it is served.
     #[error("{0}")]
     History(String),
+    /// The endpoint that answered lacks data another one had or that the
+    /// chain must have (a block above its head, transaction infos missing
+    /// for a block with transactions, a range it did not cover). Never
+    /// evidence of anything: retried, failed over, never applied.
+    #[error("not available from this endpoint: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Config(String),
 }
@@ -33,6 +39,7 @@ impl ChainError {
             | ChainError::Timeout { .. }
             | ChainError::Garbage { .. }
             | ChainError::History(_)
+            | ChainError::Unavailable(_)
             | ChainError::RateLimited { .. } => true,
             // 401/403 are credentials, 404 a wrong URL: an operator must act.
             ChainError::Http { status, .. } => !matches!(status, 401 | 403 | 404),
@@ -51,6 +58,7 @@ impl ChainError {
             ChainError::Rpc { .. } => "rpc",
             ChainError::Garbage { .. } => "decode",
             ChainError::History(_) => "history",
+            ChainError::Unavailable(_) => "unavailable",
             ChainError::RateLimited { .. } => "rate_limit",
             ChainError::Config(_) => "config",
         }

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::ChainError;
 use crate::rpc::RpcClient;
-use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork};
+use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork, unknown_block_status};
 use crate::utxo::address::AddressError;
 
 sol! {
@@ -144,13 +144,19 @@ impl EvmSource {
     }
 
     /// `eth_getLogs` over `[from, to]`, halving the range while the provider
-    /// refuses it as too large. Returns the logs and the last block covered.
+    /// refuses it as too large. Returns the logs and the last block covered
+    /// with its hash.
+    ///
+    /// The logs are asked in one batch with the header of the range's last
+    /// block, so the node that answers the logs shows it has that block: a
+    /// node whose head is below `toBlock` answers partial logs without an
+    /// error, and its batch then carries no header (not available, retried).
     async fn logs(
         &self,
         from: u64,
         to: u64,
         watch: &HashMap<Address, String>,
-    ) -> Result<(Vec<RpcLog>, u64), ChainError> {
+    ) -> Result<(Vec<RpcLog>, BlockRef), ChainError> {
         let mut end = to.min(from + self.range.load(Ordering::Relaxed) - 1);
         let to_topic: Value = if watch.len() <= MAX_TOPIC_ADDRESSES {
             Value::Array(
@@ -169,21 +175,61 @@ impl EvmSource {
                 "address": self.contract,
                 "topics": [Transfer::SIGNATURE_HASH, Value::Null, to_topic],
             });
-            match self.rpc.call::<Vec<RpcLog>>("eth_getLogs", json!([filter])).await {
+            let batch = self
+                .rpc
+                .call_batch(&[
+                    ("eth_getBlockByNumber", json!([format!("{end:#x}"), false])),
+                    ("eth_getLogs", json!([filter])),
+                ])
+                .await;
+            let mut answers = match batch {
+                Ok(answers) => answers.into_iter(),
+                // A range too heavy to answer in time: smaller ranges do.
+                Err(ChainError::Timeout { .. }) if end > from => {
+                    end = from + (end - from) / 2;
+                    self.range.store(end - from + 1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let (Some(header), Some(logs)) = (answers.next(), answers.next()) else {
+                return Err(ChainError::garbage("batch", "two answers expected"));
+            };
+            match logs.and_then(|v| {
+                serde_json::from_value::<Vec<RpcLog>>(v).map_err(|e| ChainError::garbage("eth_getLogs", e))
+            }) {
                 Ok(logs) => {
+                    let header = header?;
+                    if header.is_null() {
+                        return Err(ChainError::Unavailable(format!(
+                            "the node that answered eth_getLogs up to block {end} does not have that block"
+                        )));
+                    }
+                    let b: RpcBlock =
+                        serde_json::from_value(header).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
+                    let last = BlockRef {
+                        height: quantity(&b.number)?,
+                        hash: format!("{:#x}", b.hash),
+                    };
+                    if last.height != end {
+                        return Err(ChainError::garbage(
+                            "eth_getBlockByNumber",
+                            format!("asked for block {end}, got {}", last.height),
+                        ));
+                    }
                     let span = end - from + 1;
                     // Grow back slowly after a successful full-size range.
                     if span >= self.range.load(Ordering::Relaxed) {
                         self.range.store((span * 2).min(self.max_range), Ordering::Relaxed);
                     }
-                    return Ok((logs, end));
+                    return Ok((logs, last));
                 }
                 Err(e) if refuses_get_logs(&e) => {
                     return Err(ChainError::Config(format!(
                         "the endpoint refuses eth_getLogs ({e}); use a provider or node that serves it"
                     )));
                 }
-                Err(e) if end > from => {
+                Err(e) if end > from && !matches!(e, ChainError::Garbage { .. }) => {
                     end = from + (end - from) / 2;
                     self.range.store(end - from + 1, Ordering::Relaxed);
                     tracing::debug!(asset = %self.asset, error = %e, blocks = end - from + 1, "eth_getLogs refused; halving the range");
@@ -318,6 +364,10 @@ impl ChainSource for EvmSource {
         })
     }
 
+    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
+        self.rpc.endpoints().statuses()
+    }
+
     fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>> {
         Box::pin(async move {
             let (height, hash) = self
@@ -328,10 +378,12 @@ impl ChainSource for EvmSource {
                 .block(json!("finalized"))
                 .await?
                 .ok_or_else(|| ChainError::Config("the endpoint does not report a finalized block".into()))?;
+            self.rpc.endpoints().note_height(height);
             Ok(ChainTip {
                 height,
                 hash,
-                finalized: Some(finalized),
+                // A finalized block above the head comes from another node.
+                finalized: Some(finalized.min(height)),
             })
         })
     }
@@ -339,7 +391,14 @@ impl ChainSource for EvmSource {
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
         Box::pin(async move {
             let watch = self.watch_map(req.watch);
-            let fork = find_fork(self.asset, req.from, req.known_hash, |h| self.block_hash(h)).await?;
+            let fork = find_fork(
+                self.asset,
+                req.from,
+                req.known_hash,
+                |h| self.block_hash(h),
+                unknown_block_status,
+            )
+            .await?;
             let base = fork.clone().unwrap_or_else(|| req.from.clone());
             let mut batch = ScanBatch {
                 rollback_to: fork.map(|f| f.height),
@@ -349,32 +408,32 @@ impl ChainSource for EvmSource {
             if req.to <= base.height {
                 return Ok(batch);
             }
-            let (logs, end) = self.logs(base.height + 1, req.to, &watch).await?;
-            let end_hash = self
-                .block_hash(end)
-                .await?
-                .ok_or_else(|| ChainError::garbage("eth_getBlockByNumber", format!("block {end} missing")))?;
+            let (logs, cursor) = self.logs(base.height + 1, req.to, &watch).await?;
+            let end = cursor.height;
             let (observations, mut blocks) = self.observations(logs, &watch)?;
-            // Every log block must still be canonical, and the range must not
-            // have been reorganized while it was read.
+            // Every log must lie in the range, and every log block must be on
+            // the chain the range's last block belongs to: read back here
+            // (any node), a hash that differs means a reorg or a node on
+            // another branch; the step is retried.
             for b in &blocks {
-                if self.block_hash(b.height).await?.as_deref() != Some(b.hash.as_str()) {
+                if b.height > end || b.height <= base.height {
                     return Err(ChainError::garbage(
                         "eth_getLogs",
-                        format!("block {} changed while it was scanned; retrying", b.height),
+                        format!("a log of block {} outside the range asked", b.height),
                     ));
                 }
+                if self.block_hash(b.height).await?.as_deref() != Some(b.hash.as_str()) {
+                    return Err(ChainError::Unavailable(format!(
+                        "block {} differs between endpoints or changed while it was scanned; retrying",
+                        b.height
+                    )));
+                }
             }
-            if self.block_hash(end).await?.as_deref() != Some(end_hash.as_str()) {
-                return Err(ChainError::garbage(
-                    "eth_getLogs",
-                    "the chain changed while it was scanned; retrying",
+            if self.block_hash(end).await?.as_deref() != Some(cursor.hash.as_str()) {
+                return Err(ChainError::Unavailable(
+                    "the range's last block differs between endpoints or changed while it was scanned; retrying".into(),
                 ));
             }
-            let cursor = BlockRef {
-                height: end,
-                hash: end_hash,
-            };
             if blocks.last().is_none_or(|b| b.height != end) {
                 blocks.push(cursor.clone());
             }
@@ -383,10 +442,6 @@ impl ChainSource for EvmSource {
             batch.cursor = Some(cursor);
             Ok(batch)
         })
-    }
-
-    fn mempool<'a>(&'a self, _watch: &'a WatchSet) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>> {
-        Box::pin(async { Ok(None) })
     }
 }
 

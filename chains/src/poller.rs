@@ -12,23 +12,44 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use paywatch_state::{Asset, BlockRef, ChainTip, ScanUpdate};
+use paywatch_state::{Asset, BlockRef, ChainTip, MempoolView, ScanUpdate};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ChainError;
-use crate::source::{BoxFuture, ChainSource, ScanRequest, WatchSet, batch_cursor};
+use crate::http::EndpointStatus;
+use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, batch_cursor};
+
+/// Why the sink did not apply an update.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Addresses were watched after the update was computed: the poller
+    /// redoes the step for them and applies again.
+    #[error("the watch set changed")]
+    WatchChanged,
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// Where scan results go: the daemon's engine (the store) in production, a
 /// recorder in tests.
 pub trait ScanSink: Send + Sync + 'static {
     /// The durably applied cursor, `None` before the first poll.
     fn cursor(&self) -> Result<Option<BlockRef>, String>;
+    /// The highest tip height stored with the cursor, if any.
+    fn stored_tip(&self) -> Option<u64> {
+        None
+    }
     /// The stored hash of an applied block, for reorg detection.
     fn known_hash(&self, height: u64) -> Option<String>;
-    fn watch(&self) -> Arc<WatchSet>;
+    /// The watch set, complete up to the store's current watch generation.
+    fn watch(&self) -> Result<Arc<WatchSet>, String>;
+    /// Transaction ids of pending transfers no block holds (mempool ones).
+    fn pending_mempool(&self) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
     /// Applies one step atomically.
-    fn apply(&self, update: ScanUpdate) -> BoxFuture<'_, Result<(), String>>;
+    fn apply(&self, update: ScanUpdate) -> BoxFuture<'_, Result<(), SinkError>>;
     /// Told after every round, successful or not (health and metrics).
     fn report(&self, report: &PollReport);
 }
@@ -69,6 +90,8 @@ pub struct PollReport {
     pub error: Option<(&'static str, String)>,
     /// The source's operator warnings.
     pub warnings: Vec<String>,
+    /// Each endpoint's health.
+    pub endpoints: Vec<EndpointStatus>,
 }
 
 /// Why a round stopped early.
@@ -102,6 +125,9 @@ impl PollError {
 pub struct Poller {
     /// Set once the source's preflight checks passed.
     preflight_ok: std::sync::atomic::AtomicBool,
+    /// The highest tip any backend reported (or the store kept): a round
+    /// whose tip is below it does not count for expiry.
+    best_tip: std::sync::atomic::AtomicU64,
     asset: Asset,
     source: Arc<dyn ChainSource>,
     sink: Arc<dyn ScanSink>,
@@ -119,6 +145,7 @@ impl Poller {
     ) -> Poller {
         Poller {
             preflight_ok: false.into(),
+            best_tip: sink.stored_tip().unwrap_or(0).into(),
             asset,
             source,
             sink,
@@ -190,10 +217,12 @@ impl Poller {
             scanned: None,
             error: None,
             warnings: Vec::new(),
+            endpoints: Vec::new(),
         };
         let result = self.round(started_at, cancel, &mut report).await;
         report.duration = t0.elapsed();
         report.warnings = self.source.warnings();
+        report.endpoints = self.source.endpoints();
         if let Err(e) = &result {
             if matches!(e, PollError::Cancelled) {
                 return Err(PollError::Cancelled);
@@ -229,23 +258,26 @@ impl Poller {
             self.step(cancel, "preflight", self.source.preflight()).await?;
             self.preflight_ok.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let watch = self.sink.watch();
         // The tip is read once per round, and again only near it: catching
         // up over many steps needs no fresh tip per step.
         let mut tip = self.step(cancel, "tip", self.source.tip()).await?;
         let mut tip_fresh = true;
         loop {
+            // Per step, not per round: an intent created during a long
+            // catch-up is watched from the next step on (and the store
+            // refuses a step computed before it, see `apply`).
+            let watch = self.sink.watch().map_err(PollError::Sink)?;
             let cursor = self.sink.cursor().map_err(PollError::Sink)?;
             report.tip = Some(tip.clone());
             let Some(from) = cursor else {
                 // First poll ever: start at the tip. No intent exists yet
                 // (creation waits for this), so nothing older can be owed.
-                let mempool = self.mempool(cancel, &watch).await?;
+                let mempool = self.mempool(cancel, &watch, &[]).await?;
                 let here = BlockRef {
                     height: tip.height,
                     hash: tip.hash.clone(),
                 };
-                self.apply(ScanUpdate {
+                let update = ScanUpdate {
                     asset: self.asset,
                     from: None,
                     rollback_to: None,
@@ -255,8 +287,9 @@ impl Poller {
                     tip,
                     cursor: here.clone(),
                     round_started_at: Some(started_at),
-                })
-                .await?;
+                    watch_generation: Some(watch.generation),
+                };
+                self.apply(cancel, update, watch, None).await?;
                 report.scanned = Some(here.height);
                 return Ok(());
             };
@@ -265,45 +298,128 @@ impl Poller {
             let near = tip.height.saturating_sub(from.height) <= self.config.max_blocks_per_step;
             let mut mempool = None;
             if near && self.config.mempool {
-                mempool = self.mempool(cancel, &watch).await?;
+                let pending = self.sink.pending_mempool().map_err(PollError::Sink)?;
+                mempool = self.mempool(cancel, &watch, &pending).await?;
                 tip = self.step(cancel, "tip", self.source.tip()).await?;
             } else if near && !tip_fresh {
                 tip = self.step(cancel, "tip", self.source.tip()).await?;
             }
             tip_fresh = false;
             report.tip = Some(tip.clone());
+            let best_seen = self.best_tip.load(std::sync::atomic::Ordering::Relaxed);
+            let behind_seen = tip.height < best_seen;
             let to = tip.height.min(from.height + self.config.max_blocks_per_step);
-            let known = |h: u64| self.sink.known_hash(h);
-            let batch = self
-                .step(
-                    cancel,
-                    "scan",
-                    self.source.scan(ScanRequest {
-                        from: &from,
-                        to,
-                        watch: &watch,
-                        known_hash: &known,
-                    }),
-                )
-                .await?;
+            let batch = self.scan(cancel, &from, to, &watch).await?;
+            // A backend below what paywatch already scanned is behind (a
+            // lagging backup, another node behind a load balancer) unless it
+            // proved a reorg to a shorter chain: nothing it says can move the
+            // cursor, backwards least of all.
+            if tip.height < from.height && batch.rollback_to.is_none() {
+                report.scanned = Some(from.height);
+                return Err(ChainError::Unavailable(format!(
+                    "the backend's best block {} is below the scanned height {}: it is behind",
+                    tip.height, from.height
+                ))
+                .into());
+            }
             let cursor = batch_cursor(&batch, &from);
             let reached_tip = cursor.height >= tip.height;
             report.scanned = Some(cursor.height);
-            self.apply(ScanUpdate {
+            let update = ScanUpdate {
                 asset: self.asset,
-                from: Some(from),
+                from: Some(from.clone()),
                 rollback_to: batch.rollback_to,
                 blocks: batch.blocks,
                 observations: batch.observations,
                 mempool: if reached_tip { mempool } else { None },
                 tip: tip.clone(),
                 cursor,
-                round_started_at: reached_tip.then_some(started_at),
-            })
-            .await?;
+                // A round counts for expiry only if its tip is the best one
+                // paywatch has seen: a lagging backend proves nothing about
+                // what the chain holds after its head.
+                round_started_at: (reached_tip && !behind_seen).then_some(started_at),
+                watch_generation: Some(watch.generation),
+            };
+            self.apply(cancel, update, watch, Some(&from)).await?;
+            self.best_tip
+                .fetch_max(tip.height, std::sync::atomic::Ordering::Relaxed);
             if reached_tip {
+                if behind_seen {
+                    return Err(ChainError::Unavailable(format!(
+                        "the backend's best block {} is below block {best_seen} seen before: it is behind; \
+                         intents do not expire on its word",
+                        tip.height
+                    ))
+                    .into());
+                }
                 return Ok(());
             }
+        }
+    }
+
+    async fn scan(
+        &self,
+        cancel: &CancellationToken,
+        from: &BlockRef,
+        to: u64,
+        watch: &WatchSet,
+    ) -> Result<ScanBatch, PollError> {
+        let known = |h: u64| self.sink.known_hash(h);
+        self.step(
+            cancel,
+            "scan",
+            self.source.scan(ScanRequest {
+                from,
+                to,
+                watch,
+                known_hash: &known,
+            }),
+        )
+        .await
+    }
+
+    /// Applies an update; if addresses were watched after it was computed,
+    /// scans the same step again for just those and applies the whole.
+    async fn apply(
+        &self,
+        cancel: &CancellationToken,
+        mut update: ScanUpdate,
+        mut watch: Arc<WatchSet>,
+        from: Option<&BlockRef>,
+    ) -> Result<(), PollError> {
+        loop {
+            // Not raced with cancellation: a started write finishes (it is
+            // one atomic commit either way, but finishing avoids redoing it).
+            match self.sink.apply(update.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(SinkError::Failed(e)) => return Err(PollError::Sink(e)),
+                Err(SinkError::WatchChanged) => {}
+            }
+            if cancel.is_cancelled() {
+                return Err(PollError::Cancelled);
+            }
+            let newer = self.sink.watch().map_err(PollError::Sink)?;
+            let added = watch.added_in(&newer);
+            tracing::debug!(asset = %self.asset, addresses = added.addresses.len(), "addresses watched during the scan; scanning the step for them");
+            if let Some(from) = from
+                && !added.addresses.is_empty()
+            {
+                let extra = self.scan(cancel, from, update.cursor.height, &added).await?;
+                if extra.rollback_to != update.rollback_to || batch_cursor(&extra, from) != update.cursor {
+                    return Err(ChainError::Unavailable(
+                        "the chain moved while the step was redone for new addresses".into(),
+                    )
+                    .into());
+                }
+                update.observations.extend(extra.observations);
+            }
+            if let Some(mempool) = &mut update.mempool
+                && let Some(view) = self.mempool(cancel, &added, &[]).await?
+            {
+                mempool.transfers.extend(view.transfers);
+            }
+            update.watch_generation = Some(newer.generation);
+            watch = newer;
         }
     }
 
@@ -311,16 +427,11 @@ impl Poller {
         &self,
         cancel: &CancellationToken,
         watch: &WatchSet,
-    ) -> Result<Option<Vec<paywatch_state::Observation>>, PollError> {
+        pending: &[String],
+    ) -> Result<Option<MempoolView>, PollError> {
         if !self.config.mempool {
             return Ok(None);
         }
-        self.step(cancel, "mempool", self.source.mempool(watch)).await
-    }
-
-    async fn apply(&self, update: ScanUpdate) -> Result<(), PollError> {
-        // Not raced with cancellation: a started write finishes (it is one
-        // atomic commit either way, but finishing avoids redoing it).
-        self.sink.apply(update).await.map_err(PollError::Sink)
+        self.step(cancel, "mempool", self.source.mempool(watch, pending)).await
     }
 }

@@ -37,9 +37,80 @@ impl RpcClient {
         })
     }
 
+    /// Limits each endpoint to `max_rps` requests per second (0: no limit).
+    pub fn with_max_rps(mut self, max_rps: f64) -> RpcClient {
+        self.endpoints = self.endpoints.with_max_rps(max_rps);
+        self
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
     pub async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, ChainError> {
         let raw = self.call_raw(method, params).await?;
         serde_json::from_value(raw).map_err(|e| ChainError::garbage(method, e))
+    }
+
+    /// Sends several calls in one JSON-RPC batch: one HTTP request, so one
+    /// node behind a load balancer answers them all (their answers describe
+    /// one view of the chain). Each answer in call order, a node's error
+    /// answer as `ChainError::Rpc`.
+    pub async fn call_batch(&self, calls: &[(&str, Value)]) -> Result<Vec<Result<Value, ChainError>>, ChainError> {
+        let body: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(id, (method, params))| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .collect();
+        let n = calls.len();
+        self.endpoints
+            .send(
+                "batch",
+                |http, url| {
+                    let req = http.post(url).json(&body);
+                    match &self.auth {
+                        RpcAuth::UserPassword { user, password } => req.basic_auth(user, Some(password.expose())),
+                        _ => req,
+                    }
+                },
+                |url, answer| {
+                    let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&answer.body) else {
+                        if !(200..300).contains(&answer.status) {
+                            return status_error(url, answer.status);
+                        }
+                        return Verdict::TryNext(ChainError::garbage("batch", "not a JSON-RPC batch answer"));
+                    };
+                    let mut out: Vec<Option<Result<Value, ChainError>>> = (0..n).map(|_| None).collect();
+                    for item in items {
+                        let Some(slot) = item
+                            .get("id")
+                            .and_then(Value::as_u64)
+                            .and_then(|id| out.get_mut(id as usize))
+                        else {
+                            continue;
+                        };
+                        let method = calls[0].0;
+                        *slot = Some(
+                            match judge(
+                                method,
+                                url,
+                                Answer {
+                                    status: 200,
+                                    body: item.to_string().into_bytes(),
+                                },
+                            ) {
+                                Verdict::Done(v) => Ok(v),
+                                Verdict::Fail(e) | Verdict::TryNext(e) => Err(e),
+                            },
+                        );
+                    }
+                    match out.into_iter().collect::<Option<Vec<_>>>() {
+                        Some(all) => Verdict::Done(all),
+                        None => Verdict::TryNext(ChainError::garbage("batch", "an answer is missing from the batch")),
+                    }
+                },
+            )
+            .await
     }
 
     /// Calls `method`; a node's own error answer (`{"error": {...}}`) is

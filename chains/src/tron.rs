@@ -27,7 +27,7 @@ use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
 use serde_json::{Value, json};
 
 use crate::http::{Endpoints, Verdict, redact_url};
-use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork};
+use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork, unknown_block_status};
 use crate::utxo::address::AddressError;
 use crate::{ChainError, Secret};
 
@@ -60,9 +60,14 @@ pub fn parse_tron_address(text: &str) -> Result<([u8; 20], String), AddressError
             .and_then(|b| b.try_into().ok())
             .ok_or_else(invalid)?
     };
+    Ok((account, base58_of(&account)))
+}
+
+/// The base58 form of a 20-byte account.
+pub fn base58_of(account: &[u8; 20]) -> String {
     let mut payload = vec![0x41];
-    payload.extend_from_slice(&account);
-    Ok((account, bs58::encode(payload).with_check().into_string()))
+    payload.extend_from_slice(account);
+    bs58::encode(payload).with_check().into_string()
 }
 
 pub struct TronSource {
@@ -78,10 +83,20 @@ struct TronBlock {
     number: u64,
     id: String,
     parent: String,
+    /// The ids of its transactions (`transactions[].txID`; absent when none).
+    txids: Vec<String>,
 }
 
 fn parse_block(v: &Value) -> Option<TronBlock> {
     let raw = v.get("block_header")?.get("raw_data")?;
+    let txids = match v.get("transactions") {
+        None => Vec::new(),
+        Some(list) => list
+            .as_array()?
+            .iter()
+            .map(|tx| tx.get("txID").and_then(Value::as_str).map(str::to_string))
+            .collect::<Option<Vec<_>>>()?,
+    };
     Some(TronBlock {
         number: raw.get("number").and_then(Value::as_u64).unwrap_or(0),
         id: v.get("blockID")?.as_str()?.to_string(),
@@ -90,7 +105,33 @@ fn parse_block(v: &Value) -> Option<TronBlock> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
+        txids,
     })
+}
+
+/// Binds transaction infos to the block they were asked for: one info per
+/// transaction of the block, same ids. A node behind a load balancer that
+/// lacks the block answers `[]` or `{}` for it, which must never read as
+/// "no payments".
+fn check_infos_belong(block: &TronBlock, infos: &Value) -> Result<(), ChainError> {
+    let ids: std::collections::HashSet<&str> = match infos {
+        Value::Array(list) => list
+            .iter()
+            .map(|i| i.get("id").and_then(Value::as_str).unwrap_or_default())
+            .collect(),
+        Value::Null => std::collections::HashSet::new(),
+        _ => return Err(ChainError::garbage("gettransactioninfobyblocknum", "not a list")),
+    };
+    let expected: std::collections::HashSet<&str> = block.txids.iter().map(String::as_str).collect();
+    if ids != expected {
+        return Err(ChainError::Unavailable(format!(
+            "block {} has {} transactions but the node answered {} transaction infos for it",
+            block.number,
+            expected.len(),
+            ids.len()
+        )));
+    }
+    Ok(())
 }
 
 impl TronSource {
@@ -285,19 +326,72 @@ impl ChainSource for TronSource {
                 .as_ref()
                 .and_then(parse_block)
                 .ok_or_else(|| ChainError::garbage("walletsolidity/getnowblock", "no block"))?;
+            self.endpoints.note_height(head.number);
             Ok(ChainTip {
                 height: head.number,
                 hash: head.id,
-                finalized: Some(solid.number),
+                // A solidified head above the head comes from another node.
+                finalized: Some(solid.number.min(head.number)),
             })
         })
+    }
+
+    fn preflight(&self) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(async move {
+            // decimals() of the contract: the 6-vs-18 mistake is a factor 10^12.
+            let contract = hex::encode(self.contract);
+            let answer = self
+                .post(
+                    "/wallet/triggerconstantcontract",
+                    json!({
+                        "owner_address": format!("41{contract}"),
+                        "contract_address": format!("41{contract}"),
+                        "function_selector": "decimals()",
+                        "parameter": "",
+                    }),
+                )
+                .await?
+                .ok_or_else(|| ChainError::Config("the node does not know the token contract".into()))?;
+            let word = answer
+                .get("constant_result")
+                .and_then(|r| r.get(0))
+                .and_then(Value::as_str)
+                .and_then(|h| hex::decode(h).ok())
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| {
+                    ChainError::Config(format!(
+                        "contract {} does not answer decimals(): is it a TRC-20 token on this network?",
+                        crate::tron::base58_of(&self.contract)
+                    ))
+                })?;
+            let decimals = u128::from_be_bytes(word[16..].try_into().unwrap_or_default());
+            let expected = u128::from(Asset::UsdtTrc20.decimals());
+            if word[..16].iter().any(|b| *b != 0) || decimals != expected {
+                return Err(ChainError::Config(format!(
+                    "contract {} reports decimals() = {decimals}, but USDT_TRC20 amounts have {expected} decimals",
+                    crate::tron::base58_of(&self.contract)
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
+        self.endpoints.statuses()
     }
 
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
         Box::pin(async move {
             let watch = self.watch_map(req.watch);
             let block_id = |h: u64| async move { Ok::<_, ChainError>(self.block(h).await?.map(|b| b.id)) };
-            let fork = find_fork(Asset::UsdtTrc20, req.from, req.known_hash, block_id).await?;
+            let fork = find_fork(
+                Asset::UsdtTrc20,
+                req.from,
+                req.known_hash,
+                block_id,
+                unknown_block_status,
+            )
+            .await?;
             let mut batch = ScanBatch {
                 rollback_to: fork.as_ref().map(|f| f.height),
                 ..ScanBatch::default()
@@ -328,6 +422,7 @@ impl ChainSource for TronSource {
                 if block.parent != prev.hash {
                     break; // the chain changed under us; the next step finds the fork
                 }
+                check_infos_belong(&block, &infos)?;
                 let here = BlockRef { height, hash: block.id };
                 batch.observations.extend(self.transfers(&infos, &here, &watch)?);
                 batch.blocks.push(here.clone());
@@ -336,10 +431,6 @@ impl ChainSource for TronSource {
             batch.cursor = Some(prev);
             Ok(batch)
         })
-    }
-
-    fn mempool<'a>(&'a self, _watch: &'a WatchSet) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>> {
-        Box::pin(async { Ok(None) })
     }
 }
 

@@ -20,7 +20,7 @@ use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
 use serde_json::{Value, json};
 
 use crate::rpc::RpcClient;
-use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet};
+use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest};
 use crate::utxo::address::AddressError;
 use crate::{ChainError, Network};
 
@@ -218,7 +218,14 @@ impl RippledSource {
     }
 
     async fn ledger_hash(&self, index: u64) -> Result<String, ChainError> {
-        let ledger = self.call("ledger", json!({"ledger_index": index})).await?;
+        let ledger = match self.call("ledger", json!({"ledger_index": index})).await {
+            Err(ChainError::Rpc { message, .. }) if message.starts_with("lgrNotFound") => {
+                return Err(ChainError::Unavailable(format!(
+                    "the server does not have ledger {index}"
+                )));
+            }
+            other => other?,
+        };
         ledger["ledger_hash"]
             .as_str()
             .or_else(|| ledger["ledger"]["ledger_hash"].as_str())
@@ -249,13 +256,33 @@ impl RippledSource {
                 Err(ChainError::Rpc { message, .. }) if message.starts_with("actNotFound") => return Ok(entries),
                 other => other?,
             };
-            // v1 silently clamps to what it holds: a later start is a gap.
-            if let Some(min) = page.get("ledger_index_min").and_then(index_of)
-                && min > from
-            {
-                return Err(ChainError::History(format!(
-                    "the server searched from ledger {min}, not {from}: its history has a gap"
-                )));
+            // The range the server says it searched must be the one asked:
+            // API v1 silently clamps to what it holds (a later start is a
+            // gap; an earlier end is a server behind, or another server
+            // behind a load balancer). v1 always states it; v2 may omit it
+            // (then it refuses ranges it lacks with lgrIdxMalformed).
+            let searched = (
+                page.get("ledger_index_min").and_then(index_of),
+                page.get("ledger_index_max").and_then(index_of),
+            );
+            match searched {
+                (Some(min), _) if min > from => {
+                    return Err(ChainError::History(format!(
+                        "the server searched from ledger {min}, not {from}: its history has a gap"
+                    )));
+                }
+                (_, Some(max)) if max < to => {
+                    return Err(ChainError::Unavailable(format!(
+                        "the server searched up to ledger {max}, not {to}: it is behind"
+                    )));
+                }
+                (None, _) | (_, None) if self.api_version == 1 => {
+                    return Err(ChainError::garbage(
+                        "account_tx",
+                        "API v1 answer without the ledger range it searched",
+                    ));
+                }
+                _ => {}
             }
             let transactions = page["transactions"]
                 .as_array()
@@ -306,6 +333,10 @@ impl ChainSource for RippledSource {
         self.warnings.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
+        self.rpc.endpoints().statuses()
+    }
+
     fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>> {
         Box::pin(async move {
             let ledger = self.call("ledger", json!({"ledger_index": "validated"})).await?;
@@ -317,6 +348,7 @@ impl ChainSource for RippledSource {
                 .as_str()
                 .ok_or_else(|| ChainError::garbage("ledger", "no ledger_hash"))?
                 .to_string();
+            self.rpc.endpoints().note_height(index);
             Ok(ChainTip {
                 height: index,
                 hash,
@@ -363,10 +395,6 @@ impl ChainSource for RippledSource {
             batch.cursor = Some(cursor);
             Ok(batch)
         })
-    }
-
-    fn mempool<'a>(&'a self, _watch: &'a WatchSet) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>> {
-        Box::pin(async { Ok(None) })
     }
 }
 

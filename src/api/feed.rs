@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use paywatch_state::store::TransferFilter;
 use serde_json::json;
@@ -71,4 +72,53 @@ pub async fn transfers(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> 
     };
     let (transfers, next) = app.engine.store.list_transfers(&filter).map_err(ApiError::internal)?;
     Ok(Json(json!({"transfers": transfers, "next": next.map(|n| n.to_string())})).into_response())
+}
+
+/// The event a receiver knows by its `Paywatch-Event-Id` (or by `seq`).
+fn find_event(app: &App, id: &str) -> Result<paywatch_state::Event, ApiError> {
+    let found = match id.parse::<u64>() {
+        Ok(seq) => app.engine.store.event(seq),
+        Err(_) => app.engine.store.event_by_id(id),
+    }
+    .map_err(ApiError::internal)?;
+    found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "event_not_found", format!("no event {id:?}")))
+}
+
+/// `GET /v1/events/{id}`: one event, by id or seq.
+pub async fn event(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(find_event(&app, &id)?).into_response())
+}
+
+/// `GET /v1/events/{id}/deliveries`: every webhook attempt for the event,
+/// and whether it is still queued or was given up.
+pub async fn deliveries(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let event = find_event(&app, &id)?;
+    let store = &app.engine.store;
+    let attempts = store.delivery_attempts(event.seq).map_err(ApiError::internal)?;
+    let state = store.delivery_state(event.seq).map_err(ApiError::internal)?;
+    Ok(Json(json!({"event_id": event.id, "seq": event.seq, "state": state, "attempts": attempts})).into_response())
+}
+
+/// `POST /v1/events/{id}/redeliver`: queue the event for webhook delivery
+/// again (a receiver that lost it, or one given up after `max_age`).
+pub async fn redeliver(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let event = find_event(&app, &id)?;
+    if app.webhooks_disabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "webhooks_disabled",
+            "no [webhook] is configured",
+        ));
+    }
+    let queued = app
+        .engine
+        .store
+        .redeliver(event.seq, app.engine.clock.now())
+        .map_err(ApiError::internal)?;
+    app.engine.webhook_wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"event_id": event.id, "seq": event.seq, "queued": queued})),
+    )
+        .into_response())
 }

@@ -39,6 +39,16 @@ const CREATE_FIELDS: [&str; 8] = [
 pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
     let bytes = read_body(&headers, body).await?;
     let req = parse_create(&app.networks, &bytes)?;
+    if app.engine.refuses_new_intents(req.asset) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "asset_lagging",
+            format!(
+                "{} is lagging behind its chain (see /v1/status); new intents are refused until it catches up",
+                req.asset
+            ),
+        ));
+    }
     match app.engine.create_intent(req).await {
         Ok(CreateOutcome::Created(view)) => Ok((StatusCode::CREATED, Json(view)).into_response()),
         Ok(CreateOutcome::Existing(view)) => Ok((StatusCode::OK, Json(view)).into_response()),
@@ -58,6 +68,9 @@ fn create_error(e: CreateError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "address_not_configured", message)
         }
         CreateError::NotAllowed(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed", message),
+        CreateError::BelowMinimum { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "amount_below_minimum", message)
+        }
         CreateError::AssetNotReady(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "asset_not_ready", message),
         CreateError::Store(e) => ApiError::internal(e),
         CreateError::Failed(e) => ApiError::internal(e),

@@ -36,6 +36,8 @@ pub struct App {
     pub engine: Arc<Engine>,
     pub token: Secret,
     pub networks: HashMap<Asset, Network>,
+    /// No `[webhook]` configured: nothing to redeliver to.
+    pub webhooks_disabled: bool,
 }
 
 /// An API error: `{"error": {"code", "message"}}` with its HTTP status.
@@ -86,6 +88,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/intents/{id}/cancel", post(intents::cancel))
         .route("/v1/transfers", get(feed::transfers))
         .route("/v1/events", get(feed::events))
+        .route("/v1/events/{id}", get(feed::event))
+        .route("/v1/events/{id}/deliveries", get(feed::deliveries))
+        .route("/v1/events/{id}/redeliver", post(feed::redeliver))
         .route("/v1/status", get(status::status))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()

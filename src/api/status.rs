@@ -17,10 +17,8 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
     let mut assets = serde_json::Map::new();
     for asset in engine.assets() {
         let h = engine.health(asset).unwrap_or_default();
-        let lag = match (h.tip_height, h.scanned_height) {
-            (Some(t), Some(s)) => Some(t.saturating_sub(s)),
-            _ => None,
-        };
+        let lag_detail = engine.lag(asset);
+        let lag = lag_detail.as_ref().and_then(|l| l.blocks);
         assets.insert(
             asset.code().to_string(),
             json!({
@@ -30,8 +28,13 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
                 "scanned_height": h.scanned_height,
                 "lag": lag,
                 "last_poll_at": h.last_poll_at,
-                                "last_error": h.last_error,
+                "last_synced_at": h.synced_at,
+                "lagging": lag_detail.as_ref().is_some_and(|l| l.lagging),
+                "scan_lag_seconds": lag_detail.as_ref().map(|l| l.scan_seconds),
+                "head_age_seconds": lag_detail.as_ref().and_then(|l| l.head_age_seconds),
+                "last_error": h.last_error,
                 "warnings": h.warnings,
+                "endpoints": h.endpoints,
             }),
         );
     }
@@ -63,6 +66,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
         m.webhook_backlog.set(stats.backlog as i64);
         m.webhook_failed.set(stats.failed as i64);
     }
+    engine.refresh_lag_metrics();
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         m.render(),
@@ -75,12 +79,27 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
-    if app.engine.ready() {
+    let engine = &app.engine;
+    if !engine.ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": "not every chain has been polled yet"})),
+        );
+    }
+    let lagging: Vec<&str> = engine
+        .assets()
+        .into_iter()
+        .filter(|a| engine.lag(*a).is_some_and(|l| l.lagging))
+        .map(|a| a.code())
+        .collect();
+    if lagging.is_empty() {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": "not every chain has been polled yet"})),
+            Json(
+                json!({"status": "lagging", "reason": "assets lag behind their chains beyond max_lag", "lagging": lagging}),
+            ),
         )
     }
 }

@@ -85,6 +85,20 @@ impl Asset {
         }
     }
 
+    /// The default `min_amount`: transfers below it are dust or
+    /// address-poisoning noise, recorded but never a payment. BTC/LTC: the
+    /// relay dust limit of a P2PKH output (546 sat; Litecoin's relay fee makes
+    /// its limit ten times that). XRP: 0.001 (spam payments carry a few
+    /// drops). USDT: 0.1 (poisoning sends zero or fractions of a cent).
+    pub fn default_min_amount(self) -> Decimal {
+        match self {
+            Asset::Btc => Decimal::new(546, 8),
+            Asset::Ltc => Decimal::new(5460, 8),
+            Asset::Xrp => Decimal::new(1, 3),
+            Asset::UsdtBsc | Asset::UsdtTrc20 => Decimal::new(1, 1),
+        }
+    }
+
     /// Whether the chain has a mempool paywatch can watch for 0-conf detection.
     pub fn has_mempool(self) -> bool {
         matches!(self, Asset::Btc | Asset::Ltc)

@@ -30,8 +30,8 @@ pub use model::{
     BlockRef, ChainState, ChainTip, Event, EventType, Flag, Intent, IntentStatus, IntentView, PaymentView, Transfer,
     TransferKey, TransferStatus, TransferView,
 };
-pub use scan::{AddressDeriver, AssetPolicy, Deriver, Observation, ScanUpdate};
+pub use scan::{AddressDeriver, AssetPolicy, Deriver, MempoolView, Observation, ScanUpdate};
 pub use store::{
-    Applied, CancelOutcome, CreateError, CreateOutcome, IntentFilter, NewIntent, OutboxEntry, OutboxStats, Store,
-    StoreError, TransferFilter,
+    Applied, CancelOutcome, CreateError, CreateOutcome, DeliveryAttempt, IntentFilter, NewIntent, OutboxEntry,
+    OutboxStats, Store, StoreError, TransferFilter,
 };

@@ -240,6 +240,7 @@ mod tests {
             status,
             intent_id: Some("pi_test".into()),
             late: false,
+            dust: false,
             seen_at: t0(),
         }
     }

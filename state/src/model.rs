@@ -81,10 +81,18 @@ pub enum EventType {
     IntentPaidLate,
     #[serde(rename = "transfer.unmatched")]
     TransferUnmatched,
+    /// A transfer that counts toward no open intent (unmatched, late, or on
+    /// an intent that has ended) reached its confirmation rule.
+    #[serde(rename = "transfer.confirmed")]
+    TransferConfirmed,
+    /// Such a transfer left the chain (its block was orphaned, it was
+    /// replaced or double-spent, the node no longer knows it).
+    #[serde(rename = "transfer.reverted")]
+    TransferReverted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 9] = [
         EventType::IntentDetected,
         EventType::IntentConfirmed,
         EventType::IntentExpired,
@@ -92,6 +100,8 @@ impl EventType {
         EventType::IntentReverted,
         EventType::IntentPaidLate,
         EventType::TransferUnmatched,
+        EventType::TransferConfirmed,
+        EventType::TransferReverted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,6 +113,8 @@ impl EventType {
             EventType::IntentReverted => "intent.reverted",
             EventType::IntentPaidLate => "intent.paid_late",
             EventType::TransferUnmatched => "transfer.unmatched",
+            EventType::TransferConfirmed => "transfer.confirmed",
+            EventType::TransferReverted => "transfer.reverted",
         }
     }
 }
@@ -171,6 +183,9 @@ pub struct Transfer {
     pub status: TransferStatus,
     pub intent_id: Option<String>,
     pub late: bool,
+    /// Below the asset's `min_amount`: recorded, never matched, no event.
+    #[serde(default)]
+    pub dust: bool,
     pub seen_at: DateTime<Utc>,
 }
 
@@ -260,6 +275,8 @@ pub struct TransferView {
     pub status: TransferStatus,
     pub intent_id: Option<String>,
     pub late: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dust: bool,
     pub seen_at: DateTime<Utc>,
 }
 
@@ -277,6 +294,7 @@ impl Transfer {
             status: self.status,
             intent_id: self.intent_id.clone(),
             late: self.late,
+            dust: self.dust,
             seen_at: self.seen_at,
         }
     }

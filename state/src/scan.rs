@@ -27,6 +27,19 @@ pub struct Observation {
     pub maturity: u32,
 }
 
+/// What a source saw of the mempool in one step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MempoolView {
+    /// Watched transfers the source saw in the mempool. May be a partial
+    /// view (per-address pages): absence from it proves nothing.
+    pub transfers: Vec<Observation>,
+    /// Transaction ids of earlier mempool transfers that the source showed
+    /// gone by evidence: the node no longer knows the transaction (asked for
+    /// it by id), or another transaction spent its inputs. Only these are
+    /// reverted, and only if no block holds them.
+    pub gone: Vec<String>,
+}
+
 /// One step of a scan, applied atomically.
 ///
 /// Contract for sources: `observations` are every watched transfer in the
@@ -44,15 +57,20 @@ pub struct ScanUpdate {
     /// Every block scanned, in order, so reorgs can be found by hash later.
     pub blocks: Vec<BlockRef>,
     pub observations: Vec<Observation>,
-    /// The complete set of watched mempool transfers, when the source watched
-    /// the mempool in this step. Pending transfers missing from it and from
-    /// every block are gone (replaced, double-spent, evicted).
-    pub mempool: Option<Vec<Observation>>,
+    /// The mempool as the source saw it, when it watched the mempool in this
+    /// step (see `MempoolView`: only proven disappearances revert).
+    pub mempool: Option<MempoolView>,
     pub tip: ChainTip,
     pub cursor: BlockRef,
     /// Set on the update that completes a scan round up to the tip: the time
     /// that round began. Only such an update may expire intents.
     pub round_started_at: Option<DateTime<Utc>>,
+    /// The watch generation the source scanned with. If addresses were
+    /// watched since (an intent was created meanwhile), the update is refused
+    /// with `WatchChanged` and redone for the new addresses: no address
+    /// handed out is ever scanned past unwatched. `None` skips the check
+    /// (tests of the store alone).
+    pub watch_generation: Option<u64>,
 }
 
 /// An intent's lifetime when neither the request nor the config sets one.
@@ -78,7 +96,7 @@ pub struct AssetPolicy {
     /// Whether the source watches a mempool. Without one, a transfer whose
     /// block was rolled back and not seen again is reverted at once.
     pub mempool: bool,
-    /// Transfers below this are dust: ignored.
+    /// Transfers below this are dust: recorded, never a payment, no event.
     pub min_amount: Decimal,
     /// Token contract, for the EIP-681 payment URI.
     pub contract: Option<String>,
@@ -127,7 +145,7 @@ impl AssetPolicy {
             amount_step: asset.default_amount_step(),
             max_amount_offsets: DEFAULT_MAX_AMOUNT_OFFSETS,
             mempool: asset.has_mempool(),
-            min_amount: Decimal::ZERO,
+            min_amount: asset.default_min_amount(),
             contract: None,
             chain_id: None,
             deriver: None,

@@ -20,6 +20,8 @@ struct Shared {
     rate_limited: AtomicU32,
     garbage: AtomicU32,
     pub requests: AtomicU64,
+    /// Most mempool transactions one address listing returns.
+    mempool_page: std::sync::atomic::AtomicUsize,
 }
 
 pub struct FakeEsplora {
@@ -37,11 +39,14 @@ impl FakeEsplora {
             rate_limited: AtomicU32::new(0),
             garbage: AtomicU32::new(0),
             requests: AtomicU64::new(0),
+            mempool_page: 50.into(),
         });
         let app = axum::Router::new()
             .route("/blocks/tip/hash", get(tip_hash))
             .route("/block/{hash}", get(block))
             .route("/block/{hash}/raw", get(block_raw))
+            .route("/block/{hash}/status", get(block_status))
+            .route("/tx/{txid}/status", get(tx_status))
             .route("/block-height/{height}", get(block_height))
             .route("/address/{address}/txs/mempool", get(address_mempool))
             .with_state(shared.clone());
@@ -62,6 +67,11 @@ impl FakeEsplora {
     /// The next `n` requests get a 200 with an HTML error page.
     pub fn garbage_next(&self, n: u32) {
         self.shared.garbage.store(n, Ordering::SeqCst);
+    }
+
+    /// Address mempool listings return at most `n` transactions.
+    pub fn set_mempool_page(&self, n: usize) {
+        self.shared.mempool_page.store(n, Ordering::SeqCst);
     }
 
     pub fn requests(&self) -> u64 {
@@ -134,6 +144,32 @@ async fn block(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Respon
     }
 }
 
+async fn block_status(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Response {
+    if let Some(f) = fault(&s) {
+        return f;
+    }
+    match rpc(&s, "getblockheader", json!([hash, true])).await {
+        Ok(h) => {
+            axum::Json(json!({"in_best_chain": h["confirmations"].as_i64().unwrap_or(-1) >= 0, "height": h["height"]}))
+                .into_response()
+        }
+        Err(_) => (StatusCode::NOT_FOUND, "Block not found").into_response(),
+    }
+}
+
+async fn tx_status(State(s): State<Arc<Shared>>, Path(txid): Path<String>) -> Response {
+    if let Some(f) = fault(&s) {
+        return f;
+    }
+    match rpc(&s, "getrawtransaction", json!([txid, true])).await {
+        Ok(tx) if tx["blockhash"].is_string() => {
+            axum::Json(json!({"confirmed": true, "block_hash": tx["blockhash"]})).into_response()
+        }
+        Ok(_) => axum::Json(json!({"confirmed": false})).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "Transaction not found").into_response(),
+    }
+}
+
 async fn block_raw(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Response {
     if let Some(f) = fault(&s) {
         return f;
@@ -178,5 +214,9 @@ async fn address_mempool(State(s): State<Arc<Shared>>, Path(address): Path<Strin
             out.push(json!({"txid": tx["txid"], "vout": outputs, "status": {"confirmed": false}}));
         }
     }
+    // Esplora answers one page (newest first): with more transactions than
+    // a page holds, some are simply not listed.
+    out.reverse();
+    out.truncate(s.mempool_page.load(std::sync::atomic::Ordering::SeqCst));
     axum::Json(out).into_response()
 }

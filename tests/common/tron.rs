@@ -35,6 +35,11 @@ struct Chain {
 
 struct Shared {
     chain: Mutex<Chain>,
+    /// Answers to `gettransactioninfobyblocknum` served as `[]`: the node
+    /// behind a load balancer that does not have the block yet.
+    missing_infos: AtomicU32,
+    /// `decimals()` of the token, as `triggerconstantcontract` answers.
+    decimals: AtomicU32,
     error_bodies: AtomicU32,
     too_many: AtomicU32,
     penalties: AtomicU32,
@@ -54,13 +59,22 @@ fn block_id(number: u64, seed: u64) -> String {
 }
 
 fn block_json(b: &Block) -> Value {
-    json!({
+    let mut v = json!({
         "blockID": b.id,
         "block_header": {"raw_data": {"number": b.number, "txTrieRoot": "f8156964cc3e5793a368f938a18ea45c02bd48fe3a412f7091ce8d9ef56df174",
             "witness_address": "41e7860196ad5b5718c1d6326babab039b70b8c1cd", "parentHash": b.parent, "version": 34,
             "timestamp": 1_777_445_307_000u64 + b.number * 3000},
             "witness_signature": "55a29981b2ba121613788de5d1b6bd87579ef63479f4fbb7bc99b1c721769487"},
-    })
+    });
+    // As java-tron: the list is absent from a block without transactions.
+    if !b.infos.is_empty() {
+        v["transactions"] = b
+            .infos
+            .iter()
+            .map(|i| json!({"txID": i["id"], "raw_data": {}, "ret": [{"contractRet": "SUCCESS"}]}))
+            .collect();
+    }
+    v
 }
 
 impl FakeTron {
@@ -80,6 +94,8 @@ impl FakeTron {
                 seed: 2,
                 api_keys: vec![],
             }),
+            missing_infos: 0.into(),
+            decimals: 6.into(),
             error_bodies: 0.into(),
             too_many: 0.into(),
             penalties: 0.into(),
@@ -92,6 +108,7 @@ impl FakeTron {
                 "/wallet/gettransactioninfobyblocknum",
                 axum::routing::post(infos_by_num),
             )
+            .route("/wallet/triggerconstantcontract", axum::routing::post(trigger_constant))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -176,6 +193,16 @@ impl FakeTron {
             c.blocks.retain(|b| b.number < number);
         });
         self.produce(n);
+    }
+
+    /// The next `n` answers to `gettransactioninfobyblocknum` are `[]`, as
+    /// from a node behind a load balancer that lacks the block.
+    pub fn inject_missing_infos(&self, n: u32) {
+        self.shared.missing_infos.store(n, Ordering::SeqCst);
+    }
+
+    pub fn set_decimals(&self, decimals: u32) {
+        self.shared.decimals.store(decimals, Ordering::SeqCst);
     }
 
     pub fn inject_error_bodies(&self, n: u32) {
@@ -265,10 +292,33 @@ async fn infos_by_num(State(s): State<Arc<Shared>>, headers: HeaderMap, body: ax
     if let Some(f) = fault(&s, &headers) {
         return f;
     }
+    if take(&s.missing_infos) {
+        return axum::Json(json!([])).into_response();
+    }
     let n = num(&body);
     let c = s.chain.lock().unwrap();
     match c.blocks.iter().find(|b| b.number == n) {
         Some(b) if !b.infos.is_empty() => axum::Json(Value::Array(b.infos.clone())).into_response(),
         _ => axum::Json(json!({})).into_response(),
     }
+}
+
+/// `decimals()` of the token, in the shape java-tron answers constant calls.
+async fn trigger_constant(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Some(f) = fault(&s, &headers) {
+        return f;
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if request["function_selector"] != "decimals()" || request["contract_address"] != format!("41{USDT_HEX}") {
+        return axum::Json(json!({"result": {"code": "CONTRACT_VALIDATE_ERROR", "message": "unknown"}}))
+            .into_response();
+    }
+    let decimals = s.decimals.load(Ordering::SeqCst);
+    axum::Json(json!({
+        "result": {"result": true},
+        "energy_used": 230,
+        "constant_result": [format!("{decimals:064x}")],
+        "transaction": {"ret": [{}], "visible": false, "txID": "00"},
+    }))
+    .into_response()
 }

@@ -60,6 +60,7 @@ impl UtxoBackend for CoreRpc {
                     info.chain, self.network
                 )));
             }
+            self.rpc.endpoints().note_height(info.blocks);
             Ok((info.blocks, info.bestblockhash))
         })
     }
@@ -78,6 +79,33 @@ impl UtxoBackend for CoreRpc {
         Box::pin(async move {
             let hex_text: String = self.rpc.call("getblock", json!([hash, 0])).await?;
             hex::decode(hex_text.trim()).map_err(|e| ChainError::garbage("getblock", e))
+        })
+    }
+
+    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
+        self.rpc.endpoints().statuses()
+    }
+
+    fn on_best_chain<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>> {
+        Box::pin(async move {
+            match self.rpc.call_raw("getblockheader", json!([hash, true])).await {
+                // Core: confirmations -1 for a block off the best chain.
+                Ok(header) => Ok(Some(header["confirmations"].as_i64().unwrap_or(-1) >= 0)),
+                Err(ChainError::Rpc { code: -5, .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn knows_transaction<'a>(&'a self, txid: &'a str) -> BoxFuture<'a, Result<bool, ChainError>> {
+        Box::pin(async move {
+            match self.rpc.call::<String>("getrawtransaction", json!([txid, false])).await {
+                Ok(_) => Ok(true),
+                // Not in the mempool (and, without -txindex, not looked up in
+                // blocks: a mined one is in the blocks this update reads next).
+                Err(ChainError::Rpc { code: -5, .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
         })
     }
 

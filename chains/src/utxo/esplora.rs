@@ -78,6 +78,12 @@ impl Esplora {
     }
 
     /// GET `path`; `None` on 404 (a height above the tip, an unknown block).
+    /// Limits each endpoint to `max_rps` requests per second (0: no limit).
+    pub fn with_max_rps(mut self, max_rps: f64) -> Esplora {
+        self.endpoints = self.endpoints.with_max_rps(max_rps);
+        self
+    }
+
     async fn get(&self, call: &str, path: &str) -> Result<Option<Vec<u8>>, ChainError> {
         self.endpoints
             .send(
@@ -147,6 +153,7 @@ impl UtxoBackend for Esplora {
                 ));
             }
             let info: BlockInfo = self.get_json("tip block", &format!("/block/{hash}")).await?;
+            self.endpoints.note_height(info.height);
             Ok((info.height, hash))
         })
     }
@@ -171,8 +178,30 @@ impl UtxoBackend for Esplora {
         Box::pin(async move {
             self.get("block raw", &format!("/block/{hash}/raw"))
                 .await?
-                .ok_or_else(|| ChainError::garbage("/block/raw", format!("block {hash} not found")))
+                .ok_or_else(|| ChainError::Unavailable(format!("block {hash} is unknown to this endpoint")))
         })
+    }
+
+    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
+        self.endpoints.statuses()
+    }
+
+    fn on_best_chain<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>> {
+        Box::pin(async move {
+            let Some(body) = self.get("block status", &format!("/block/{hash}/status")).await? else {
+                return Ok(None);
+            };
+            let status: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| ChainError::garbage("/block/status", e))?;
+            status["in_best_chain"]
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| ChainError::garbage("/block/status", "no in_best_chain"))
+        })
+    }
+
+    fn knows_transaction<'a>(&'a self, txid: &'a str) -> BoxFuture<'a, Result<bool, ChainError>> {
+        Box::pin(async move { Ok(self.get("tx status", &format!("/tx/{txid}/status")).await?.is_some()) })
     }
 
     fn mempool<'a>(&'a self, watch: &'a WatchSet) -> BoxFuture<'a, Result<MempoolTxs, ChainError>> {
@@ -183,7 +212,7 @@ impl UtxoBackend for Esplora {
                     .get_json("address mempool", &format!("/address/{address}/txs/mempool"))
                     .await?;
                 if txs.len() >= MEMPOOL_PAGE {
-                    tracing::warn!(asset = %self.asset, address = %address, "50+ mempool transactions to one address; some may be seen only once mined");
+                    tracing::warn!(asset = %self.asset, address = %address, "50+ mempool transactions to one address; some may be seen only once mined (none is reverted for being unlisted)");
                 }
                 for tx in txs {
                     let txid: Txid = tx.txid.parse().map_err(|e| ChainError::garbage("mempool txid", e))?;

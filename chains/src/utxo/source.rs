@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use bitcoin::{Script, ScriptBuf, Txid};
 use futures_util::StreamExt;
 use paywatch_state::amount::from_base_units;
-use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
+use paywatch_state::{Asset, BlockRef, ChainTip, MempoolView, Observation};
 
 use super::address::{AddressError, UtxoAddress, parse_btc, parse_ltc};
 use super::block::decode_block;
@@ -40,9 +40,18 @@ pub trait UtxoBackend: Send + Sync + 'static {
     /// The hash at `height` on the best chain; `None` above the tip.
     fn block_hash(&self, height: u64) -> BoxFuture<'_, Result<Option<String>, ChainError>>;
     fn raw_block<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ChainError>>;
+    /// Each endpoint's health.
+    fn endpoints(&self) -> Vec<crate::http::EndpointStatus>;
+    /// Whether the block is on the backend's best chain; `None` when the
+    /// backend does not know the block at all.
+    fn on_best_chain<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>>;
     /// Mempool transactions with their outputs; at least every one paying a
-    /// watched address (a backend may return more).
+    /// hot address (a backend may return more, or only part: a listing's
+    /// absence proves nothing).
     fn mempool<'a>(&'a self, watch: &'a WatchSet) -> BoxFuture<'a, Result<MempoolTxs, ChainError>>;
+    /// Whether the backend knows the transaction (in its mempool, or where it
+    /// can look it up, in a block): asked by id, the evidence for "gone".
+    fn knows_transaction<'a>(&'a self, txid: &'a str) -> BoxFuture<'a, Result<bool, ChainError>>;
 }
 
 /// Parses a BTC or LTC address for `network`.
@@ -173,7 +182,14 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
         Box::pin(async move {
             let watch = self.watch_map(req.watch);
-            let fork = find_fork(self.asset, req.from, req.known_hash, |h| self.backend.block_hash(h)).await?;
+            let fork = find_fork(
+                self.asset,
+                req.from,
+                req.known_hash,
+                |h| self.backend.block_hash(h),
+                |hash| async move { self.backend.on_best_chain(&hash).await },
+            )
+            .await?;
             let mut batch = ScanBatch {
                 rollback_to: fork.as_ref().map(|f| f.height),
                 ..ScanBatch::default()
@@ -217,16 +233,33 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
         })
     }
 
-    fn mempool<'a>(&'a self, watch: &'a WatchSet) -> BoxFuture<'a, Result<Option<Vec<Observation>>, ChainError>> {
+    fn mempool<'a>(
+        &'a self,
+        watch: &'a WatchSet,
+        pending: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<MempoolView>, ChainError>> {
         Box::pin(async move {
             let map = self.watch_map(watch);
             let mut found = Vec::new();
+            let mut listed = std::collections::HashSet::new();
             for (txid, outputs) in self.backend.mempool(watch).await? {
+                listed.insert(txid.to_string());
                 let outs = outputs.iter().map(|o| (o.vout, o.sats, o.script.as_bytes()));
                 collect_matches(self.asset, || txid, 0, outs, &map, None, &mut found)?;
             }
-            Ok(Some(found))
+            // Unlisted is not gone: ask for each one by id.
+            let mut gone = Vec::new();
+            for txid in pending.iter().filter(|t| !listed.contains(t.as_str())) {
+                if !self.backend.knows_transaction(txid).await? {
+                    gone.push(txid.clone());
+                }
+            }
+            Ok(Some(MempoolView { transfers: found, gone }))
         })
+    }
+
+    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
+        self.backend.endpoints()
     }
 }
 

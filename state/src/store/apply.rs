@@ -25,6 +25,8 @@ pub struct Applied {
     pub events: Vec<Event>,
     pub matched_transfers: u64,
     pub unmatched_transfers: u64,
+    /// New transfers below `min_amount`: recorded, never matched.
+    pub dust_transfers: u64,
 }
 
 impl Store {
@@ -52,15 +54,37 @@ impl Store {
                 events: std::mem::take(&mut tx.events),
                 matched_transfers: tx.new_transfers.0,
                 unmatched_transfers: tx.new_transfers.1,
+                dust_transfers: tx.new_dust,
             })
         })
+    }
+
+    /// Transaction ids of `asset`'s pending transfers that no block holds:
+    /// what a source must account for in its next mempool read.
+    pub fn pending_mempool_txids(&self, asset: crate::Asset) -> Result<Vec<String>, StoreError> {
+        let r = self.read()?;
+        let unsettled = r.open_table(UNSETTLED).map_err(super::db_err)?;
+        let code = asset.code();
+        let (from, to) = (format!("{code}/"), format!("{code}0"));
+        let mut out = Vec::new();
+        for entry in redb::ReadableTable::range(&unsettled, from.as_str()..to.as_str()).map_err(super::db_err)? {
+            let (key, _) = entry.map_err(super::db_err)?;
+            let key = key.value().to_string();
+            if let Some(t) = get_json::<Transfer>(&r, TRANSFERS, &key)?
+                && t.block_height.is_none()
+                && !out.contains(&t.key.txid)
+            {
+                out.push(t.key.txid);
+            }
+        }
+        Ok(out)
     }
 
     /// Registers configured addresses as watched (idempotent).
     pub fn watch_addresses(&self, asset: crate::Asset, addresses: &[String]) -> Result<(), StoreError> {
         self.write(|tx| {
             for a in addresses {
-                tx.mark(WATCHED, &format!("{}/{a}", asset.code()))?;
+                tx.watch_address(asset, a)?;
             }
             Ok(())
         })
@@ -77,6 +101,12 @@ fn apply_in(tx: &mut Tx<'_>, policy: &AssetPolicy, update: &ScanUpdate, now: Dat
             expected: update.from.as_ref().map(|c| c.height),
             found: stored.map(|s| s.cursor.height),
         });
+    }
+    if let Some(expected) = update.watch_generation {
+        let found = tx.meta(&watch_generation_key(asset))?;
+        if found != expected {
+            return Err(StoreError::WatchChanged { asset, expected, found });
+        }
     }
     // The cursor moves first: views rendered for events below count
     // confirmations against the height this update reaches.
@@ -105,20 +135,21 @@ fn apply_in(tx: &mut Tx<'_>, policy: &AssetPolicy, update: &ScanUpdate, now: Dat
     prune_blocks(tx, policy, update.cursor.height)?;
 
     if let Some(mempool) = &update.mempool {
-        let mut in_mempool = HashSet::new();
-        for obs in mempool {
-            in_mempool.insert(observation_key(policy, obs).encode());
-            observe(tx, policy, obs, now, &mut orphaned, &mut affected)?;
-        }
-        // Pending without a block and not in the mempool: replaced,
-        // double-spent or evicted (or orphaned by a reorg and not re-mined).
+        // Reverts first, so a replacement reads as "the old one reverted,
+        // the new one seen". Only proven disappearances revert, and only
+        // for transfers no block holds (one mined meanwhile is in this
+        // update's blocks, read after the mempool).
+        let gone: HashSet<&str> = mempool.gone.iter().map(String::as_str).collect();
         for key in unsettled_keys(tx, code)? {
             if let Some(t) = tx.transfer(&key)?
                 && t.block_height.is_none()
-                && !in_mempool.contains(&key)
+                && gone.contains(t.key.txid.as_str())
             {
-                revert(tx, t, &mut affected)?;
+                revert(tx, t, now, &mut affected)?;
             }
+        }
+        for obs in &mempool.transfers {
+            observe(tx, policy, obs, now, &mut orphaned, &mut affected)?;
         }
     } else if !policy.mempool {
         // No mempool to come back to: what a rollback removed and the new
@@ -127,12 +158,15 @@ fn apply_in(tx: &mut Tx<'_>, policy: &AssetPolicy, update: &ScanUpdate, now: Dat
             if let Some(t) = tx.transfer(&key)?
                 && t.block_height.is_none()
             {
-                revert(tx, t, &mut affected)?;
+                revert(tx, t, now, &mut affected)?;
             }
         }
     }
+    // With a mempool, an orphaned transfer not in the new branch stays
+    // pending without a block: the next mempool read asks the node for it
+    // and reverts it only if the node no longer knows it.
 
-    settle_transfers(tx, policy, update, &mut affected)?;
+    settle_transfers(tx, policy, update, now, &mut affected)?;
 
     if let Some(started) = update.round_started_at {
         let due = tx.keys_in(
@@ -175,18 +209,23 @@ fn observe(
     orphaned: &mut HashSet<String>,
     affected: &mut Affected,
 ) -> Result<(), StoreError> {
-    if obs.amount < policy.min_amount || obs.amount <= rust_decimal::Decimal::ZERO {
-        return Ok(()); // dust is never a payment
+    if obs.amount <= rust_decimal::Decimal::ZERO {
+        return Ok(());
     }
     let key = observation_key(policy, obs);
     let encoded = key.encode();
     if let Some(mut t) = tx.transfer(&encoded)? {
+        if t.dust {
+            return Ok(());
+        }
         let mut changed = false;
+        let mut reappeared = false;
         if t.status == TransferStatus::Reverted {
-            // Seen again (re-mined after a reorg, back in the mempool): it counts again.
+            // Seen again (re-mined after a reorg, back in the mempool).
             t.status = TransferStatus::Pending;
             tx.mark(UNSETTLED, &encoded)?;
             changed = true;
+            reappeared = true;
         }
         if let Some(block) = &obs.block
             && t.block_height != Some(block.height)
@@ -197,11 +236,16 @@ fn observe(
         if obs.block.is_some() {
             orphaned.remove(&encoded);
         }
-        if changed {
+        if reappeared {
+            reappear(tx, t, now, affected)?;
+        } else if changed {
             tx.put_transfer(&t)?;
             note(affected, &t);
         }
         return Ok(());
+    }
+    if obs.amount < policy.min_amount {
+        return record_dust(tx, policy, obs, key, now);
     }
 
     let mut transfer = Transfer {
@@ -215,6 +259,7 @@ fn observe(
         status: TransferStatus::Pending,
         intent_id: None,
         late: false,
+        dust: false,
         seen_at: now,
     };
     set_block(tx, &mut transfer, obs.block.as_ref())?;
@@ -257,6 +302,70 @@ fn observe(
             tx.emit(EventType::TransferUnmatched, None, Some(&transfer), now)?;
         }
     }
+    Ok(())
+}
+
+/// A reverted transfer is back. On an open intent it counts again; on an
+/// ended one it is late money (`intent.paid_late`); unmatched money that
+/// comes back is announced again (`transfer.unmatched`).
+fn reappear(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut Affected) -> Result<(), StoreError> {
+    let intent = match &t.intent_id {
+        Some(id) => tx.intent(id)?,
+        None => None,
+    };
+    match intent {
+        Some(intent) if intent.status.is_open() && !t.late => {
+            tx.put_transfer(&t)?;
+            note(affected, &t);
+        }
+        Some(intent) => {
+            if !t.late {
+                t.late = true;
+                let list_no = tx.next_counter("next_listing")?;
+                list_unmatched(tx, list_no, &t.key.encode())?;
+            }
+            tx.put_transfer(&t)?;
+            tx.emit(EventType::IntentPaidLate, Some(&intent), Some(&t), now)?;
+        }
+        None => {
+            tx.put_transfer(&t)?;
+            tx.emit(EventType::TransferUnmatched, None, Some(&t), now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records a transfer below `min_amount`: listed, counted, never matched,
+/// never followed up, no event (dust and address poisoning are noise).
+fn record_dust(
+    tx: &mut Tx<'_>,
+    policy: &AssetPolicy,
+    obs: &Observation,
+    key: TransferKey,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let transfer = Transfer {
+        key,
+        address: obs.address.clone(),
+        tag: obs.tag,
+        amount: at_asset_scale(policy.asset, obs.amount),
+        block_height: obs.block.as_ref().map(|b| b.height),
+        block_hash: obs.block.as_ref().map(|b| b.hash.clone()),
+        maturity: obs.maturity,
+        status: TransferStatus::Pending,
+        intent_id: None,
+        late: false,
+        dust: true,
+        seen_at: now,
+    };
+    let list_no = tx.next_counter("next_listing")?;
+    {
+        let mut all = tx.txn().open_table(TRANSFER_LIST).map_err(super::db_err)?;
+        all.insert(list_no, transfer.key.encode().as_str())
+            .map_err(super::db_err)?;
+    }
+    tx.put_transfer(&transfer)?;
+    tx.new_dust += 1;
     Ok(())
 }
 
@@ -358,12 +467,30 @@ fn prune_blocks(tx: &mut Tx<'_>, policy: &AssetPolicy, cursor: u64) -> Result<()
     Ok(())
 }
 
-fn revert(tx: &mut Tx<'_>, mut t: Transfer, affected: &mut Affected) -> Result<(), StoreError> {
+fn revert(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut Affected) -> Result<(), StoreError> {
     t.status = TransferStatus::Reverted;
     tx.unmark(UNSETTLED, &t.key.encode())?;
     tx.put_transfer(&t)?;
-    note(affected, &t);
+    match outside_open_intent(tx, &t)? {
+        Some(intent) => tx.emit(EventType::TransferReverted, intent.as_ref(), Some(&t), now)?,
+        None => note(affected, &t),
+    }
     Ok(())
+}
+
+/// For a transfer that counts toward no open intent (unmatched, late, or on
+/// an intent that has ended), `Some` with its intent if any: such transfers
+/// get `transfer.confirmed` / `transfer.reverted` of their own. `None` when
+/// it counts toward an open intent, whose lifecycle reports it.
+fn outside_open_intent(tx: &Tx<'_>, t: &Transfer) -> Result<Option<Option<Intent>>, StoreError> {
+    let Some(id) = &t.intent_id else {
+        return Ok(Some(None));
+    };
+    let intent = tx.intent(id)?;
+    match intent {
+        Some(i) if i.status.is_open() && !t.late => Ok(None),
+        other => Ok(Some(other)),
+    }
 }
 
 /// Marks pending transfers confirmed once deep (and final) enough.
@@ -371,6 +498,7 @@ fn settle_transfers(
     tx: &mut Tx<'_>,
     policy: &AssetPolicy,
     update: &ScanUpdate,
+    now: DateTime<Utc>,
     affected: &mut Affected,
 ) -> Result<(), StoreError> {
     let chain = ChainView {
@@ -381,6 +509,10 @@ fn settle_transfers(
         let Some(mut t) = tx.transfer(&key)? else {
             continue;
         };
+        if t.status == TransferStatus::Reverted {
+            tx.unmark(UNSETTLED, &key)?; // left over by an older version
+            continue;
+        }
         let required = match &t.intent_id {
             Some(id) => tx
                 .intent(id)?
@@ -392,7 +524,10 @@ fn settle_transfers(
             t.status = TransferStatus::Confirmed;
             tx.unmark(UNSETTLED, &key)?;
             tx.put_transfer(&t)?;
-            note(affected, &t);
+            match outside_open_intent(tx, &t)? {
+                Some(intent) => tx.emit(EventType::TransferConfirmed, intent.as_ref(), Some(&t), now)?,
+                None => note(affected, &t),
+            }
         }
     }
     Ok(())

@@ -38,6 +38,21 @@ impl OutboxEntry {
     }
 }
 
+/// One webhook delivery attempt, as `GET /v1/events/{id}/deliveries` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    pub seq: u64,
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    /// The receiver's HTTP status, when it answered.
+    pub http_status: Option<u16>,
+    /// Why it failed, when it did (no answer, a non-2xx, ...).
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    /// `delivered` or `failed`.
+    pub outcome: String,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OutboxStats {
     pub backlog: u64,
@@ -53,6 +68,26 @@ pub struct TransferFilter {
     /// Only transfers listed before this position (the previous page's `next`).
     pub before: Option<u64>,
     pub limit: usize,
+}
+
+/// Deliveries with the same key go out in `seq` order: the intent's id, else
+/// the transfer's key, else the event's own id (nothing to order it with).
+pub fn ordering_key_of(event: &Event) -> String {
+    match (&event.intent, &event.transfer) {
+        (Some(i), _) => i.id.clone(),
+        (None, Some(t)) => format!("transfer:{}/{}/{:010}", t.asset.code(), t.txid, t.index),
+        (None, None) => event.id.clone(),
+    }
+}
+
+fn record_attempt(tx: &mut super::tx::Tx<'_>, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
+    let mut t = tx.txn().open_table(DELIVERIES).map_err(db_err)?;
+    t.insert(
+        delivery_key(attempt.seq, attempt.attempt).as_str(),
+        encode(attempt).as_slice(),
+    )
+    .map_err(db_err)?;
+    Ok(())
 }
 
 impl Store {
@@ -133,21 +168,23 @@ impl Store {
         Ok((page, None))
     }
 
-    /// Outbox entries in `seq` order (at most `limit`).
-    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+    /// Outbox entries with `seq > after`, in `seq` order (at most `limit`).
+    pub fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let r = self.read()?;
         let t = r.open_table(OUTBOX).map_err(db_err)?;
         let mut out = Vec::new();
-        for entry in t.iter().map_err(db_err)?.take(limit) {
+        for entry in t.range(after.saturating_add(1)..).map_err(db_err)?.take(limit) {
             let (k, v) = entry.map_err(db_err)?;
             out.push(decode("outbox", &k.value().to_string(), v.value())?);
         }
         Ok(out)
     }
 
-    /// The delivery of `seq` succeeded: it leaves the outbox.
-    pub fn outbox_delivered(&self, seq: u64) -> Result<(), StoreError> {
+    /// The delivery of `seq` succeeded: it leaves the outbox, and the attempt
+    /// is recorded.
+    pub fn outbox_delivered(&self, seq: u64, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
         self.write(|tx| {
+            record_attempt(tx, attempt)?;
             let mut t = tx.txn().open_table(OUTBOX).map_err(db_err)?;
             t.remove(seq).map_err(db_err)?;
             Ok(())
@@ -159,15 +196,90 @@ impl Store {
         &self,
         mut entry: OutboxEntry,
         next_attempt_at: DateTime<Utc>,
-        error: String,
+        attempt: &DeliveryAttempt,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
+            record_attempt(tx, attempt)?;
             entry.attempts += 1;
             entry.next_attempt_at = next_attempt_at;
-            entry.last_error = Some(error);
+            entry.last_error = attempt.error.clone();
             let mut t = tx.txn().open_table(OUTBOX).map_err(db_err)?;
             t.insert(entry.seq, encode(&entry).as_slice()).map_err(db_err)?;
             Ok(())
+        })
+    }
+
+    /// Every recorded delivery attempt of event `seq`, oldest first.
+    pub fn delivery_attempts(&self, seq: u64) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(DELIVERIES).map_err(db_err)?;
+        let (from, to) = (delivery_key(seq, 0), delivery_key(seq, u32::MAX));
+        let mut out = Vec::new();
+        for entry in t.range(from.as_str()..=to.as_str()).map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            out.push(decode("deliveries", k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Where event `seq`'s webhook delivery stands: `queued` (in the outbox),
+    /// `failed` (given up), `delivered` (a 2xx recorded), or `none` (no
+    /// webhook was configured when it happened).
+    pub fn delivery_state(&self, seq: u64) -> Result<&'static str, StoreError> {
+        let r = self.read()?;
+        if r.open_table(OUTBOX)
+            .map_err(db_err)?
+            .get(seq)
+            .map_err(db_err)?
+            .is_some()
+        {
+            return Ok("queued");
+        }
+        if r.open_table(WEBHOOK_FAILED)
+            .map_err(db_err)?
+            .get(seq)
+            .map_err(db_err)?
+            .is_some()
+        {
+            return Ok("failed");
+        }
+        drop(r);
+        let delivered = self.delivery_attempts(seq)?.iter().any(|a| a.outcome == "delivered");
+        Ok(if delivered { "delivered" } else { "none" })
+    }
+
+    /// The event a receiver knows by its id.
+    pub fn event_by_id(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let seq = {
+            let r = self.read()?;
+            let t = r.open_table(EVENT_IDS).map_err(db_err)?;
+            t.get(id).map_err(db_err)?.map(|v| v.value())
+        };
+        match seq {
+            Some(seq) => self.event(seq),
+            None => Ok(None),
+        }
+    }
+
+    /// Queues event `seq` for delivery again (on request): back into the
+    /// outbox with a fresh age, out of the failed table. `false` when it is
+    /// still waiting in the outbox (nothing to do).
+    pub fn redeliver(&self, seq: u64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let Some(event) = self.event(seq)? else {
+            return Ok(false);
+        };
+        self.write(|tx| {
+            let mut outbox = tx.txn().open_table(OUTBOX).map_err(db_err)?;
+            if outbox.get(seq).map_err(db_err)?.is_some() {
+                return Ok(false);
+            }
+            let mut entry = OutboxEntry::new(&event, ordering_key_of(&event));
+            entry.created_at = now;
+            entry.next_attempt_at = now;
+            outbox.insert(seq, encode(&entry).as_slice()).map_err(db_err)?;
+            let mut failed = tx.txn().open_table(WEBHOOK_FAILED).map_err(db_err)?;
+            failed.remove(seq).map_err(db_err)?;
+            Ok(true)
         })
     }
 

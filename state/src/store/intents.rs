@@ -73,6 +73,14 @@ pub enum CreateError {
     NotAllowed(String),
     #[error("{0} has not been polled yet; retry once the chain answered")]
     AssetNotReady(Asset),
+    #[error(
+        "amount {amount} is below the {asset} min_amount {min}: smaller transfers are dust and never pay an intent"
+    )]
+    BelowMinimum {
+        asset: Asset,
+        amount: Decimal,
+        min: Decimal,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The store failed for a whole group of creates.
@@ -236,7 +244,13 @@ impl Store {
 
     /// Every address of `asset` that an intent or the config ever used.
     pub fn watched_addresses(&self, asset: Asset) -> Result<Vec<String>, StoreError> {
+        Ok(self.watched_snapshot(asset)?.1)
+    }
+
+    /// The asset's watch generation and every watched address, read together.
+    pub fn watched_snapshot(&self, asset: Asset) -> Result<(u64, Vec<String>), StoreError> {
         let r = self.read()?;
+        let generation = read_meta(&r, &watch_generation_key(asset))?;
         let t = r.open_table(WATCHED).map_err(db_err)?;
         let prefix = format!("{}/", asset.code());
         let end = format!("{}0", asset.code()); // '0' sorts right after '/'
@@ -245,8 +259,32 @@ impl Store {
             let (k, _) = entry.map_err(db_err)?;
             out.push(k.value()[prefix.len()..].to_string());
         }
-        Ok(out)
+        Ok((generation, out))
     }
+
+    /// The addresses watched after `generation`, and the newest generation,
+    /// read together: what a watch set at `generation` lacks.
+    pub fn watched_since(&self, asset: Asset, generation: u64) -> Result<(u64, Vec<String>), StoreError> {
+        let r = self.read()?;
+        let newest = read_meta(&r, &watch_generation_key(asset))?;
+        if newest <= generation {
+            return Ok((newest, Vec::new()));
+        }
+        let t = r.open_table(WATCH_LOG).map_err(db_err)?;
+        let from = watch_log_key(asset.code(), generation + 1);
+        let to = watch_log_key(asset.code(), newest);
+        let mut out = Vec::new();
+        for entry in t.range(from.as_str()..=to.as_str()).map_err(db_err)? {
+            let (_, address) = entry.map_err(db_err)?;
+            out.push(address.value().to_string());
+        }
+        Ok((newest, out))
+    }
+}
+
+fn read_meta(r: &redb::ReadTransaction, name: &str) -> Result<u64, StoreError> {
+    let t = r.open_table(META).map_err(db_err)?;
+    Ok(t.get(name).map_err(db_err)?.map(|v| v.value()).unwrap_or(0))
 }
 
 fn view_in_read(r: &redb::ReadTransaction, intent: &Intent) -> Result<IntentView, StoreError> {
@@ -278,6 +316,13 @@ fn create_in(
         } else {
             Err(CreateError::ExternalIdConflict(ext.clone()))
         };
+    }
+    if req.amount < policy.min_amount {
+        return Err(CreateError::BelowMinimum {
+            asset: req.asset,
+            amount: req.amount,
+            min: policy.min_amount,
+        });
     }
     // Payments before the first poll could land in blocks paywatch will never
     // scan: the first poll starts at the tip of that moment.
@@ -322,7 +367,7 @@ fn create_in(
     if let Some(t) = intent.tag {
         tx.mark(USED_TAGS, &format!("{}/{}/{t}", intent.asset.code(), intent.address))?;
     }
-    tx.mark(WATCHED, &format!("{}/{}", intent.asset.code(), intent.address))?;
+    tx.watch_address(intent.asset, &intent.address)?;
     if let Some(ext) = &intent.external_id {
         tx.put_str(EXTERNAL_IDS, ext, &intent.id)?;
     }

@@ -24,7 +24,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase};
 
 pub use apply::Applied;
-pub use feed::{OutboxEntry, OutboxStats, TransferFilter};
+pub use feed::{DeliveryAttempt, OutboxEntry, OutboxStats, TransferFilter};
 pub use intents::{CancelOutcome, CreateError, CreateOutcome, IntentFilter, NewIntent};
 
 use crate::Asset;
@@ -49,6 +49,9 @@ pub enum StoreError {
         expected: Option<u64>,
         found: Option<u64>,
     },
+    /// Addresses were watched after the scan was computed: redo it for them.
+    #[error("the {asset} watch set changed while the scan ran (generation {expected}, now {found})")]
+    WatchChanged { asset: Asset, expected: u64, found: u64 },
     #[error("the state directory was written by a newer paywatch (schema {found}, this build knows {known})")]
     SchemaTooNew { found: u64, known: u64 },
 }

@@ -24,6 +24,10 @@ pub const USED_TAGS: TableDefinition<&str, ()> = TableDefinition::new("used_tags
 /// `ASSET/address`: every address an intent ever used; watched for good, so
 /// money sent to an old address is still recorded.
 pub const WATCHED: TableDefinition<&str, ()> = TableDefinition::new("watched");
+/// `ASSET/generation` -> address: the order in which addresses became
+/// watched, so the daemon's watch set is refreshed by what is new since the
+/// generation it holds (`meta` `watch_gen/ASSET` is the newest).
+pub const WATCH_LOG: TableDefinition<&str, &str> = TableDefinition::new("watch_log");
 /// Transfer key -> JSON `Transfer`.
 pub const TRANSFERS: TableDefinition<&str, &[u8]> = TableDefinition::new("transfers");
 /// Transfer keys still `pending`: re-judged on every scan.
@@ -44,6 +48,11 @@ pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// seq -> JSON `OutboxEntry`: deliveries given up after `max_age`.
 pub const WEBHOOK_FAILED: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_failed");
+/// `seq/attempt` (fixed width) -> JSON `DeliveryAttempt`: every webhook
+/// delivery attempt, for `GET /v1/events/{id}/deliveries`.
+pub const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+/// Event id -> seq, to find an event by the id receivers see.
+pub const EVENT_IDS: TableDefinition<&str, u64> = TableDefinition::new("event_ids");
 /// asset code -> JSON `ChainState`.
 pub const CHAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("chains");
 
@@ -52,6 +61,19 @@ pub const BLOCKS_KEPT: u64 = 2_000;
 
 pub fn expiry_key(asset: &str, expires_at_ms: i64, id: &str) -> String {
     format!("{asset}/{:020}/{id}", expires_at_ms.max(0))
+}
+
+/// The `meta` counter of an asset's newest watch generation.
+pub fn watch_generation_key(asset: crate::Asset) -> String {
+    format!("watch_gen/{}", asset.code())
+}
+
+pub fn watch_log_key(asset: &str, generation: u64) -> String {
+    format!("{asset}/{generation:020}")
+}
+
+pub fn delivery_key(seq: u64, attempt: u32) -> String {
+    format!("{seq:020}/{attempt:010}")
 }
 
 pub fn height_key(asset: &str, height: u64) -> String {

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 
 use super::*;
 use crate::model::*;
-use crate::scan::{AssetPolicy, Observation, ScanUpdate};
+use crate::scan::{AssetPolicy, MempoolView, Observation, ScanUpdate};
 use crate::{CancelOutcome, CreateOutcome, MatchMode, NewIntent};
 
 fn t(secs: i64) -> DateTime<Utc> {
@@ -34,6 +34,21 @@ struct Chain {
     policy: AssetPolicy,
     height: u64,
     cursor: Option<BlockRef>,
+    /// Every txid reported so far: one missing from a later mempool view
+    /// (and from the blocks) is reported gone, as a node asked for it would.
+    reported: HashSet<String>,
+}
+
+/// A mempool view as a source with a whole mempool reports it: every txid
+/// reported before and absent now (from the mempool and the blocks) is gone.
+fn mempool_view(reported: &mut HashSet<String>, mempool: Vec<Observation>, mined: &[Observation]) -> MempoolView {
+    let now: HashSet<String> = mempool.iter().chain(mined).map(|o| o.txid.clone()).collect();
+    let gone = reported.difference(&now).cloned().collect();
+    reported.extend(now);
+    MempoolView {
+        transfers: mempool,
+        gone,
+    }
 }
 
 impl Chain {
@@ -42,6 +57,7 @@ impl Chain {
             policy,
             height: 100,
             cursor: None,
+            reported: HashSet::new(),
         }
     }
 
@@ -58,6 +74,7 @@ impl Chain {
             None => vec![],
         };
         self.cursor = Some(to.clone());
+        let mempool = mempool.map(|m| mempool_view(&mut self.reported, m, &observations));
         ScanUpdate {
             asset: self.policy.asset,
             from,
@@ -65,6 +82,7 @@ impl Chain {
             blocks,
             observations,
             mempool,
+            watch_generation: None,
             tip: ChainTip {
                 height: to.height,
                 hash: to.hash.clone(),
@@ -433,6 +451,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// The "chain": transactions with the height they were mined at (None: mempool).
 struct Sim {
+    reported: HashSet<String>,
     txs: Vec<(Observation, Option<u64>)>,
     height: u64,
     cursor: BlockRef,
@@ -460,6 +479,8 @@ impl Sim {
             .filter(|(_, h)| h.is_none())
             .map(|(o, _)| o.clone())
             .collect();
+        let everywhere: Vec<Observation> = self.txs.iter().map(|(o, _)| o.clone()).collect();
+        let mempool = mempool_view(&mut self.reported, mempool, &everywhere);
         let to = block(self.height);
         self.cursor = to.clone();
         ScanUpdate {
@@ -469,6 +490,7 @@ impl Sim {
             blocks: (start..=self.height).map(block).collect(),
             observations,
             mempool: Some(mempool),
+            watch_generation: None,
             tip: ChainTip {
                 height: to.height,
                 hash: to.hash.clone(),
@@ -543,7 +565,11 @@ fn check_invariants(store: &Store, events: &[Event], now: DateTime<Utc>) {
                 (IntentStatus::Detected, EventType::IntentConfirmed) => IntentStatus::Confirmed,
                 (IntentStatus::Awaiting | IntentStatus::Detected, EventType::IntentExpired) => IntentStatus::Expired,
                 (IntentStatus::Awaiting, EventType::IntentCancelled) => IntentStatus::Cancelled,
-                (s, EventType::IntentPaidLate) if !s.is_open() => s,
+                (s, EventType::IntentPaidLate | EventType::TransferConfirmed | EventType::TransferReverted)
+                    if !s.is_open() =>
+                {
+                    s
+                }
                 (s, k) => panic!("{id}: illegal {k:?} while {s:?}"),
             };
         }
@@ -577,7 +603,7 @@ proptest! {
         let path = dir.path().join("db");
         let mut store = Store::open(&path).unwrap();
         store.set_webhooks_enabled(true).unwrap();
-        let mut sim = Sim { txs: vec![], height: 100, cursor: block(100), now: t(0), intents: vec![], next_tx: 0 };
+        let mut sim = Sim { reported: HashSet::new(), txs: vec![], height: 100, cursor: block(100), now: t(0), intents: vec![], next_tx: 0 };
         let first = ScanUpdate { from: None, ..sim.update(None, true) };
         store.apply_scan(&policy, &first, sim.now).unwrap();
         for op in ops {

@@ -19,6 +19,8 @@ pub struct Tx<'a> {
     pub events: Vec<Event>,
     /// New transfers recorded in this transaction: matched (on time or late), unmatched.
     pub new_transfers: (u64, u64),
+    /// New dust transfers recorded in this transaction.
+    pub new_dust: u64,
 }
 
 impl<'a> Tx<'a> {
@@ -27,6 +29,7 @@ impl<'a> Tx<'a> {
             txn,
             events: Vec::new(),
             new_transfers: (0, 0),
+            new_dust: 0,
         }
     }
 
@@ -49,6 +52,9 @@ impl<'a> Tx<'a> {
         self.txn.open_table(OUTBOX).map_err(db_err)?;
         self.txn.open_table(WEBHOOK_FAILED).map_err(db_err)?;
         self.txn.open_table(CHAINS).map_err(db_err)?;
+        self.txn.open_table(WATCH_LOG).map_err(db_err)?;
+        self.txn.open_table(DELIVERIES).map_err(db_err)?;
+        self.txn.open_table(EVENT_IDS).map_err(db_err)?;
         match self.meta("schema_version")? {
             0 => self.set_meta("schema_version", SCHEMA_VERSION),
             found if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
@@ -239,19 +245,29 @@ impl<'a> Tx<'a> {
         {
             let mut t = self.txn.open_table(EVENTS).map_err(db_err)?;
             t.insert(seq, tables::encode(&event).as_slice()).map_err(db_err)?;
+            let mut ids = self.txn.open_table(EVENT_IDS).map_err(db_err)?;
+            ids.insert(event.id.as_str(), seq).map_err(db_err)?;
         }
         if self.meta("webhooks_enabled")? == 1 {
-            let ordering_key = match (intent, transfer) {
-                (Some(i), _) => i.id.clone(),
-                (None, Some(t)) => format!("transfer:{}", t.key.encode()),
-                (None, None) => event.id.clone(),
-            };
-            let entry = OutboxEntry::new(&event, ordering_key);
+            let entry = OutboxEntry::new(&event, super::feed::ordering_key_of(&event));
             let mut t = self.txn.open_table(OUTBOX).map_err(db_err)?;
             t.insert(seq, tables::encode(&entry).as_slice()).map_err(db_err)?;
         }
         self.events.push(event);
         Ok(())
+    }
+
+    /// Watches `address` of `asset` for good. A new address bumps the
+    /// asset's watch generation in this same transaction, so a scan computed
+    /// before it cannot be applied (see `ScanUpdate::watch_generation`).
+    pub fn watch_address(&mut self, asset: Asset, address: &str) -> Result<(), StoreError> {
+        let key = format!("{}/{address}", asset.code());
+        if self.has(WATCHED, &key)? {
+            return Ok(());
+        }
+        self.mark(WATCHED, &key)?;
+        let generation = self.next_counter(&watch_generation_key(asset))?;
+        self.put_str(WATCH_LOG, &watch_log_key(asset.code(), generation), address)
     }
 
     pub fn txn(&self) -> &WriteTransaction {
