@@ -293,3 +293,43 @@ async fn wrong_decimals_and_a_refused_get_logs_stop_the_start() {
     assert_eq!(code, Some(2), "{output}");
     assert!(output.contains("assets.USDT_BSC.addresses[0]"), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balanced_node_behind_the_head_never_hides_a_transfer() {
+    let node = Anvil::start().await;
+    let token = node.deploy_token(18).await;
+    // Every other request reaches a node 5 blocks behind, which answers
+    // eth_getLogs up to its head only, without an error.
+    let proxy = RpcProxy::start(node.url(), 10_000).await;
+    let merchant = node.accounts[1].clone();
+    let url = proxy.url.clone();
+    let pw = Paywatch::start(|_| usdt_asset(&url, &token, &[&merchant], ""), None).await;
+    let mut ids = Vec::new();
+    for amount in ["21", "22", "23", "24"] {
+        let i = intent(&pw, amount).await;
+        ids.push(i["id"].as_str().unwrap().to_string());
+    }
+    proxy.lag_every_other_request(5);
+    for n in 0..ids.len() {
+        node.transfer(&token, &merchant, usdt(21 + n as u128, 0)).await;
+        node.mine(1).await;
+    }
+    node.mine(70).await;
+    for id in &ids {
+        if tokio::time::timeout(Duration::from_secs(40), async {
+            while pw.intent(id).await["status"] != "confirmed" {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .is_err()
+        {
+            panic!("{id} not confirmed: {}\n{}", pw.intent(id).await, pw.logs());
+        }
+        assert_eq!(
+            types_for(&pw.events().await, id),
+            ["intent.detected", "intent.confirmed"],
+            "{id}: once each, never reverted"
+        );
+    }
+}

@@ -248,10 +248,17 @@ async fn cancelled_and_expired_intents_record_late_payments() {
         "cancelled",
         "a late payment never changes the status"
     );
-    assert_eq!(
-        types_for(&pw.events().await, a_id),
-        ["intent.cancelled", "intent.paid_late"]
-    );
+    // The late money's fate is reported too.
+    let a_events = wait_for(
+        "the late payment's confirmation event",
+        Duration::from_secs(20),
+        || async {
+            let kinds = types_for(&pw.events().await, a_id);
+            (kinds.len() == 3).then_some(kinds)
+        },
+    )
+    .await;
+    assert_eq!(a_events, ["intent.cancelled", "intent.paid_late", "transfer.confirmed"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -412,27 +412,31 @@ impl ChainSource for EvmSource {
             let end = cursor.height;
             let (observations, mut blocks) = self.observations(logs, &watch)?;
             // Every log must lie in the range, and every log block must be on
-            // the chain the range's last block belongs to: read back here
-            // (any node), a hash that differs means a reorg or a node on
-            // another branch; the step is retried.
-            for b in &blocks {
-                if b.height > end || b.height <= base.height {
-                    return Err(ChainError::garbage(
-                        "eth_getLogs",
-                        format!("a log of block {} outside the range asked", b.height),
-                    ));
-                }
-                if self.block_hash(b.height).await?.as_deref() != Some(b.hash.as_str()) {
+            // the chain the range's last block belongs to: their headers and
+            // the last one's are read back in one batch (one node's view); a
+            // hash that differs, or a node without the blocks, means a reorg
+            // meanwhile or another node answered: the step is retried.
+            if let Some(b) = blocks.iter().find(|b| b.height > end || b.height <= base.height) {
+                return Err(ChainError::garbage(
+                    "eth_getLogs",
+                    format!("a log of block {} outside the range asked", b.height),
+                ));
+            }
+            let mut expected: Vec<&BlockRef> = blocks.iter().collect();
+            expected.push(&cursor);
+            let calls: Vec<(&str, Value)> = expected
+                .iter()
+                .map(|b| ("eth_getBlockByNumber", json!([format!("{:#x}", b.height), false])))
+                .collect();
+            for (b, header) in expected.iter().zip(self.rpc.call_batch(&calls).await?) {
+                let header = header?;
+                let hash = header.get("hash").and_then(Value::as_str).map(str::to_ascii_lowercase);
+                if hash.as_deref() != Some(b.hash.to_ascii_lowercase().as_str()) {
                     return Err(ChainError::Unavailable(format!(
                         "block {} differs between endpoints or changed while it was scanned; retrying",
                         b.height
                     )));
                 }
-            }
-            if self.block_hash(end).await?.as_deref() != Some(cursor.hash.as_str()) {
-                return Err(ChainError::Unavailable(
-                    "the range's last block differs between endpoints or changed while it was scanned; retrying".into(),
-                ));
             }
             if blocks.last().is_none_or(|b| b.height != end) {
                 blocks.push(cursor.clone());

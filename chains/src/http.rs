@@ -45,7 +45,7 @@ pub struct EndpointStatus {
 
 /// How long an endpoint that failed to answer is skipped while another one
 /// can serve (it is retried first when none can).
-const DOWN_BACKOFF: Duration = Duration::from_secs(30);
+const DOWN_BACKOFF: Duration = Duration::from_secs(10);
 /// How long an endpoint that rate-limited us is left alone while another can
 /// serve. The poller's own backoff (up to `retry_max`) spaces the retries.
 const RATE_LIMIT_COOLDOWN: Duration = Duration::from_secs(1);

@@ -47,6 +47,7 @@ impl FakeEsplora {
             .route("/block/{hash}/raw", get(block_raw))
             .route("/block/{hash}/status", get(block_status))
             .route("/tx/{txid}/status", get(tx_status))
+            .route("/tx/{txid}", get(tx_status))
             .route("/block-height/{height}", get(block_height))
             .route("/address/{address}/txs/mempool", get(address_mempool))
             .with_state(shared.clone());

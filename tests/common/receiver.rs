@@ -31,6 +31,9 @@ impl Delivery {
 struct Shared {
     deliveries: Mutex<Vec<Delivery>>,
     failing: AtomicBool,
+    /// Deliveries whose body contains this get HTTP 400 (a shop rejecting
+    /// one order's events).
+    rejecting: Mutex<Option<String>>,
 }
 
 pub struct Receiver {
@@ -58,6 +61,11 @@ impl Receiver {
     /// While failing, every delivery gets HTTP 503.
     pub fn set_failing(&self, failing: bool) {
         self.shared.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Answers 400 to every delivery whose body contains `text` (`None`: stop).
+    pub fn reject_containing(&self, text: Option<&str>) {
+        *self.shared.rejecting.lock().unwrap() = text.map(str::to_string);
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
@@ -88,7 +96,13 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             .unwrap_or("")
             .to_string()
     };
-    let accepted = !shared.failing.load(Ordering::SeqCst);
+    let rejected = shared
+        .rejecting
+        .lock()
+        .unwrap()
+        .as_deref()
+        .is_some_and(|t| String::from_utf8_lossy(&body).contains(t));
+    let accepted = !shared.failing.load(Ordering::SeqCst) && !rejected;
     shared.deliveries.lock().unwrap().push(Delivery {
         event_id: header("paywatch-event-id"),
         event_type: header("paywatch-event-type"),
@@ -98,6 +112,8 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     });
     if accepted {
         StatusCode::OK
+    } else if rejected {
+        StatusCode::BAD_REQUEST
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     }

@@ -1,6 +1,9 @@
 //! A JSON-RPC proxy in front of a node that behaves like the providers
 //! CHAINS.md describes: it caps `eth_getLogs` ranges with a provider's error
-//! text, or refuses `eth_getLogs` altogether.
+//! text, or refuses `eth_getLogs` altogether; and like a load balancer whose
+//! nodes lag each other: every other HTTP request is answered as a node
+//! `lag` blocks behind would (head, headers, logs cut at its head, no error).
+//! Batches are answered per call, by one "node" for the whole batch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +17,13 @@ struct Shared {
     cap: u64,
     refuse: AtomicBool,
     rejected: AtomicU64,
+    /// Blocks the lagging node is behind (0: no lagging node).
+    lag: AtomicU64,
+    requests: AtomicU64,
+    /// Lag on every request, not every other one.
+    always: AtomicBool,
+    /// The upstream is Bitcoin/Litecoin Core (else an EVM node).
+    core: AtomicBool,
 }
 
 pub struct RpcProxy {
@@ -32,6 +42,10 @@ impl RpcProxy {
             cap,
             refuse: false.into(),
             rejected: 0.into(),
+            lag: 0.into(),
+            requests: 0.into(),
+            always: false.into(),
+            core: false.into(),
         });
         let app = axum::Router::new()
             .route("/", axum::routing::post(forward))
@@ -47,6 +61,19 @@ impl RpcProxy {
 
     pub fn refuse_get_logs(&self, refuse: bool) {
         self.shared.refuse.store(refuse, Ordering::SeqCst);
+    }
+
+    /// About every other request is answered by a node `lag` blocks behind.
+    pub fn lag_every_other_request(&self, lag: u64) {
+        self.shared.lag.store(lag, Ordering::SeqCst);
+    }
+
+    /// A Core node that stays `lag` blocks behind its upstream (a backup
+    /// behind the primary).
+    pub fn lag_core_always(&self, lag: u64) {
+        self.shared.core.store(true, Ordering::SeqCst);
+        self.shared.always.store(true, Ordering::SeqCst);
+        self.shared.lag.store(lag, Ordering::SeqCst);
     }
 
     pub fn rejected(&self) -> u64 {
@@ -66,13 +93,114 @@ fn quantity(v: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-async fn forward(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> axum::Json<Value> {
+async fn forward(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::Json<Value> {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let auth = auth.as_deref();
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if request["method"] == "eth_getLogs" {
-        let id = request["id"].clone();
+    let nth = s.requests.fetch_add(1, Ordering::SeqCst);
+    // About every other request, in no fixed pattern (a load balancer's
+    // choice does not line up with the client's calls).
+    let coin = nth.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 63 == 1;
+    let lagging = s.lag.load(Ordering::SeqCst) > 0 && (s.always.load(Ordering::SeqCst) || coin);
+    // The lagging node's head, for this whole request.
+    let head = if lagging {
+        let core = s.core.load(Ordering::SeqCst);
+        let method = if core { "getblockcount" } else { "eth_blockNumber" };
+        let latest = call(
+            &s,
+            json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": []}),
+            auth,
+        )
+        .await;
+        let height = if core {
+            latest["result"].as_u64().unwrap_or(0)
+        } else {
+            quantity(&latest["result"])
+        };
+        Some(height.saturating_sub(s.lag.load(Ordering::SeqCst)))
+    } else {
+        None
+    };
+    match request {
+        Value::Array(calls) => {
+            let mut answers = Vec::new();
+            for c in calls {
+                answers.push(answer(&s, c, head, auth).await);
+            }
+            axum::Json(Value::Array(answers))
+        }
+        single => axum::Json(answer(&s, single, head, auth).await),
+    }
+}
+
+async fn call(s: &Shared, request: Value, auth: Option<&str>) -> Value {
+    let mut req = s
+        .http
+        .post(&s.upstream)
+        .header("content-type", "application/json")
+        .body(request.to_string());
+    if let Some(auth) = auth {
+        req = req.header("authorization", auth);
+    }
+    req.send().await.unwrap().json().await.unwrap_or(Value::Null)
+}
+
+/// What a Core node `head` high answers where that differs from upstream.
+async fn core_behind(s: &Shared, request: &Value, head: u64, auth: Option<&str>) -> Option<Value> {
+    let id = request["id"].clone();
+    let not_found = |code: i64, message: &str| json!({"jsonrpc": "2.0", "id": id, "result": null, "error": {"code": code, "message": message}});
+    match request["method"].as_str().unwrap_or_default() {
+        "getblockchaininfo" => {
+            let mut info = call(s, request.clone(), auth).await;
+            let hash = call(
+                s,
+                json!({"jsonrpc": "2.0", "id": 0, "method": "getblockhash", "params": [head]}),
+                auth,
+            )
+            .await;
+            info["result"]["blocks"] = json!(head);
+            info["result"]["headers"] = json!(head);
+            info["result"]["bestblockhash"] = hash["result"].clone();
+            Some(info)
+        }
+        "getblockhash" if request["params"][0].as_u64().unwrap_or(0) > head => {
+            Some(not_found(-8, "Block height out of range"))
+        }
+        "getblockheader" | "getblock" => {
+            let header = call(
+                s,
+                json!({"jsonrpc": "2.0", "id": 0, "method": "getblockheader", "params": [request["params"][0], true]}),
+                auth,
+            )
+            .await;
+            (header["result"]["height"].as_u64().unwrap_or(0) > head).then(|| not_found(-5, "Block not found"))
+        }
+        _ => None,
+    }
+}
+
+async fn answer(s: &Shared, mut request: Value, head: Option<u64>, auth: Option<&str>) -> Value {
+    if let Some(head) = head
+        && s.core.load(Ordering::SeqCst)
+    {
+        return match core_behind(s, &request, head, auth).await {
+            Some(answer) => answer,
+            None => call(s, request, auth).await,
+        };
+    }
+    let id = request["id"].clone();
+    let method = request["method"].as_str().unwrap_or_default().to_string();
+    if method == "eth_getLogs" {
         if s.refuse.load(Ordering::SeqCst) {
             let error = json!({"code": -32601, "message": "the method eth_getLogs does not exist/is not available"});
-            return axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": error}));
+            return json!({"jsonrpc": "2.0", "id": id, "error": error});
         }
         let filter = &request["params"][0];
         let span = quantity(&filter["toBlock"]).saturating_sub(quantity(&filter["fromBlock"])) + 1;
@@ -80,16 +208,32 @@ async fn forward(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> axum:
             s.rejected.fetch_add(1, Ordering::SeqCst);
             let error =
                 json!({"code": -32005, "message": format!("eth_getLogs range is too large, max is {} blocks", s.cap)});
-            return axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": error}));
+            return json!({"jsonrpc": "2.0", "id": id, "error": error});
         }
     }
-    let answer = s
-        .http
-        .post(&s.upstream)
-        .header("content-type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    axum::Json(answer.json().await.unwrap_or(Value::Null))
+    if let Some(head) = head {
+        match method.as_str() {
+            "eth_blockNumber" => return json!({"jsonrpc": "2.0", "id": id, "result": format!("{head:#x}")}),
+            "eth_getBlockByNumber" => {
+                let which = &request["params"][0];
+                let n = match which.as_str() {
+                    Some("latest" | "finalized" | "safe") => head,
+                    _ => quantity(which),
+                };
+                if n > head {
+                    return json!({"jsonrpc": "2.0", "id": id, "result": null});
+                }
+                request["params"][0] = json!(format!("{n:#x}"));
+            }
+            // Partial logs, no error: what a node behind `toBlock` answers.
+            "eth_getLogs" if quantity(&request["params"][0]["toBlock"]) > head => {
+                request["params"][0]["toBlock"] = json!(format!("{head:#x}"));
+                if quantity(&request["params"][0]["fromBlock"]) > head {
+                    return json!({"jsonrpc": "2.0", "id": id, "result": []});
+                }
+            }
+            _ => {}
+        }
+    }
+    call(s, request, auth).await
 }

@@ -28,6 +28,8 @@ struct Block {
 struct Chain {
     blocks: Vec<Block>,
     pending: Vec<Value>,
+    /// Transactions of blocks a fork removed, to mine again on request.
+    orphaned: Vec<Value>,
     solidified: u64,
     seed: u64,
     api_keys: Vec<String>,
@@ -90,6 +92,7 @@ impl FakeTron {
             chain: Mutex::new(Chain {
                 blocks: vec![genesis],
                 pending: vec![],
+                orphaned: vec![],
                 solidified: first,
                 seed: 2,
                 api_keys: vec![],
@@ -190,9 +193,26 @@ impl FakeTron {
     /// Replaces every block from `number` up with `n` new, empty ones.
     pub fn fork_from(&self, number: u64, n: u64) {
         self.with(|c| {
-            c.blocks.retain(|b| b.number < number);
+            let (kept, dropped): (Vec<Block>, Vec<Block>) = std::mem::take(&mut c.blocks)
+                .into_iter()
+                .partition(|b| b.number < number);
+            c.blocks = kept;
+            c.orphaned.extend(dropped.into_iter().flat_map(|b| b.infos));
         });
         self.produce(n);
+    }
+
+    /// Puts a transaction a fork removed back into the next block.
+    pub fn remine(&self, txid: &str) {
+        self.with(|c| {
+            let at = c
+                .orphaned
+                .iter()
+                .position(|i| i["id"] == txid)
+                .expect("an orphaned transaction");
+            let info = c.orphaned.remove(at);
+            c.pending.push(info);
+        });
     }
 
     /// The next `n` answers to `gettransactioninfobyblocknum` are `[]`, as

@@ -88,6 +88,14 @@ impl UtxoBackend for CoreRpc {
 
     fn on_best_chain<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>> {
         Box::pin(async move {
+            // A node still syncing (headers ahead of blocks) reports headers
+            // it has not validated as off its best chain: it cannot tell.
+            let info = self.rpc.call_raw("getblockchaininfo", json!([])).await?;
+            if info["headers"].as_u64() != info["blocks"].as_u64()
+                || info["initialblockdownload"].as_bool() == Some(true)
+            {
+                return Ok(None);
+            }
             match self.rpc.call_raw("getblockheader", json!([hash, true])).await {
                 // Core: confirmations -1 for a block off the best chain.
                 Ok(header) => Ok(Some(header["confirmations"].as_i64().unwrap_or(-1) >= 0)),

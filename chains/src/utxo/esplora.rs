@@ -188,6 +188,11 @@ impl UtxoBackend for Esplora {
 
     fn on_best_chain<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>> {
         Box::pin(async move {
+            // `/block/:hash/status` answers `in_best_chain: false` for a block
+            // the server never saw too: only a block it serves is known.
+            if self.get("block", &format!("/block/{hash}")).await?.is_none() {
+                return Ok(None);
+            }
             let Some(body) = self.get("block status", &format!("/block/{hash}/status")).await? else {
                 return Ok(None);
             };
@@ -201,7 +206,9 @@ impl UtxoBackend for Esplora {
     }
 
     fn knows_transaction<'a>(&'a self, txid: &'a str) -> BoxFuture<'a, Result<bool, ChainError>> {
-        Box::pin(async move { Ok(self.get("tx status", &format!("/tx/{txid}/status")).await?.is_some()) })
+        // `/tx/:txid/status` answers 200 even for an unknown transaction;
+        // `/tx/:txid` answers 404 for it.
+        Box::pin(async move { Ok(self.get("tx", &format!("/tx/{txid}")).await?.is_some()) })
     }
 
     fn mempool<'a>(&'a self, watch: &'a WatchSet) -> BoxFuture<'a, Result<MempoolTxs, ChainError>> {

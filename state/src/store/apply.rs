@@ -318,6 +318,11 @@ fn reappear(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut
             tx.put_transfer(&t)?;
             note(affected, &t);
         }
+        // A payment that counted toward a confirmed intent is back: it is
+        // that payment again, not late money.
+        Some(intent) if intent.status == IntentStatus::Confirmed && !t.late => {
+            tx.put_transfer(&t)?;
+        }
         Some(intent) => {
             if !t.late {
                 t.late = true;
@@ -493,6 +498,16 @@ fn outside_open_intent(tx: &Tx<'_>, t: &Transfer) -> Result<Option<Option<Intent
     }
 }
 
+/// Whether a transfer's own confirmed / reverted events would only repeat
+/// what its confirmed intent already said (an on-time payment of it).
+fn counted_toward_confirmed(tx: &Tx<'_>, t: &Transfer) -> Result<bool, StoreError> {
+    if t.late {
+        return Ok(false);
+    }
+    let Some(id) = &t.intent_id else { return Ok(false) };
+    Ok(tx.intent(id)?.is_some_and(|i| i.status == IntentStatus::Confirmed))
+}
+
 /// Marks pending transfers confirmed once deep (and final) enough.
 fn settle_transfers(
     tx: &mut Tx<'_>,
@@ -525,6 +540,7 @@ fn settle_transfers(
             tx.unmark(UNSETTLED, &key)?;
             tx.put_transfer(&t)?;
             match outside_open_intent(tx, &t)? {
+                Some(_) if counted_toward_confirmed(tx, &t)? => {}
                 Some(intent) => tx.emit(EventType::TransferConfirmed, intent.as_ref(), Some(&t), now)?,
                 None => note(affected, &t),
             }
