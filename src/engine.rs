@@ -157,10 +157,17 @@ impl Engine {
         a
     }
 
+    /// The asset's health; `scanned_height` is the stored cursor, so a long
+    /// catch-up round shows its progress while it runs.
     pub fn health(&self, asset: Asset) -> Option<AssetHealth> {
-        self.health
+        let mut h = self
+            .health
             .get(&asset)
-            .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone())?;
+        if let Ok(Some(state)) = self.store.chain_state(asset) {
+            h.scanned_height = Some(state.cursor.height);
+        }
+        Some(h)
     }
 
     /// Ready once every configured chain answered a poll.

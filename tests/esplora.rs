@@ -174,3 +174,47 @@ async fn esplora_of_another_chain_is_refused() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_mempool_listing_reverts_nothing_but_a_double_spend_reverts() {
+    let node = Litecoind::start_with(&["-mempoolreplacement=1", "-walletrbf=1"]).await;
+    let esplora = FakeEsplora::start(node.url()).await;
+    let (_pool, pw) = start(&node, &esplora, 2, "").await;
+    let intent = pw.ltc_intent("0.5").await;
+    let id = intent["id"].as_str().unwrap();
+    let address = intent["address"].as_str().unwrap();
+    node.send(address, "0.2").await;
+    node.send(address, "0.3").await;
+    wait_for("both payments in the mempool", Duration::from_secs(20), || async {
+        (pw.intent(id).await["payments"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+    // Esplora's page now lists one of the two: the other is still in the
+    // mempool, merely unlisted.
+    esplora.set_mempool_page(1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown = pw.intent(id).await;
+    assert!(
+        shown["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["status"] == "pending"),
+        "nothing reverted for being unlisted: {shown}"
+    );
+    esplora.set_mempool_page(50);
+    // A double spend of an unmatched payment: the node no longer knows it.
+    let other = pw.ltc_intent("0.7").await;
+    let other_id = other["id"].as_str().unwrap();
+    let spent = node.send(other["address"].as_str().unwrap(), "0.7").await;
+    pw.wait_event("intent.detected", Some(other_id)).await;
+    node.double_spend(&spent).await;
+    let reverted = pw.wait_event("intent.reverted", Some(other_id)).await;
+    assert_eq!(reverted["transfer"]["txid"], spent.as_str());
+    node.mine(2).await;
+    pw.wait_status(id, "confirmed").await;
+    assert_eq!(
+        types_for(&pw.events().await, id),
+        ["intent.detected", "intent.confirmed"]
+    );
+}

@@ -46,11 +46,17 @@ async fn an_intent_whose_client_hung_up_is_watched_all_the_same() {
                     json!({"asset": "LTC", "amount": "0.3", "external_id": format!("order-{n}")}),
                 )
                 .await;
-            (status == 200 || status == 201).then_some(v)
+            (status == 200 || status == 201).then_some((status, v))
         })
         .await;
         intents.push(retried);
     }
+    assert!(
+        intents.iter().any(|(status, _)| *status == 200),
+        "some creates committed after their client hung up: {:?}",
+        intents.iter().map(|(s, _)| s).collect::<Vec<_>>()
+    );
+    let intents: Vec<serde_json::Value> = intents.into_iter().map(|(_, v)| v).collect();
     for i in &intents {
         node.send(i["address"].as_str().unwrap(), "0.3").await;
     }

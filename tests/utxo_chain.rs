@@ -383,3 +383,46 @@ async fn btc_asset_end_to_end_over_a_core_rpc_node() {
         "the dust is not a transfer"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intents_created_during_a_long_catch_up_are_watched_in_the_same_round() {
+    let node = Litecoind::start().await;
+    // A slow provider (30 ms a call) behind a link that can be cut.
+    let slow = common::rpc_proxy::RpcProxy::start(node.url(), 1).await;
+    slow.delay(30);
+    let proxy = Proxy::start(slow.url.rsplit(':').next().unwrap().parse().unwrap()).await;
+    let extra = format!("xpub = \"wpkh({TPUB}/0/*)\"\nmax_blocks_per_poll = 1");
+    let (_pool, pw) = start_ltc(&node, &proxy.url(), 0, 1, &extra, None).await;
+    // Down while 280 blocks are mined (below MWEB activation): the round that follows
+    // takes one block per step.
+    proxy.set_up(false);
+    node.mine(280).await;
+    let before = pw.get("/v1/status").await["assets"]["LTC"]["scanned_height"]
+        .as_u64()
+        .unwrap();
+    proxy.set_up(true);
+    wait_for("the catch-up round to start", Duration::from_secs(20), || async {
+        let scanned = pw.get("/v1/status").await["assets"]["LTC"]["scanned_height"].as_u64();
+        scanned.is_some_and(|s| s > before).then_some(())
+    })
+    .await;
+    // Addresses handed out mid-round (derived, new to the watch set), paid
+    // and mined while the round is still catching up.
+    let mut intents = Vec::new();
+    for _ in 0..3 {
+        let i = pw.ltc_intent("0.15").await;
+        node.send(i["address"].as_str().unwrap(), "0.15").await;
+        intents.push(i);
+    }
+    node.mine(1).await;
+    let scanned = pw.get("/v1/status").await["assets"]["LTC"]["scanned_height"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        scanned + 1 < node.height().await,
+        "the payments were mined while the round was still behind ({scanned})"
+    );
+    for i in &intents {
+        pw.wait_status(i["id"].as_str().unwrap(), "confirmed").await;
+    }
+}

@@ -301,3 +301,34 @@ async fn an_account_without_require_dest_is_flagged_in_status() {
     assert_eq!(warnings.len(), 1, "{status}");
     assert!(warnings[0].as_str().unwrap().contains("RequireDest"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_behind_that_searched_fewer_ledgers_never_moves_the_cursor() {
+    for api in [1, 2] {
+        let (rippled, pw) = start(api).await;
+        let start_ledger = rippled.validated();
+        let intent = xrp_intent(&pw, "9").await;
+        let id = intent["id"].as_str().unwrap();
+        // account_tx reaches a server 3 ledgers behind the one that reported
+        // the validated ledger; it answers what it searched, no error.
+        rippled.set_account_tx_behind(3);
+        rippled.close(1);
+        rippled.pay(9_000_000, intent["tag"].as_u64());
+        rippled.close(1);
+        let status = wait_for("the short search to show", Duration::from_secs(20), || async {
+            let s = pw.get("/v1/status").await;
+            s["assets"]["XRP"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("behind"))
+                .then_some(s)
+        })
+        .await;
+        assert_eq!(
+            status["assets"]["XRP"]["scanned_height"], start_ledger,
+            "the cursor waits (api v{api})"
+        );
+        rippled.set_account_tx_behind(0);
+        pw.wait_event("intent.confirmed", Some(id)).await;
+        scanned_to(&pw, rippled.validated()).await;
+    }
+}

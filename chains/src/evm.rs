@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use alloy_primitives::{Address, B256, U256};
+use alloy_primitives::{Address, B256, Bloom, BloomInput, U256};
 use alloy_sol_types::{SolEvent, sol};
 use paywatch_state::amount::from_base_units;
 use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
@@ -70,6 +70,26 @@ struct RpcLog {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RpcHeader {
+    hash: B256,
+    logs_bloom: Bloom,
+}
+
+/// Blocks at the end of each range whose headers' bloom filters are checked
+/// against the logs returned (a node behind the head lacks only the last few).
+const VERIFY_WINDOW: u64 = 64;
+
+/// A provider that does not take JSON-RPC batches.
+fn refuses_batches(e: &ChainError) -> bool {
+    match e {
+        ChainError::Garbage { what, .. } => what == "batch",
+        ChainError::Rpc { message, .. } => message.to_ascii_lowercase().contains("batch"),
+        _ => false,
+    }
+}
+
+#[derive(Deserialize)]
 struct RpcBlock {
     number: String,
     hash: B256,
@@ -89,6 +109,8 @@ pub struct EvmSource {
     range: AtomicU64,
     max_range: u64,
     watch_cache: Mutex<(u64, HashMap<Address, String>)>,
+    /// The provider takes JSON-RPC batches (until it refuses one).
+    batches: std::sync::atomic::AtomicBool,
 }
 
 impl EvmSource {
@@ -113,6 +135,7 @@ impl EvmSource {
             range: AtomicU64::new(max_range),
             max_range,
             watch_cache: Mutex::new((u64::MAX, HashMap::new())),
+            batches: true.into(),
         })
     }
 
@@ -158,16 +181,7 @@ impl EvmSource {
         watch: &HashMap<Address, String>,
     ) -> Result<(Vec<RpcLog>, BlockRef), ChainError> {
         let mut end = to.min(from + self.range.load(Ordering::Relaxed) - 1);
-        let to_topic: Value = if watch.len() <= MAX_TOPIC_ADDRESSES {
-            Value::Array(
-                watch
-                    .keys()
-                    .map(|a| json!(B256::left_padding_from(a.as_slice())))
-                    .collect(),
-            )
-        } else {
-            Value::Null
-        };
+        let to_topic = self.to_topic(watch);
         loop {
             let filter = json!({
                 "fromBlock": format!("{from:#x}"),
@@ -176,8 +190,7 @@ impl EvmSource {
                 "topics": [Transfer::SIGNATURE_HASH, Value::Null, to_topic],
             });
             let batch = self
-                .rpc
-                .call_batch(&[
+                .many(&[
                     ("eth_getBlockByNumber", json!([format!("{end:#x}"), false])),
                     ("eth_getLogs", json!([filter])),
                 ])
@@ -237,6 +250,142 @@ impl EvmSource {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Checks one range's logs against the chain, reading the headers of the
+    /// blocks that hold logs, of the range's last block, and of every block
+    /// in the last `VERIFY_WINDOW` of the range in one batch:
+    ///
+    /// - every log block must be in the range and have the hash its logs
+    ///   carry, and the last block the hash the logs were asked with (else a
+    ///   reorg meanwhile, or another node answered: `Unavailable`);
+    /// - a block near the head whose `logsBloom` says it may hold a transfer
+    ///   of the token to a watched address, but for which no log came back,
+    ///   is asked again by block hash (EIP-234: a node without that block
+    ///   errors instead of answering nothing). A node behind the head, or a
+    ///   gateway that split the batch, cannot hide a transfer that way.
+    ///
+    /// Returns the logs the by-hash queries found.
+    async fn verify(
+        &self,
+        base: u64,
+        last: &BlockRef,
+        logs: &[RpcLog],
+        watch: &HashMap<Address, String>,
+    ) -> Result<Vec<RpcLog>, ChainError> {
+        let mut expected: BTreeMap<u64, Option<String>> = BTreeMap::new();
+        for log in logs {
+            let (Some(number), Some(hash)) = (&log.block_number, &log.block_hash) else {
+                continue;
+            };
+            let height = quantity(number)?;
+            if height > last.height || height <= base {
+                return Err(ChainError::garbage(
+                    "eth_getLogs",
+                    format!("a log of block {height} outside the range asked"),
+                ));
+            }
+            expected.insert(height, Some(format!("{hash:#x}")));
+        }
+        let window_from = (base + 1).max(last.height.saturating_sub(VERIFY_WINDOW - 1));
+        for height in window_from..=last.height {
+            expected.entry(height).or_insert(None);
+        }
+        expected.insert(last.height, Some(last.hash.clone()));
+        let calls: Vec<(&str, Value)> = expected
+            .keys()
+            .map(|h| ("eth_getBlockByNumber", json!([format!("{h:#x}"), false])))
+            .collect();
+        let headers = self.many(&calls).await?;
+        let mut suspicious = Vec::new();
+        for ((height, want), header) in expected.iter().zip(headers) {
+            let header = header?;
+            if header.is_null() {
+                return Err(ChainError::Unavailable(format!(
+                    "no block {height} on the node that answered"
+                )));
+            }
+            let h: RpcHeader =
+                serde_json::from_value(header).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
+            let hash = format!("{:#x}", h.hash);
+            match want {
+                Some(want) if *want != hash => {
+                    return Err(ChainError::Unavailable(format!(
+                        "block {height} differs between endpoints or changed while it was scanned; retrying"
+                    )));
+                }
+                Some(_) => {}
+                None if self.may_pay(&h.logs_bloom, watch) => suspicious.push(hash),
+                None => {}
+            }
+        }
+        if suspicious.is_empty() {
+            return Ok(Vec::new());
+        }
+        let to_topic = self.to_topic(watch);
+        let calls: Vec<(&str, Value)> = suspicious
+            .iter()
+            .map(|hash| {
+                let filter = json!({"blockHash": hash, "address": self.contract,
+                    "topics": [Transfer::SIGNATURE_HASH, Value::Null, to_topic]});
+                ("eth_getLogs", json!([filter]))
+            })
+            .collect();
+        let mut found = Vec::new();
+        for (hash, answer) in suspicious.iter().zip(self.many(&calls).await?) {
+            let more: Vec<RpcLog> = match answer {
+                Ok(v) => serde_json::from_value(v).map_err(|e| ChainError::garbage("eth_getLogs", e))?,
+                Err(e) => return Err(ChainError::Unavailable(format!("logs of block {hash}: {e}"))),
+            };
+            if !more.is_empty() {
+                tracing::warn!(asset = %self.asset, block = %hash, logs = more.len(), "eth_getLogs missed logs its block's bloom holds; read by block hash");
+            }
+            found.extend(more);
+        }
+        Ok(found)
+    }
+
+    /// Whether a block's bloom filter may hold a `Transfer` of the token to
+    /// a watched address (false positives happen; false negatives do not).
+    fn may_pay(&self, bloom: &Bloom, watch: &HashMap<Address, String>) -> bool {
+        bloom.contains_input(BloomInput::Raw(self.contract.as_slice()))
+            && bloom.contains_input(BloomInput::Raw(Transfer::SIGNATURE_HASH.as_slice()))
+            && watch
+                .keys()
+                .any(|a| bloom.contains_input(BloomInput::Raw(B256::left_padding_from(a.as_slice()).as_slice())))
+    }
+
+    /// The `to` topic filter: the watched addresses, or any when too many.
+    fn to_topic(&self, watch: &HashMap<Address, String>) -> Value {
+        if watch.len() <= MAX_TOPIC_ADDRESSES {
+            Value::Array(
+                watch
+                    .keys()
+                    .map(|a| json!(B256::left_padding_from(a.as_slice())))
+                    .collect(),
+            )
+        } else {
+            Value::Null
+        }
+    }
+
+    /// Several calls in one JSON-RPC batch (one node's view), or one by one
+    /// for a provider that refuses batches.
+    async fn many(&self, calls: &[(&str, Value)]) -> Result<Vec<Result<Value, ChainError>>, ChainError> {
+        if self.batches.load(Ordering::Relaxed) {
+            match self.rpc.call_batch(calls).await {
+                Err(e) if refuses_batches(&e) => {
+                    tracing::warn!(asset = %self.asset, error = %e, "the endpoint refuses JSON-RPC batches; calling one by one (bloom checks still bind logs to blocks)");
+                    self.batches.store(false, Ordering::Relaxed);
+                }
+                other => return other,
+            }
+        }
+        let mut out = Vec::with_capacity(calls.len());
+        for (method, params) in calls {
+            out.push(self.rpc.call_raw(method, params.clone()).await);
+        }
+        Ok(out)
     }
 
     /// Turns raw logs into observations; anything not a real transfer of the
@@ -364,6 +513,10 @@ impl ChainSource for EvmSource {
         })
     }
 
+    fn demote_endpoint(&self, reason: &str) {
+        self.rpc.endpoints().demote_last(reason);
+    }
+
     fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
         self.rpc.endpoints().statuses()
     }
@@ -408,36 +561,10 @@ impl ChainSource for EvmSource {
             if req.to <= base.height {
                 return Ok(batch);
             }
-            let (logs, cursor) = self.logs(base.height + 1, req.to, &watch).await?;
+            let (mut logs, cursor) = self.logs(base.height + 1, req.to, &watch).await?;
+            logs.extend(self.verify(base.height, &cursor, &logs, &watch).await?);
             let end = cursor.height;
             let (observations, mut blocks) = self.observations(logs, &watch)?;
-            // Every log must lie in the range, and every log block must be on
-            // the chain the range's last block belongs to: their headers and
-            // the last one's are read back in one batch (one node's view); a
-            // hash that differs, or a node without the blocks, means a reorg
-            // meanwhile or another node answered: the step is retried.
-            if let Some(b) = blocks.iter().find(|b| b.height > end || b.height <= base.height) {
-                return Err(ChainError::garbage(
-                    "eth_getLogs",
-                    format!("a log of block {} outside the range asked", b.height),
-                ));
-            }
-            let mut expected: Vec<&BlockRef> = blocks.iter().collect();
-            expected.push(&cursor);
-            let calls: Vec<(&str, Value)> = expected
-                .iter()
-                .map(|b| ("eth_getBlockByNumber", json!([format!("{:#x}", b.height), false])))
-                .collect();
-            for (b, header) in expected.iter().zip(self.rpc.call_batch(&calls).await?) {
-                let header = header?;
-                let hash = header.get("hash").and_then(Value::as_str).map(str::to_ascii_lowercase);
-                if hash.as_deref() != Some(b.hash.to_ascii_lowercase().as_str()) {
-                    return Err(ChainError::Unavailable(format!(
-                        "block {} differs between endpoints or changed while it was scanned; retrying",
-                        b.height
-                    )));
-                }
-            }
             if blocks.last().is_none_or(|b| b.height != end) {
                 blocks.push(cursor.clone());
             }

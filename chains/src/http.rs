@@ -34,6 +34,9 @@ pub struct EndpointStatus {
     pub healthy: Option<bool>,
     /// It answered 429 (or Tron's 403 penalty) and is being left alone.
     pub rate_limited: bool,
+    /// It answered without data another endpoint had or the chain must have
+    /// (behind, a block it lacks): left alone while another can serve.
+    pub behind: bool,
     pub last_error: Option<String>,
     /// The best block (ledger) height it last reported.
     pub height: Option<u64>,
@@ -130,6 +133,22 @@ impl Endpoints {
         }
     }
 
+    /// The endpoint that answered last lacked data it should have had (it is
+    /// behind, or another node behind its load balancer answered): try the
+    /// others first for a while.
+    pub fn demote_last(&self, reason: &str) {
+        if self.endpoints.len() < 2 {
+            return;
+        }
+        let i = self.last_answered.load(Ordering::Relaxed);
+        if let Some(e) = self.endpoints.get(i) {
+            let mut st = lock(&e.state);
+            st.status.behind = true;
+            st.status.last_error = Some(reason.to_string());
+            st.skip_until = Some(Instant::now() + DOWN_BACKOFF);
+        }
+    }
+
     /// The order to try endpoints in: configured order (the primary first
     /// whenever it can serve), skipping those down or cooling down while
     /// another can serve; down ones are tried last rather than not at all.
@@ -185,6 +204,10 @@ impl Endpoints {
             Ok(()) => {
                 st.status.healthy = Some(true);
                 st.status.rate_limited = false;
+                if st.skip_until.is_some_and(|until| until > Instant::now()) && st.status.behind {
+                    return; // answered while demoted (no other could serve)
+                }
+                st.status.behind = false;
                 st.status.last_ok_at = Some(chrono::Utc::now());
                 st.skip_until = None;
             }

@@ -76,7 +76,15 @@ pub struct PollerConfig {
     pub mempool: bool,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// A round counts for expiry only while the chain's tip moved within
+    /// this long: a backend stuck at its last block proves nothing about
+    /// what the chain holds after it.
+    pub max_head_age: Duration,
 }
+
+/// Times a step is redone for addresses watched meanwhile before the round
+/// falls back to one-block steps (cheap to redo, so creates cannot starve it).
+const MAX_REDOS: u32 = 3;
 
 /// The outcome of one round.
 #[derive(Clone, Debug)]
@@ -128,6 +136,8 @@ pub struct Poller {
     /// The highest tip any backend reported (or the store kept): a round
     /// whose tip is below it does not count for expiry.
     best_tip: std::sync::atomic::AtomicU64,
+    /// The highest tip height and when it was first seen (head age).
+    tip_seen: std::sync::Mutex<(u64, Instant)>,
     asset: Asset,
     source: Arc<dyn ChainSource>,
     sink: Arc<dyn ScanSink>,
@@ -146,6 +156,7 @@ impl Poller {
         Poller {
             preflight_ok: false.into(),
             best_tip: sink.stored_tip().unwrap_or(0).into(),
+            tip_seen: std::sync::Mutex::new((0, Instant::now())),
             asset,
             source,
             sink,
@@ -227,6 +238,9 @@ impl Poller {
             if matches!(e, PollError::Cancelled) {
                 return Err(PollError::Cancelled);
             }
+            if let PollError::Chain(ChainError::Unavailable(reason)) = e {
+                self.source.demote_endpoint(reason);
+            }
             report.error = Some((e.kind(), e.to_string()));
         }
         self.sink.report(&report);
@@ -262,6 +276,9 @@ impl Poller {
         // up over many steps needs no fresh tip per step.
         let mut tip = self.step(cancel, "tip", self.source.tip()).await?;
         let mut tip_fresh = true;
+        // Set when addresses kept being watched while a step was redone for
+        // them: the rest of the round goes a block at a time.
+        let mut one_block_steps = false;
         loop {
             // Per step, not per round: an intent created during a long
             // catch-up is watched from the next step on (and the store
@@ -284,12 +301,14 @@ impl Poller {
                     blocks: vec![here.clone()],
                     observations: vec![],
                     mempool,
-                    tip,
+                    tip: tip.clone(),
                     cursor: here.clone(),
                     round_started_at: Some(started_at),
                     watch_generation: Some(watch.generation),
                 };
-                self.apply(cancel, update, watch, None).await?;
+                if !self.apply(cancel, update, watch, None).await? {
+                    continue;
+                }
                 report.scanned = Some(here.height);
                 return Ok(());
             };
@@ -308,7 +327,13 @@ impl Poller {
             report.tip = Some(tip.clone());
             let best_seen = self.best_tip.load(std::sync::atomic::Ordering::Relaxed);
             let behind_seen = tip.height < best_seen;
-            let to = tip.height.min(from.height + self.config.max_blocks_per_step);
+            let head_stale = self.head_age(tip.height) > self.config.max_head_age;
+            let step = if one_block_steps {
+                1
+            } else {
+                self.config.max_blocks_per_step
+            };
+            let to = tip.height.min(from.height + step);
             let batch = self.scan(cancel, &from, to, &watch).await?;
             // A backend below what paywatch already scanned is behind (a
             // lagging backup, another node behind a load balancer) unless it
@@ -337,10 +362,14 @@ impl Poller {
                 // A round counts for expiry only if its tip is the best one
                 // paywatch has seen: a lagging backend proves nothing about
                 // what the chain holds after its head.
-                round_started_at: (reached_tip && !behind_seen).then_some(started_at),
+                round_started_at: (reached_tip && !behind_seen && !head_stale).then_some(started_at),
                 watch_generation: Some(watch.generation),
             };
-            self.apply(cancel, update, watch, Some(&from)).await?;
+            if !self.apply(cancel, update, watch, Some(&from)).await? {
+                tracing::info!(asset = %self.asset, "addresses kept being watched during the step; continuing one block at a time");
+                one_block_steps = true;
+                continue;
+            }
             self.best_tip
                 .fetch_max(tip.height, std::sync::atomic::Ordering::Relaxed);
             if reached_tip {
@@ -355,6 +384,15 @@ impl Poller {
                 return Ok(());
             }
         }
+    }
+
+    /// How long ago the tip last rose.
+    fn head_age(&self, height: u64) -> Duration {
+        let mut seen = self.tip_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if height > seen.0 {
+            *seen = (height, Instant::now());
+        }
+        seen.1.elapsed()
     }
 
     async fn scan(
@@ -380,23 +418,30 @@ impl Poller {
 
     /// Applies an update; if addresses were watched after it was computed,
     /// scans the same step again for just those and applies the whole.
+    /// `false` when addresses kept coming faster than the step could be
+    /// redone: nothing was applied, and the caller takes a smaller step.
     async fn apply(
         &self,
         cancel: &CancellationToken,
         mut update: ScanUpdate,
         mut watch: Arc<WatchSet>,
         from: Option<&BlockRef>,
-    ) -> Result<(), PollError> {
+    ) -> Result<bool, PollError> {
+        let mut redos = 0;
         loop {
             // Not raced with cancellation: a started write finishes (it is
             // one atomic commit either way, but finishing avoids redoing it).
             match self.sink.apply(update.clone()).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err(SinkError::Failed(e)) => return Err(PollError::Sink(e)),
                 Err(SinkError::WatchChanged) => {}
             }
             if cancel.is_cancelled() {
                 return Err(PollError::Cancelled);
+            }
+            redos += 1;
+            if redos > MAX_REDOS && from.is_some_and(|f| update.cursor.height > f.height + 1) {
+                return Ok(false);
             }
             let newer = self.sink.watch().map_err(PollError::Sink)?;
             let added = watch.added_in(&newer);

@@ -109,6 +109,10 @@ pub trait ChainSource: Send + Sync + 'static {
     fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
         Vec::new()
     }
+
+    /// The step failed because the endpoint that answered lacked data
+    /// (`ChainError::Unavailable`): prefer the other endpoints for a while.
+    fn demote_endpoint(&self, _reason: &str) {}
 }
 
 /// For `find_fork` where the backend cannot say whether it knows a block

@@ -376,6 +376,10 @@ impl ChainSource for TronSource {
         })
     }
 
+    fn demote_endpoint(&self, reason: &str) {
+        self.endpoints.demote_last(reason);
+    }
+
     fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
         self.endpoints.statuses()
     }

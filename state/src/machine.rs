@@ -241,6 +241,7 @@ mod tests {
             intent_id: Some("pi_test".into()),
             late: false,
             dust: false,
+            confirmed_announced: false,
             seen_at: t0(),
         }
     }

@@ -186,6 +186,10 @@ pub struct Transfer {
     /// Below the asset's `min_amount`: recorded, never matched, no event.
     #[serde(default)]
     pub dust: bool,
+    /// `transfer.confirmed` was sent and no `transfer.reverted` since: a
+    /// block re-mined after a shallow reorg does not announce it twice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirmed_announced: bool,
     pub seen_at: DateTime<Utc>,
 }
 

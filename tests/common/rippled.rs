@@ -37,6 +37,10 @@ struct Ledger {
     overlap: bool,
     require_dest: bool,
     next_hash: u64,
+    /// `account_tx` is served by a server this many ledgers behind (a
+    /// cluster whose members lag each other): it searches, and says it
+    /// searched, only up to its own validated ledger.
+    account_tx_behind: u64,
 }
 
 pub struct FakeRippled {
@@ -63,6 +67,7 @@ impl FakeRippled {
             overlap: false,
             require_dest: true,
             next_hash: 1,
+            account_tx_behind: 0,
         }));
         let app = axum::Router::new()
             .route("/", axum::routing::post(handle))
@@ -123,6 +128,10 @@ impl FakeRippled {
             l.page_size = page_size;
             l.overlap = overlap;
         });
+    }
+
+    pub fn set_account_tx_behind(&self, ledgers: u64) {
+        self.with(|l| l.account_tx_behind = ledgers);
     }
 
     pub fn set_require_dest(&self, on: bool) {
@@ -227,7 +236,10 @@ async fn handle(State(state): State<Arc<Mutex<Ledger>>>, body: axum::body::Bytes
         "account_tx" => {
             let account = params["account"].as_str().unwrap_or("");
             let min = params["ledger_index_min"].as_u64().unwrap_or(0);
-            let max = params["ledger_index_max"].as_u64().unwrap_or(u64::MAX).min(l.validated);
+            let max = params["ledger_index_max"]
+                .as_u64()
+                .unwrap_or(u64::MAX)
+                .min(l.validated - l.account_tx_behind);
             if api >= 2 && min < l.history_from {
                 error("lgrIdxMalformed", "Ledger index malformed.", &params)
             } else {

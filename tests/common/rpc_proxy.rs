@@ -24,6 +24,13 @@ struct Shared {
     always: AtomicBool,
     /// The upstream is Bitcoin/Litecoin Core (else an EVM node).
     core: AtomicBool,
+    /// Each call of a batch goes to a node of its own (gateways that split
+    /// batches across their upstreams).
+    split: AtomicBool,
+    /// Only `eth_getLogs` lags (a provider whose log index trails its nodes).
+    logs_only: AtomicBool,
+    /// Added to every answer (a slow, distant provider).
+    delay_ms: AtomicU64,
 }
 
 pub struct RpcProxy {
@@ -46,6 +53,9 @@ impl RpcProxy {
             requests: 0.into(),
             always: false.into(),
             core: false.into(),
+            split: false.into(),
+            logs_only: false.into(),
+            delay_ms: 0.into(),
         });
         let app = axum::Router::new()
             .route("/", axum::routing::post(forward))
@@ -65,6 +75,26 @@ impl RpcProxy {
 
     /// About every other request is answered by a node `lag` blocks behind.
     pub fn lag_every_other_request(&self, lag: u64) {
+        self.shared.lag.store(lag, Ordering::SeqCst);
+    }
+
+    /// Every answer takes `ms` longer.
+    pub fn delay(&self, ms: u64) {
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Batches are split: each call is answered by a node of its own.
+    pub fn split_batches(&self) {
+        self.shared.split.store(true, Ordering::SeqCst);
+    }
+
+    /// `eth_getLogs` is always answered `lag` blocks behind, everything else
+    /// by an up-to-date node, batches split (a provider whose log index
+    /// trails its nodes).
+    pub fn lag_logs_only(&self, lag: u64) {
+        self.shared.logs_only.store(true, Ordering::SeqCst);
+        self.shared.always.store(true, Ordering::SeqCst);
+        self.shared.split.store(true, Ordering::SeqCst);
         self.shared.lag.store(lag, Ordering::SeqCst);
     }
 
@@ -104,40 +134,58 @@ async fn forward(
         .map(str::to_string);
     let auth = auth.as_deref();
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let delay = s.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    let head = lagging_head(&s, auth).await;
+    match request {
+        Value::Array(calls) => {
+            let mut answers = Vec::new();
+            for c in calls {
+                let head = if s.logs_only.load(Ordering::SeqCst) && c["method"] != "eth_getLogs" {
+                    None
+                } else if s.split.load(Ordering::SeqCst) {
+                    lagging_head(&s, auth).await
+                } else {
+                    head
+                };
+                answers.push(answer(&s, c, head, auth).await);
+            }
+            axum::Json(Value::Array(answers))
+        }
+        single if s.logs_only.load(Ordering::SeqCst) && single["method"] != "eth_getLogs" => {
+            axum::Json(answer(&s, single, None, auth).await)
+        }
+        single => axum::Json(answer(&s, single, head, auth).await),
+    }
+}
+
+/// The head of the node this request (or call) reaches: `Some` when it is
+/// the lagging one.
+async fn lagging_head(s: &Shared, auth: Option<&str>) -> Option<u64> {
     let nth = s.requests.fetch_add(1, Ordering::SeqCst);
     // About every other request, in no fixed pattern (a load balancer's
     // choice does not line up with the client's calls).
     let coin = nth.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 63 == 1;
     let lagging = s.lag.load(Ordering::SeqCst) > 0 && (s.always.load(Ordering::SeqCst) || coin);
-    // The lagging node's head, for this whole request.
-    let head = if lagging {
-        let core = s.core.load(Ordering::SeqCst);
-        let method = if core { "getblockcount" } else { "eth_blockNumber" };
-        let latest = call(
-            &s,
-            json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": []}),
-            auth,
-        )
-        .await;
-        let height = if core {
-            latest["result"].as_u64().unwrap_or(0)
-        } else {
-            quantity(&latest["result"])
-        };
-        Some(height.saturating_sub(s.lag.load(Ordering::SeqCst)))
-    } else {
-        None
-    };
-    match request {
-        Value::Array(calls) => {
-            let mut answers = Vec::new();
-            for c in calls {
-                answers.push(answer(&s, c, head, auth).await);
-            }
-            axum::Json(Value::Array(answers))
-        }
-        single => axum::Json(answer(&s, single, head, auth).await),
+    if !lagging {
+        return None;
     }
+    let core = s.core.load(Ordering::SeqCst);
+    let method = if core { "getblockcount" } else { "eth_blockNumber" };
+    let latest = call(
+        s,
+        json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": []}),
+        auth,
+    )
+    .await;
+    let height = if core {
+        latest["result"].as_u64().unwrap_or(0)
+    } else {
+        quantity(&latest["result"])
+    };
+    Some(height.saturating_sub(s.lag.load(Ordering::SeqCst)))
 }
 
 async fn call(s: &Shared, request: Value, auth: Option<&str>) -> Value {
@@ -224,6 +272,17 @@ async fn answer(s: &Shared, mut request: Value, head: Option<u64>, auth: Option<
                     return json!({"jsonrpc": "2.0", "id": id, "result": null});
                 }
                 request["params"][0] = json!(format!("{n:#x}"));
+            }
+            "eth_getLogs" if request["params"][0]["blockHash"].is_string() => {
+                let block = call(
+                    s,
+                    json!({"jsonrpc": "2.0", "id": 0, "method": "eth_getBlockByHash", "params": [request["params"][0]["blockHash"], false]}),
+                    auth,
+                )
+                .await;
+                if quantity(&block["result"]["number"]) > head {
+                    return json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": "unknown block"}});
+                }
             }
             // Partial logs, no error: what a node behind `toBlock` answers.
             "eth_getLogs" if quantity(&request["params"][0]["toBlock"]) > head => {

@@ -82,6 +82,10 @@ impl UtxoBackend for CoreRpc {
         })
     }
 
+    fn demote_endpoint(&self, reason: &str) {
+        self.rpc.endpoints().demote_last(reason);
+    }
+
     fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
         self.rpc.endpoints().statuses()
     }
@@ -107,10 +111,11 @@ impl UtxoBackend for CoreRpc {
 
     fn knows_transaction<'a>(&'a self, txid: &'a str) -> BoxFuture<'a, Result<bool, ChainError>> {
         Box::pin(async move {
-            match self.rpc.call::<String>("getrawtransaction", json!([txid, false])).await {
+            // The mempool only: `getrawtransaction` would also find, with
+            // -txindex, a transaction of a block that left the chain. One
+            // mined meanwhile is in the blocks this update reads next.
+            match self.rpc.call_raw("getmempoolentry", json!([txid])).await {
                 Ok(_) => Ok(true),
-                // Not in the mempool (and, without -txindex, not looked up in
-                // blocks: a mined one is in the blocks this update reads next).
                 Err(ChainError::Rpc { code: -5, .. }) => Ok(false),
                 Err(e) => Err(e),
             }

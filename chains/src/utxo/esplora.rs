@@ -182,6 +182,10 @@ impl UtxoBackend for Esplora {
         })
     }
 
+    fn demote_endpoint(&self, reason: &str) {
+        self.endpoints.demote_last(reason);
+    }
+
     fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
         self.endpoints.statuses()
     }

@@ -42,6 +42,8 @@ pub trait UtxoBackend: Send + Sync + 'static {
     fn raw_block<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ChainError>>;
     /// Each endpoint's health.
     fn endpoints(&self) -> Vec<crate::http::EndpointStatus>;
+    /// See `ChainSource::demote_endpoint`.
+    fn demote_endpoint(&self, reason: &str);
     /// Whether the block is on the backend's best chain; `None` when the
     /// backend does not know the block at all.
     fn on_best_chain<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>>;
@@ -77,6 +79,10 @@ pub struct UtxoSource<B> {
     backend: B,
     max_blocks_per_step: u64,
     watch_cache: Mutex<(u64, Arc<WatchMap>)>,
+    /// Pending txids the backend did not know at the last mempool read: one
+    /// is reported gone only when it is still unknown at the next read, so a
+    /// failover to a node that never saw it, for one read, proves nothing.
+    unknown_once: Mutex<std::collections::HashSet<String>>,
 }
 
 impl<B: UtxoBackend> UtxoSource<B> {
@@ -87,6 +93,7 @@ impl<B: UtxoBackend> UtxoSource<B> {
             backend,
             max_blocks_per_step: max_blocks_per_step.max(1),
             watch_cache: Mutex::new((u64::MAX, Arc::new(WatchMap::new()))),
+            unknown_once: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -247,19 +254,30 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                 let outs = outputs.iter().map(|o| (o.vout, o.sats, o.script.as_bytes()));
                 collect_matches(self.asset, || txid, 0, outs, &map, None, &mut found)?;
             }
-            // Unlisted is not gone: ask for each one by id.
-            let mut gone = Vec::new();
+            // Unlisted is not gone: ask for each one by id, at two reads in
+            // a row.
+            let mut unknown = std::collections::HashSet::new();
             for txid in pending.iter().filter(|t| !listed.contains(t.as_str())) {
                 if !self.backend.knows_transaction(txid).await? {
-                    gone.push(txid.clone());
+                    unknown.insert(txid.clone());
                 }
             }
+            let gone = {
+                let mut before = self.unknown_once.lock().unwrap_or_else(|p| p.into_inner());
+                let gone = unknown.intersection(&before).cloned().collect();
+                *before = unknown;
+                gone
+            };
             Ok(Some(MempoolView { transfers: found, gone }))
         })
     }
 
     fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
         self.backend.endpoints()
+    }
+
+    fn demote_endpoint(&self, reason: &str) {
+        self.backend.demote_endpoint(reason);
     }
 }
 

@@ -244,7 +244,11 @@ fn observe(
         }
         return Ok(());
     }
-    if obs.amount < policy.min_amount {
+    let holder = find_holder(tx, policy, obs)?;
+    // Dust, unless it is the exact payment of an intent made for less than
+    // today's `min_amount` (created before the minimum was raised).
+    let small_intent = holder.as_ref().is_some_and(|i| i.pay_amount < policy.min_amount);
+    if obs.amount < policy.min_amount && !small_intent {
         return record_dust(tx, policy, obs, key, now);
     }
 
@@ -260,10 +264,10 @@ fn observe(
         intent_id: None,
         late: false,
         dust: false,
+        confirmed_announced: false,
         seen_at: now,
     };
     set_block(tx, &mut transfer, obs.block.as_ref())?;
-    let holder = find_holder(tx, policy, obs)?;
     let arrival = holder
         .as_ref()
         .map(|i| machine::arrival(i, now))
@@ -361,6 +365,7 @@ fn record_dust(
         intent_id: None,
         late: false,
         dust: true,
+        confirmed_announced: false,
         seen_at: now,
     };
     let list_no = tx.next_counter("next_listing")?;
@@ -474,6 +479,7 @@ fn prune_blocks(tx: &mut Tx<'_>, policy: &AssetPolicy, cursor: u64) -> Result<()
 
 fn revert(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut Affected) -> Result<(), StoreError> {
     t.status = TransferStatus::Reverted;
+    t.confirmed_announced = false;
     tx.unmark(UNSETTLED, &t.key.encode())?;
     tx.put_transfer(&t)?;
     match outside_open_intent(tx, &t)? {
@@ -538,11 +544,17 @@ fn settle_transfers(
         if transfer_confirmed(&t, required, &chain) {
             t.status = TransferStatus::Confirmed;
             tx.unmark(UNSETTLED, &key)?;
-            tx.put_transfer(&t)?;
             match outside_open_intent(tx, &t)? {
-                Some(_) if counted_toward_confirmed(tx, &t)? => {}
-                Some(intent) => tx.emit(EventType::TransferConfirmed, intent.as_ref(), Some(&t), now)?,
-                None => note(affected, &t),
+                Some(_) if t.confirmed_announced || counted_toward_confirmed(tx, &t)? => tx.put_transfer(&t)?,
+                Some(intent) => {
+                    t.confirmed_announced = true;
+                    tx.put_transfer(&t)?;
+                    tx.emit(EventType::TransferConfirmed, intent.as_ref(), Some(&t), now)?;
+                }
+                None => {
+                    tx.put_transfer(&t)?;
+                    note(affected, &t);
+                }
             }
         }
     }

@@ -752,3 +752,66 @@ fn a_group_commit_keeps_every_answer_as_if_alone() {
     assert!(matches!(&answers[4], Err(CreateError::ExternalIdConflict(_))));
     assert_eq!(store.intent_counts().unwrap().iter().map(|(_, _, n)| n).sum::<u64>(), 3);
 }
+
+#[test]
+fn a_scan_computed_before_an_address_was_watched_is_refused() {
+    let mut policy = AssetPolicy::defaults(crate::Asset::Btc, vec!["POOL".into()]);
+    policy.deriver = Some(crate::Deriver(std::sync::Arc::new(FakeDeriver)));
+    let (_dir, store, mut chain) = setup(&policy);
+    store.watch_addresses(crate::Asset::Btc, &policy.addresses).unwrap();
+    let (generation, watched) = store.watched_snapshot(crate::Asset::Btc).unwrap();
+    assert_eq!(watched, ["POOL"]);
+    let intent = created(store.create_intent(&policy, new_intent(crate::Asset::Btc, "1"), t(1)));
+    let (newer, added) = store.watched_since(crate::Asset::Btc, generation).unwrap();
+    assert_eq!((newer, added), (generation + 1, vec![intent.address.clone()]));
+    chain.height += 1;
+    let mut stale = chain.update(vec![obs("tx1", &intent.address, "1", Some(chain.height))], None, None);
+    stale.watch_generation = Some(generation);
+    assert!(matches!(
+        store.apply_scan(&policy, &stale, t(2)),
+        Err(StoreError::WatchChanged { expected, found, .. }) if expected == generation && found == newer
+    ));
+    stale.watch_generation = Some(newer);
+    let events = store.apply_scan(&policy, &stale, t(2)).unwrap();
+    assert_eq!(kinds(&events), [EventType::IntentDetected]);
+}
+
+#[test]
+fn dust_is_recorded_unmatched_and_silent_but_an_older_small_intent_still_gets_paid() {
+    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into()]);
+    policy.mempool = false;
+    let (_dir, store, mut chain) = setup(&policy);
+    // Created while the minimum was lower (before an upgrade raised it).
+    policy.min_amount = d("0.01");
+    let small = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "0.05"), t(1)));
+    policy.min_amount = d("0.1");
+    chain.height += 1;
+    let h = chain.height;
+    let ev = store
+        .apply_scan(
+            &policy,
+            &chain.update(
+                vec![
+                    obs("dust", "T1", "0.000001", Some(h)),
+                    obs("pay", "T1", "0.05", Some(h)),
+                ],
+                None,
+                None,
+            ),
+            t(2),
+        )
+        .unwrap();
+    assert_eq!(kinds(&ev), [EventType::IntentDetected, EventType::IntentConfirmed]);
+    assert_eq!(
+        store.intent(&small.id).unwrap().unwrap().status,
+        IntentStatus::Confirmed
+    );
+    let (all, _) = store
+        .list_transfers(&TransferFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let dust = all.iter().find(|t| t.txid == "dust").unwrap();
+    assert!(dust.dust && dust.intent_id.is_none());
+}
