@@ -589,6 +589,20 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
     })
 }
 
+/// How long a chain's tip may stand still before rounds stop counting for
+/// expiry: ten usual block intervals, at least 30 s (a stuck backend's
+/// "tip" proves nothing about what came after it).
+pub fn max_head_age(asset: Asset) -> Duration {
+    let block = match asset {
+        Asset::Btc => 600,
+        Asset::Ltc => 150,
+        Asset::Xrp => 4,
+        Asset::UsdtBsc => 1,
+        Asset::UsdtTrc20 => 3,
+    };
+    Duration::from_secs((block * 10).max(30))
+}
+
 /// TronGrid allows about 15 requests per second per key: stay under it.
 pub const DEFAULT_TRON_MAX_RPS: f64 = 12.0;
 

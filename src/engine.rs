@@ -74,6 +74,9 @@ pub struct Engine {
     health: HashMap<Asset, Mutex<AssetHealth>>,
     /// Newest event seq, for long-polling feed readers.
     last_seq: watch::Sender<u64>,
+    /// Held by the intent writer while it commits, and by a poller that must
+    /// apply a step with no create in between (see `fence_creates`).
+    create_fence: Arc<tokio::sync::Mutex<()>>,
     /// Wakes the webhook dispatcher when events were appended.
     pub webhook_wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
@@ -131,12 +134,14 @@ impl Engine {
             policies.insert(asset, policy);
         }
         let (last_seq, _) = watch::channel(store.last_seq()?);
-        let creates = spawn_create_writer(store.clone(), policies.clone(), clock.clone())?;
+        let create_fence = Arc::new(tokio::sync::Mutex::new(()));
+        let creates = spawn_create_writer(store.clone(), policies.clone(), clock.clone(), create_fence.clone())?;
         Ok(Engine {
             store,
             creates,
             policies,
             lag_policies,
+            create_fence,
             watch_sets,
             health,
             last_seq,
@@ -421,6 +426,7 @@ fn spawn_create_writer(
     store: Arc<Store>,
     policies: HashMap<Asset, AssetPolicy>,
     clock: Arc<dyn Clock>,
+    fence: Arc<tokio::sync::Mutex<()>>,
 ) -> std::io::Result<std::sync::mpsc::Sender<CreateJob>> {
     let (sender, jobs) = std::sync::mpsc::channel::<CreateJob>();
     std::thread::Builder::new()
@@ -453,7 +459,10 @@ fn spawn_create_writer(
                 if batch.is_empty() {
                     continue;
                 }
-                match store.create_intents(batch, clock.now()) {
+                let held = fence.blocking_lock();
+                let result = store.create_intents(batch, clock.now());
+                drop(held);
+                match result {
                     Ok(answers) => {
                         for (reply, answer) in replies.into_iter().zip(answers) {
                             let _ = reply.send(answer);
@@ -501,6 +510,15 @@ impl ScanSink for AssetSink {
             .map(|c| c.tip.height)
     }
 
+    fn stored_tip_rose_at(&self) -> Option<DateTime<Utc>> {
+        self.engine
+            .store
+            .chain_state(self.asset)
+            .ok()
+            .flatten()
+            .and_then(|c| c.tip_rose_at)
+    }
+
     fn known_hash(&self, height: u64) -> Option<String> {
         self.engine.store.block_hash(self.asset, height).ok().flatten()
     }
@@ -514,6 +532,10 @@ impl ScanSink for AssetSink {
             .store
             .pending_mempool_txids(self.asset)
             .map_err(|e| e.to_string())
+    }
+
+    fn fence_creates(&self) -> BoxFuture<'_, Box<dyn Send>> {
+        Box::pin(async move { Box::new(self.engine.create_fence.clone().lock_owned().await) as Box<dyn Send> })
     }
 
     fn apply(&self, update: ScanUpdate) -> BoxFuture<'_, Result<(), SinkError>> {

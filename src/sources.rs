@@ -171,7 +171,7 @@ pub fn poller(
         mempool: asset.policy.mempool,
         backoff_initial: config::BACKOFF_INITIAL.min(asset.poll_interval),
         backoff_max: asset.retry_max.max(asset.poll_interval),
-        max_head_age: asset.max_lag,
+        max_head_age: asset.max_lag.min(config::max_head_age(asset.asset)),
     };
     Poller::new(asset.asset, source, engine.sink(asset.asset), clock, config)
 }

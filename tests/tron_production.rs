@@ -56,7 +56,7 @@ async fn a_node_that_lacks_a_block_never_makes_paywatch_skip_it() {
     assert_eq!(detected["transfer"]["txid"], txid.as_str());
     let metrics = pw.metrics().await;
     assert!(
-        metrics.contains("kind=\"unavailable\""),
+        metrics.contains("kind=\"behind\""),
         "the missing data was seen and counted: {metrics}"
     );
 }

@@ -24,9 +24,14 @@ pub enum ChainError {
     History(String),
     /// The endpoint that answered lacks data another one had or that the
     /// chain must have (a block above its head, transaction infos missing
-    /// for a block with transactions, a range it did not cover). Never
-    /// evidence of anything: retried, failed over, never applied.
-    #[error("not available from this endpoint: {0}")]
+    /// for a block with transactions, a range it did not cover): it is
+    /// behind. Never evidence of anything: retried, the endpoint left alone
+    /// for a while, never applied.
+    #[error("the endpoint is behind: {0}")]
+    Behind(String),
+    /// Answers that do not fit together (the chain moved between two calls,
+    /// two endpoints disagree): retried, never applied.
+    #[error("not available consistently: {0}")]
     Unavailable(String),
     #[error("{0}")]
     Config(String),
@@ -40,6 +45,7 @@ impl ChainError {
             | ChainError::Garbage { .. }
             | ChainError::History(_)
             | ChainError::Unavailable(_)
+            | ChainError::Behind(_)
             | ChainError::RateLimited { .. } => true,
             // 401/403 are credentials, 404 a wrong URL: an operator must act.
             ChainError::Http { status, .. } => !matches!(status, 401 | 403 | 404),
@@ -59,6 +65,7 @@ impl ChainError {
             ChainError::Garbage { .. } => "decode",
             ChainError::History(_) => "history",
             ChainError::Unavailable(_) => "unavailable",
+            ChainError::Behind(_) => "behind",
             ChainError::RateLimited { .. } => "rate_limit",
             ChainError::Config(_) => "config",
         }

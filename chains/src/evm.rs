@@ -80,13 +80,10 @@ struct RpcHeader {
 /// against the logs returned (a node behind the head lacks only the last few).
 const VERIFY_WINDOW: u64 = 64;
 
-/// A provider that does not take JSON-RPC batches.
+/// A provider that refuses JSON-RPC batches outright (one error answer for
+/// the whole batch); a garbled answer is a passing fault, not a refusal.
 fn refuses_batches(e: &ChainError) -> bool {
-    match e {
-        ChainError::Garbage { what, .. } => what == "batch",
-        ChainError::Rpc { message, .. } => message.to_ascii_lowercase().contains("batch"),
-        _ => false,
-    }
+    matches!(e, ChainError::Rpc { method, .. } if method == "batch")
 }
 
 #[derive(Deserialize)]
@@ -214,7 +211,7 @@ impl EvmSource {
                 Ok(logs) => {
                     let header = header?;
                     if header.is_null() {
-                        return Err(ChainError::Unavailable(format!(
+                        return Err(ChainError::Behind(format!(
                             "the node that answered eth_getLogs up to block {end} does not have that block"
                         )));
                     }
@@ -273,7 +270,10 @@ impl EvmSource {
         logs: &[RpcLog],
         watch: &HashMap<Address, String>,
     ) -> Result<Vec<RpcLog>, ChainError> {
+        // Height -> the hash the logs (or the range's end) carry, if any;
+        // heights that returned logs are bloom-checked by their logs instead.
         let mut expected: BTreeMap<u64, Option<String>> = BTreeMap::new();
+        let mut with_logs = std::collections::HashSet::new();
         for log in logs {
             let (Some(number), Some(hash)) = (&log.block_number, &log.block_hash) else {
                 continue;
@@ -285,6 +285,7 @@ impl EvmSource {
                     format!("a log of block {height} outside the range asked"),
                 ));
             }
+            with_logs.insert(height);
             expected.insert(height, Some(format!("{hash:#x}")));
         }
         let window_from = (base + 1).max(last.height.saturating_sub(VERIFY_WINDOW - 1));
@@ -301,44 +302,61 @@ impl EvmSource {
         for ((height, want), header) in expected.iter().zip(headers) {
             let header = header?;
             if header.is_null() {
-                return Err(ChainError::Unavailable(format!(
+                return Err(ChainError::Behind(format!(
                     "no block {height} on the node that answered"
                 )));
             }
             let h: RpcHeader =
                 serde_json::from_value(header).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
             let hash = format!("{:#x}", h.hash);
-            match want {
-                Some(want) if *want != hash => {
-                    return Err(ChainError::Unavailable(format!(
-                        "block {height} differs between endpoints or changed while it was scanned; retrying"
-                    )));
-                }
-                Some(_) => {}
-                None if self.may_pay(&h.logs_bloom, watch) => suspicious.push(hash),
-                None => {}
+            if want.as_ref().is_some_and(|w| *w != hash) {
+                return Err(ChainError::Unavailable(format!(
+                    "block {height} differs between endpoints or changed while it was scanned; retrying"
+                )));
+            }
+            if !with_logs.contains(height) && self.may_pay(&h.logs_bloom, watch) {
+                suspicious.push((*height, hash));
             }
         }
         if suspicious.is_empty() {
             return Ok(Vec::new());
         }
         let to_topic = self.to_topic(watch);
+        let by_hash = |hash: &str| {
+            json!([{"blockHash": hash, "address": self.contract,
+                "topics": [Transfer::SIGNATURE_HASH, Value::Null, to_topic]}])
+        };
         let calls: Vec<(&str, Value)> = suspicious
             .iter()
-            .map(|hash| {
-                let filter = json!({"blockHash": hash, "address": self.contract,
-                    "topics": [Transfer::SIGNATURE_HASH, Value::Null, to_topic]});
-                ("eth_getLogs", json!([filter]))
-            })
+            .map(|(_, hash)| ("eth_getLogs", by_hash(hash)))
             .collect();
         let mut found = Vec::new();
-        for (hash, answer) in suspicious.iter().zip(self.many(&calls).await?) {
+        for ((height, hash), answer) in suspicious.iter().zip(self.many(&calls).await?) {
+            let answer = match answer {
+                // A provider without EIP-234 filters: the one-block range.
+                Err(ChainError::Rpc { .. }) => {
+                    let filter = json!([{"fromBlock": format!("{height:#x}"), "toBlock": format!("{height:#x}"),
+                        "address": self.contract, "topics": [Transfer::SIGNATURE_HASH, Value::Null, to_topic]}]);
+                    self.rpc.call_raw("eth_getLogs", filter).await
+                }
+                other => other,
+            };
             let more: Vec<RpcLog> = match answer {
                 Ok(v) => serde_json::from_value(v).map_err(|e| ChainError::garbage("eth_getLogs", e))?,
-                Err(e) => return Err(ChainError::Unavailable(format!("logs of block {hash}: {e}"))),
+                Err(e @ (ChainError::Timeout { .. } | ChainError::RateLimited { .. })) => return Err(e),
+                Err(e) => return Err(ChainError::Behind(format!("logs of block {height}: {e}"))),
             };
+            // Logs of another block (a one-block range answered off-branch).
+            if more
+                .iter()
+                .any(|l| l.block_hash.is_some_and(|h| format!("{h:#x}") != *hash))
+            {
+                return Err(ChainError::Unavailable(format!(
+                    "block {height} changed while it was checked; retrying"
+                )));
+            }
             if !more.is_empty() {
-                tracing::warn!(asset = %self.asset, block = %hash, logs = more.len(), "eth_getLogs missed logs its block's bloom holds; read by block hash");
+                tracing::warn!(asset = %self.asset, block = %hash, logs = more.len(), "eth_getLogs missed logs its block's bloom holds; read by block");
             }
             found.extend(more);
         }
@@ -513,6 +531,18 @@ impl ChainSource for EvmSource {
         })
     }
 
+    fn warnings(&self) -> Vec<String> {
+        if self.batches.load(Ordering::Relaxed) {
+            Vec::new()
+        } else {
+            vec![
+                "the endpoint refuses JSON-RPC batches: logs and headers are read in separate calls (bloom checks still \
+                 bind logs to blocks near the head); a provider that takes batches is more robust"
+                    .into(),
+            ]
+        }
+    }
+
     fn demote_endpoint(&self, reason: &str) {
         self.rpc.endpoints().demote_last(reason);
     }
@@ -562,7 +592,16 @@ impl ChainSource for EvmSource {
                 return Ok(batch);
             }
             let (mut logs, cursor) = self.logs(base.height + 1, req.to, &watch).await?;
-            logs.extend(self.verify(base.height, &cursor, &logs, &watch).await?);
+            match self.verify(base.height, &cursor, &logs, &watch).await {
+                Ok(more) => logs.extend(more),
+                Err(e @ ChainError::Timeout { .. }) => {
+                    // Too many headers to check in time: smaller ranges next.
+                    let range = self.range.load(Ordering::Relaxed);
+                    self.range.store((range / 2).max(1), Ordering::Relaxed);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
             let end = cursor.height;
             let (observations, mut blocks) = self.observations(logs, &watch)?;
             if blocks.last().is_none_or(|b| b.height != end) {

@@ -40,6 +40,10 @@ pub trait ScanSink: Send + Sync + 'static {
     fn stored_tip(&self) -> Option<u64> {
         None
     }
+    /// When the stored tip height last rose.
+    fn stored_tip_rose_at(&self) -> Option<DateTime<Utc>> {
+        None
+    }
     /// The stored hash of an applied block, for reorg detection.
     fn known_hash(&self, height: u64) -> Option<String>;
     /// The watch set, complete up to the store's current watch generation.
@@ -50,6 +54,12 @@ pub trait ScanSink: Send + Sync + 'static {
     }
     /// Applies one step atomically.
     fn apply(&self, update: ScanUpdate) -> BoxFuture<'_, Result<(), SinkError>>;
+    /// Holds back intent creation until the returned guard is dropped: the
+    /// last resort when creates keep changing the watch set faster than even
+    /// a one-block step can be redone.
+    fn fence_creates(&self) -> BoxFuture<'_, Box<dyn Send>> {
+        Box::pin(async { Box::new(()) as Box<dyn Send> })
+    }
     /// Told after every round, successful or not (health and metrics).
     fn report(&self, report: &PollReport);
 }
@@ -85,6 +95,16 @@ pub struct PollerConfig {
 /// Times a step is redone for addresses watched meanwhile before the round
 /// falls back to one-block steps (cheap to redo, so creates cannot starve it).
 const MAX_REDOS: u32 = 3;
+
+/// The stored tip and when it rose, as the poller's head-age clock.
+fn head_seen(sink: &dyn ScanSink, clock: &dyn Clock) -> (u64, Instant) {
+    let height = sink.stored_tip().unwrap_or(0);
+    let age = sink
+        .stored_tip_rose_at()
+        .and_then(|rose| (clock.now() - rose).to_std().ok())
+        .unwrap_or_default();
+    (height, Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
+}
 
 /// The outcome of one round.
 #[derive(Clone, Debug)]
@@ -156,7 +176,7 @@ impl Poller {
         Poller {
             preflight_ok: false.into(),
             best_tip: sink.stored_tip().unwrap_or(0).into(),
-            tip_seen: std::sync::Mutex::new((0, Instant::now())),
+            tip_seen: std::sync::Mutex::new(head_seen(sink.as_ref(), clock.as_ref())),
             asset,
             source,
             sink,
@@ -238,7 +258,7 @@ impl Poller {
             if matches!(e, PollError::Cancelled) {
                 return Err(PollError::Cancelled);
             }
-            if let PollError::Chain(ChainError::Unavailable(reason)) = e {
+            if let PollError::Chain(ChainError::Behind(reason)) = e {
                 self.source.demote_endpoint(reason);
             }
             report.error = Some((e.kind(), e.to_string()));
@@ -306,7 +326,7 @@ impl Poller {
                     round_started_at: Some(started_at),
                     watch_generation: Some(watch.generation),
                 };
-                if !self.apply(cancel, update, watch, None).await? {
+                if !self.apply(cancel, update, watch, None, &[]).await? {
                     continue;
                 }
                 report.scanned = Some(here.height);
@@ -316,8 +336,9 @@ impl Poller {
             // a transaction then missing from both is really gone.
             let near = tip.height.saturating_sub(from.height) <= self.config.max_blocks_per_step;
             let mut mempool = None;
+            let mut pending = Vec::new();
             if near && self.config.mempool {
-                let pending = self.sink.pending_mempool().map_err(PollError::Sink)?;
+                pending = self.sink.pending_mempool().map_err(PollError::Sink)?;
                 mempool = self.mempool(cancel, &watch, &pending).await?;
                 tip = self.step(cancel, "tip", self.source.tip()).await?;
             } else if near && !tip_fresh {
@@ -341,8 +362,8 @@ impl Poller {
             // cursor, backwards least of all.
             if tip.height < from.height && batch.rollback_to.is_none() {
                 report.scanned = Some(from.height);
-                return Err(ChainError::Unavailable(format!(
-                    "the backend's best block {} is below the scanned height {}: it is behind",
+                return Err(ChainError::Behind(format!(
+                    "its best block {} is below the scanned height {}",
                     tip.height, from.height
                 ))
                 .into());
@@ -350,6 +371,11 @@ impl Poller {
             let cursor = batch_cursor(&batch, &from);
             let reached_tip = cursor.height >= tip.height;
             report.scanned = Some(cursor.height);
+            if behind_seen && let Some(view) = &mut mempool {
+                // A backend behind what paywatch has seen may lack the block
+                // that mined a transaction: its "unknown" proves nothing.
+                view.gone.clear();
+            }
             let update = ScanUpdate {
                 asset: self.asset,
                 from: Some(from.clone()),
@@ -365,18 +391,19 @@ impl Poller {
                 round_started_at: (reached_tip && !behind_seen && !head_stale).then_some(started_at),
                 watch_generation: Some(watch.generation),
             };
-            if !self.apply(cancel, update, watch, Some(&from)).await? {
+            if !self.apply(cancel, update, watch, Some(&from), &pending).await? {
                 tracing::info!(asset = %self.asset, "addresses kept being watched during the step; continuing one block at a time");
                 one_block_steps = true;
                 continue;
             }
             self.best_tip
                 .fetch_max(tip.height, std::sync::atomic::Ordering::Relaxed);
+            // One block applied: full steps again.
+            one_block_steps = false;
             if reached_tip {
                 if behind_seen {
-                    return Err(ChainError::Unavailable(format!(
-                        "the backend's best block {} is below block {best_seen} seen before: it is behind; \
-                         intents do not expire on its word",
+                    return Err(ChainError::Behind(format!(
+                        "its best block {} is below block {best_seen} seen before; intents do not expire on its word",
                         tip.height
                     ))
                     .into());
@@ -426,8 +453,10 @@ impl Poller {
         mut update: ScanUpdate,
         mut watch: Arc<WatchSet>,
         from: Option<&BlockRef>,
+        pending: &[String],
     ) -> Result<bool, PollError> {
         let mut redos = 0;
+        let mut fence: Option<Box<dyn Send>> = None;
         loop {
             // Not raced with cancellation: a started write finishes (it is
             // one atomic commit either way, but finishing avoids redoing it).
@@ -440,8 +469,14 @@ impl Poller {
                 return Err(PollError::Cancelled);
             }
             redos += 1;
-            if redos > MAX_REDOS && from.is_some_and(|f| update.cursor.height > f.height + 1) {
-                return Ok(false);
+            if redos > MAX_REDOS {
+                if from.is_some_and(|f| update.cursor.height > f.height + 1) {
+                    return Ok(false);
+                }
+                if fence.is_none() {
+                    tracing::info!(asset = %self.asset, "intents keep being created during a one-block step; holding creates back for its last redo");
+                    fence = Some(self.sink.fence_creates().await);
+                }
             }
             let newer = self.sink.watch().map_err(PollError::Sink)?;
             let added = watch.added_in(&newer);
@@ -459,9 +494,10 @@ impl Poller {
                 update.observations.extend(extra.observations);
             }
             if let Some(mempool) = &mut update.mempool
-                && let Some(view) = self.mempool(cancel, &added, &[]).await?
+                && let Some(view) = self.mempool(cancel, &added, pending).await?
             {
                 mempool.transfers.extend(view.transfers);
+                mempool.gone.extend(view.gone);
             }
             update.watch_generation = Some(newer.generation);
             watch = newer;

@@ -74,11 +74,23 @@ impl RpcClient {
                     }
                 },
                 |url, answer| {
-                    let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&answer.body) else {
-                        if !(200..300).contains(&answer.status) {
-                            return status_error(url, answer.status);
+                    let items = match serde_json::from_slice::<Value>(&answer.body) {
+                        Ok(Value::Array(items)) => items,
+                        // One error for the whole batch: the node refuses batches.
+                        Ok(Value::Object(obj)) if obj.get("error").is_some_and(|e| !e.is_null()) => {
+                            let err = &obj["error"];
+                            return Verdict::Fail(ChainError::Rpc {
+                                method: "batch".into(),
+                                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                                message: err
+                                    .get("message")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("(no message)")
+                                    .to_string(),
+                            });
                         }
-                        return Verdict::TryNext(ChainError::garbage("batch", "not a JSON-RPC batch answer"));
+                        _ if !(200..300).contains(&answer.status) => return status_error(url, answer.status),
+                        _ => return Verdict::TryNext(ChainError::garbage("batch", "not a JSON-RPC batch answer")),
                     };
                     let mut out: Vec<Option<Result<Value, ChainError>>> = (0..n).map(|_| None).collect();
                     for item in items {

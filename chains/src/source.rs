@@ -164,8 +164,8 @@ where
         Some(_) => {}
         None => {
             if on_best_chain(from.hash.clone()).await? != Some(false) {
-                return Err(ChainError::Unavailable(format!(
-                    "{asset}: the backend has no block at the scanned height {}; it is behind",
+                return Err(ChainError::Behind(format!(
+                    "{asset}: it has no block at the scanned height {}",
                     from.height
                 )));
             }

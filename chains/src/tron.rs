@@ -124,7 +124,7 @@ fn check_infos_belong(block: &TronBlock, infos: &Value) -> Result<(), ChainError
     };
     let expected: std::collections::HashSet<&str> = block.txids.iter().map(String::as_str).collect();
     if ids != expected {
-        return Err(ChainError::Unavailable(format!(
+        return Err(ChainError::Behind(format!(
             "block {} has {} transactions but the node answered {} transaction infos for it",
             block.number,
             expected.len(),

@@ -220,9 +220,7 @@ impl RippledSource {
     async fn ledger_hash(&self, index: u64) -> Result<String, ChainError> {
         let ledger = match self.call("ledger", json!({"ledger_index": index})).await {
             Err(ChainError::Rpc { message, .. }) if message.starts_with("lgrNotFound") => {
-                return Err(ChainError::Unavailable(format!(
-                    "the server does not have ledger {index}"
-                )));
+                return Err(ChainError::Behind(format!("the server does not have ledger {index}")));
             }
             other => other?,
         };
@@ -272,8 +270,8 @@ impl RippledSource {
                     )));
                 }
                 (_, Some(max)) if max < to => {
-                    return Err(ChainError::Unavailable(format!(
-                        "the server searched up to ledger {max}, not {to}: it is behind"
+                    return Err(ChainError::Behind(format!(
+                        "the server searched up to ledger {max}, not {to}"
                     )));
                 }
                 (None, _) | (_, None) if self.api_version == 1 => {

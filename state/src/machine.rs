@@ -242,6 +242,7 @@ mod tests {
             late: false,
             dust: false,
             confirmed_announced: false,
+            reverted_announced: false,
             seen_at: t0(),
         }
     }

@@ -190,6 +190,10 @@ pub struct Transfer {
     /// block re-mined after a shallow reorg does not announce it twice.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confirmed_announced: bool,
+    /// `transfer.reverted` was sent: its confirmation, should it come back,
+    /// is announced too (even for a confirmed intent's own payment).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverted_announced: bool,
     pub seen_at: DateTime<Utc>,
 }
 
@@ -217,6 +221,10 @@ pub struct ChainState {
     pub cursor: BlockRef,
     pub tip: ChainTip,
     pub updated_at: DateTime<Utc>,
+    /// When the stored tip height last rose: the head's age survives a
+    /// restart, so a stuck backend is not trusted afresh.
+    #[serde(default)]
+    pub tip_rose_at: Option<DateTime<Utc>>,
 }
 
 /// Confirmations of a transfer given the height scanned so far: 0 in the

@@ -212,7 +212,14 @@ async fn address_mempool(State(s): State<Arc<Shared>>, Path(address): Path<Strin
                 .iter()
                 .map(|o| json!({"scriptpubkey": o["scriptPubKey"]["hex"], "value": to_sats(&o["value"].to_string())}))
                 .collect();
-            out.push(json!({"txid": tx["txid"], "vout": outputs, "status": {"confirmed": false}}));
+            let inputs: Vec<Value> = tx["vin"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|i| json!({"txid": i["txid"], "vout": i["vout"]}))
+                .collect();
+            out.push(json!({"txid": tx["txid"], "vin": inputs, "vout": outputs, "status": {"confirmed": false}}));
         }
     }
     // Esplora answers one page (newest first): with more transactions than

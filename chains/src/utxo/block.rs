@@ -121,6 +121,25 @@ impl<'a> RawTx<'a> {
         })
     }
 
+    /// The outpoints it spends, as `txid:vout` with the txid in display
+    /// (reversed) hex, the form Esplora and Core print.
+    pub fn spends(&self) -> Vec<String> {
+        let mut r = Reader { bytes: self.io, pos: 0 };
+        let n = r.compact().unwrap_or(0);
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let Ok(outpoint) = r.take(36) else { break };
+            let mut txid = outpoint[..32].to_vec();
+            txid.reverse();
+            let vout = u32::from_le_bytes(outpoint[32..].try_into().unwrap_or_default());
+            out.push(format!("{}:{vout}", hex::encode(txid)));
+            if r.skip_var_bytes().is_err() || r.take(4).is_err() {
+                break;
+            }
+        }
+        out
+    }
+
     /// The txid: double SHA-256 of version, inputs, outputs and lock time.
     pub fn txid(&self) -> Txid {
         let mut engine = sha256d::Hash::engine();
@@ -350,6 +369,8 @@ mod tests {
                 .map(|o| (o.value.to_sat(), o.script_pubkey.to_bytes()))
                 .collect();
             assert_eq!(outs, want);
+            let spends: Vec<String> = b.input.iter().map(|i| i.previous_output.to_string()).collect();
+            assert_eq!(a.spends(), spends, "outpoints spent");
         }
     }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::block::decode_mempool_tx;
-use super::source::{MempoolOutput, MempoolTxs, UtxoBackend};
+use super::source::{MempoolOutput, MempoolTx, MempoolTxs, UtxoBackend};
 use crate::rpc::RpcClient;
 use crate::source::{BoxFuture, WatchSet};
 use crate::{ChainError, Network};
@@ -21,7 +21,7 @@ pub struct CoreRpc {
     network: Network,
     /// Outputs of every mempool transaction seen, so each poll only fetches
     /// the new ones.
-    mempool_cache: Mutex<HashMap<Txid, Arc<Vec<MempoolOutput>>>>,
+    mempool_cache: Mutex<HashMap<Txid, Arc<MempoolTx>>>,
 }
 
 #[derive(Deserialize)]
@@ -152,10 +152,14 @@ impl UtxoBackend for CoreRpc {
                         sats,
                     })
                     .collect();
+                let entry = MempoolTx {
+                    outputs,
+                    spends: tx.spends(),
+                };
                 self.mempool_cache
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(*txid, Arc::new(outputs));
+                    .insert(*txid, Arc::new(entry));
             }
             let cache = self.mempool_cache.lock().unwrap_or_else(|p| p.into_inner());
             Ok(cache.iter().map(|(t, o)| (*t, o.clone())).collect())

@@ -12,7 +12,7 @@ use bitcoin::{ScriptBuf, Txid};
 use paywatch_state::Asset;
 use serde::Deserialize;
 
-use super::source::{MempoolOutput, MempoolTxs, UtxoBackend};
+use super::source::{MempoolOutput, MempoolTx as MempoolEntry, MempoolTxs, UtxoBackend};
 use crate::http::{Endpoints, Verdict, status_error};
 use crate::source::{BoxFuture, WatchSet};
 use crate::{ChainError, Network};
@@ -36,7 +36,17 @@ struct BlockInfo {
 #[derive(Deserialize)]
 struct MempoolTx {
     txid: String,
+    /// What it spends (absent from some servers' answers: then only "unknown
+    /// by id" proves a transaction gone).
+    #[serde(default)]
+    vin: Vec<MempoolVin>,
     vout: Vec<MempoolVout>,
+}
+
+#[derive(Deserialize)]
+struct MempoolVin {
+    txid: String,
+    vout: u32,
 }
 
 #[derive(Deserialize)]
@@ -178,7 +188,7 @@ impl UtxoBackend for Esplora {
         Box::pin(async move {
             self.get("block raw", &format!("/block/{hash}/raw"))
                 .await?
-                .ok_or_else(|| ChainError::Unavailable(format!("block {hash} is unknown to this endpoint")))
+                .ok_or_else(|| ChainError::Behind(format!("block {hash} is unknown to this endpoint")))
         })
     }
 
@@ -241,7 +251,8 @@ impl UtxoBackend for Esplora {
                             })
                         })
                         .collect::<Result<Vec<_>, ChainError>>()?;
-                    out.push((txid, Arc::new(outputs)));
+                    let spends = tx.vin.iter().map(|i| format!("{}:{}", i.txid, i.vout)).collect();
+                    out.push((txid, Arc::new(MempoolEntry { outputs, spends })));
                 }
             }
             Ok(out)

@@ -15,6 +15,11 @@ use super::block::decode_block;
 use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork};
 use crate::{ChainError, Network};
 
+/// How long a pending transaction must stay unknown to the backend (with no
+/// replacement seen) before it is reported gone (evicted, or double-spent
+/// where paywatch cannot see the conflict).
+const GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Blocks fetched ahead of the one being applied.
 const PREFETCH_BLOCKS: usize = 4;
 
@@ -29,8 +34,16 @@ pub struct MempoolOutput {
     pub sats: u64,
 }
 
-/// Mempool transactions with their outputs.
-pub type MempoolTxs = Vec<(Txid, Arc<Vec<MempoolOutput>>)>;
+/// A mempool transaction: its outputs, and the outpoints it spends
+/// (`txid:vout`), by which a replacement or double spend is recognised.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MempoolTx {
+    pub outputs: Vec<MempoolOutput>,
+    pub spends: Vec<String>,
+}
+
+/// Mempool transactions.
+pub type MempoolTxs = Vec<(Txid, Arc<MempoolTx>)>;
 
 /// What differs between the node-RPC and Esplora backends.
 pub trait UtxoBackend: Send + Sync + 'static {
@@ -79,10 +92,15 @@ pub struct UtxoSource<B> {
     backend: B,
     max_blocks_per_step: u64,
     watch_cache: Mutex<(u64, Arc<WatchMap>)>,
-    /// Pending txids the backend did not know at the last mempool read: one
-    /// is reported gone only when it is still unknown at the next read, so a
-    /// failover to a node that never saw it, for one read, proves nothing.
-    unknown_once: Mutex<std::collections::HashSet<String>>,
+    /// Pending txids the backend did not know, since when: one is gone only
+    /// once it has stayed unknown for `GONE_AFTER` (reads milliseconds apart
+    /// in one round, or a failover to a node that never saw it, prove
+    /// nothing).
+    unknown_since: Mutex<HashMap<String, std::time::Instant>>,
+    /// What each watched mempool transaction spends: a listed transaction
+    /// spending the same outpoint proves a replacement (RBF, double spend)
+    /// at once.
+    spends_of: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl<B: UtxoBackend> UtxoSource<B> {
@@ -93,7 +111,8 @@ impl<B: UtxoBackend> UtxoSource<B> {
             backend,
             max_blocks_per_step: max_blocks_per_step.max(1),
             watch_cache: Mutex::new((u64::MAX, Arc::new(WatchMap::new()))),
-            unknown_once: Mutex::new(std::collections::HashSet::new()),
+            unknown_since: Mutex::new(HashMap::new()),
+            spends_of: Mutex::new(HashMap::new()),
         }
     }
 
@@ -249,25 +268,50 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
             let map = self.watch_map(watch);
             let mut found = Vec::new();
             let mut listed = std::collections::HashSet::new();
-            for (txid, outputs) in self.backend.mempool(watch).await? {
-                listed.insert(txid.to_string());
-                let outs = outputs.iter().map(|o| (o.vout, o.sats, o.script.as_bytes()));
+            // Outpoint -> the listed transaction spending it.
+            let mut spent_by: HashMap<String, String> = HashMap::new();
+            let mut watched_spends: Vec<(String, Vec<String>)> = Vec::new();
+            for (txid, tx) in self.backend.mempool(watch).await? {
+                let txid_text = txid.to_string();
+                let outs = tx.outputs.iter().map(|o| (o.vout, o.sats, o.script.as_bytes()));
+                let before = found.len();
                 collect_matches(self.asset, || txid, 0, outs, &map, None, &mut found)?;
+                if found.len() > before {
+                    watched_spends.push((txid_text.clone(), tx.spends.clone()));
+                }
+                for outpoint in &tx.spends {
+                    spent_by.insert(outpoint.clone(), txid_text.clone());
+                }
+                listed.insert(txid_text);
             }
-            // Unlisted is not gone: ask for each one by id, at two reads in
-            // a row.
-            let mut unknown = std::collections::HashSet::new();
+            let mut spends_of = self.spends_of.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            spends_of.extend(watched_spends);
+            // Unlisted is not gone. Gone is: another listed transaction spends
+            // its inputs (replaced, double-spent), or the backend, asked by
+            // id, does not know it at two reads in a row.
+            let mut gone = Vec::new();
+            let mut unknown = HashMap::new();
+            let since = self.unknown_since.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for txid in pending.iter().filter(|t| !listed.contains(t.as_str())) {
-                if !self.backend.knows_transaction(txid).await? {
-                    unknown.insert(txid.clone());
+                let replaced = spends_of.get(txid).is_some_and(|spends| {
+                    spends
+                        .iter()
+                        .any(|o| spent_by.get(o).is_some_and(|other| other != txid))
+                });
+                if replaced {
+                    gone.push(txid.clone());
+                } else if !self.backend.knows_transaction(txid).await? {
+                    let first = since.get(txid).copied().unwrap_or_else(std::time::Instant::now);
+                    if first.elapsed() >= GONE_AFTER {
+                        gone.push(txid.clone());
+                    }
+                    unknown.insert(txid.clone(), first);
                 }
             }
-            let gone = {
-                let mut before = self.unknown_once.lock().unwrap_or_else(|p| p.into_inner());
-                let gone = unknown.intersection(&before).cloned().collect();
-                *before = unknown;
-                gone
-            };
+            *self.unknown_since.lock().unwrap_or_else(|p| p.into_inner()) = unknown;
+            // Remember spends only of what may still need judging.
+            spends_of.retain(|txid, _| listed.contains(txid) || pending.contains(txid));
+            *self.spends_of.lock().unwrap_or_else(|p| p.into_inner()) = spends_of;
             Ok(Some(MempoolView { transfers: found, gone }))
         })
     }

@@ -117,6 +117,10 @@ fn apply_in(tx: &mut Tx<'_>, policy: &AssetPolicy, update: &ScanUpdate, now: Dat
             cursor: update.cursor.clone(),
             tip: update.tip.clone(),
             updated_at: now,
+            tip_rose_at: match &stored {
+                Some(s) if s.tip.height >= update.tip.height => s.tip_rose_at.or(Some(now)),
+                _ => Some(now),
+            },
         },
     )?;
 
@@ -245,10 +249,13 @@ fn observe(
         return Ok(());
     }
     let holder = find_holder(tx, policy, obs)?;
-    // Dust, unless it is the exact payment of an intent made for less than
-    // today's `min_amount` (created before the minimum was raised).
-    let small_intent = holder.as_ref().is_some_and(|i| i.pay_amount < policy.min_amount);
-    if obs.amount < policy.min_amount && !small_intent {
+    // Dust, unless it pays in full an intent made for less than today's
+    // `min_amount` (created before the minimum was raised) that still holds
+    // its key. Poisoning amounts below its price stay dust.
+    let pays_small_intent = holder.as_ref().is_some_and(|i| {
+        i.pay_amount < policy.min_amount && obs.amount >= i.pay_amount && machine::arrival(i, now) != Arrival::TooLate
+    });
+    if obs.amount < policy.min_amount && !pays_small_intent {
         return record_dust(tx, policy, obs, key, now);
     }
 
@@ -265,6 +272,7 @@ fn observe(
         late: false,
         dust: false,
         confirmed_announced: false,
+        reverted_announced: false,
         seen_at: now,
     };
     set_block(tx, &mut transfer, obs.block.as_ref())?;
@@ -366,6 +374,7 @@ fn record_dust(
         late: false,
         dust: true,
         confirmed_announced: false,
+        reverted_announced: false,
         seen_at: now,
     };
     let list_no = tx.next_counter("next_listing")?;
@@ -479,12 +488,18 @@ fn prune_blocks(tx: &mut Tx<'_>, policy: &AssetPolicy, cursor: u64) -> Result<()
 
 fn revert(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut Affected) -> Result<(), StoreError> {
     t.status = TransferStatus::Reverted;
-    t.confirmed_announced = false;
     tx.unmark(UNSETTLED, &t.key.encode())?;
-    tx.put_transfer(&t)?;
     match outside_open_intent(tx, &t)? {
-        Some(intent) => tx.emit(EventType::TransferReverted, intent.as_ref(), Some(&t), now)?,
-        None => note(affected, &t),
+        Some(intent) => {
+            t.confirmed_announced = false;
+            t.reverted_announced = true;
+            tx.put_transfer(&t)?;
+            tx.emit(EventType::TransferReverted, intent.as_ref(), Some(&t), now)?;
+        }
+        None => {
+            tx.put_transfer(&t)?;
+            note(affected, &t);
+        }
     }
     Ok(())
 }
@@ -545,9 +560,14 @@ fn settle_transfers(
             t.status = TransferStatus::Confirmed;
             tx.unmark(UNSETTLED, &key)?;
             match outside_open_intent(tx, &t)? {
-                Some(_) if t.confirmed_announced || counted_toward_confirmed(tx, &t)? => tx.put_transfer(&t)?,
+                // Said already, or its confirmed intent said it (unless a
+                // revert was announced since).
+                Some(_) if t.confirmed_announced || (!t.reverted_announced && counted_toward_confirmed(tx, &t)?) => {
+                    tx.put_transfer(&t)?
+                }
                 Some(intent) => {
                     t.confirmed_announced = true;
+                    t.reverted_announced = false;
                     tx.put_transfer(&t)?;
                     tx.emit(EventType::TransferConfirmed, intent.as_ref(), Some(&t), now)?;
                 }
