@@ -48,6 +48,7 @@ impl FakeEsplora {
             .route("/block/{hash}/status", get(block_status))
             .route("/tx/{txid}/status", get(tx_status))
             .route("/tx/{txid}", get(tx_status))
+            .route("/tx/{txid}/outspend/{vout}", get(outspend))
             .route("/block-height/{height}", get(block_height))
             .route("/address/{address}/txs/mempool", get(address_mempool))
             .with_state(shared.clone());
@@ -156,6 +157,28 @@ async fn block_status(State(s): State<Arc<Shared>>, Path(hash): Path<String>) ->
         }
         Err(_) => (StatusCode::NOT_FOUND, "Block not found").into_response(),
     }
+}
+
+/// Who spends an output, among mempool transactions (enough for the tests'
+/// replacements); `{"spent": false}` otherwise.
+async fn outspend(State(s): State<Arc<Shared>>, Path((txid, vout)): Path<(String, u32)>) -> Response {
+    if let Some(f) = fault(&s) {
+        return f;
+    }
+    let mempool = rpc(&s, "getrawmempool", json!([])).await.unwrap_or(Value::Null);
+    for candidate in mempool.as_array().cloned().unwrap_or_default() {
+        let Ok(tx) = rpc(&s, "getrawtransaction", json!([candidate, true])).await else {
+            continue;
+        };
+        let spends = tx["vin"]
+            .as_array()
+            .is_some_and(|vin| vin.iter().any(|i| i["txid"] == txid.as_str() && i["vout"] == vout));
+        if spends {
+            return axum::Json(json!({"spent": true, "txid": tx["txid"], "status": {"confirmed": false}}))
+                .into_response();
+        }
+    }
+    axum::Json(json!({"spent": false})).into_response()
 }
 
 async fn tx_status(State(s): State<Arc<Shared>>, Path(txid): Path<String>) -> Response {

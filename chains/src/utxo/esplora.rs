@@ -219,6 +219,20 @@ impl UtxoBackend for Esplora {
         })
     }
 
+    fn spender_of<'a>(&'a self, outpoint: &'a str) -> BoxFuture<'a, Result<Option<String>, ChainError>> {
+        Box::pin(async move {
+            let Some((txid, vout)) = outpoint.split_once(':') else {
+                return Ok(None);
+            };
+            let Some(body) = self.get("outspend", &format!("/tx/{txid}/outspend/{vout}")).await? else {
+                return Ok(None);
+            };
+            let answer: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| ChainError::garbage("/tx/outspend", e))?;
+            Ok(answer["txid"].as_str().map(str::to_string))
+        })
+    }
+
     fn knows_transaction<'a>(&'a self, txid: &'a str) -> BoxFuture<'a, Result<bool, ChainError>> {
         // `/tx/:txid/status` answers 200 even for an unknown transaction;
         // `/tx/:txid` answers 404 for it.

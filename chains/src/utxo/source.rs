@@ -67,6 +67,11 @@ pub trait UtxoBackend: Send + Sync + 'static {
     /// Whether the backend knows the transaction (in its mempool, or where it
     /// can look it up, in a block): asked by id, the evidence for "gone".
     fn knows_transaction<'a>(&'a self, txid: &'a str) -> BoxFuture<'a, Result<bool, ChainError>>;
+    /// The transaction that spends `outpoint` (`txid:vout`), where the
+    /// backend can say (a conflict proves a replacement or double spend).
+    fn spender_of<'a>(&'a self, _outpoint: &'a str) -> BoxFuture<'a, Result<Option<String>, ChainError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Parses a BTC or LTC address for `network`.
@@ -301,6 +306,19 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                 if replaced {
                     gone.push(txid.clone());
                 } else if !self.backend.knows_transaction(txid).await? {
+                    // Unknown: if another transaction spends its inputs, that
+                    // is proof at once (a replacement paying elsewhere).
+                    let mut conflicted = false;
+                    for outpoint in spends_of.get(txid).into_iter().flatten() {
+                        if self.backend.spender_of(outpoint).await?.is_some_and(|s| s != *txid) {
+                            conflicted = true;
+                            break;
+                        }
+                    }
+                    if conflicted {
+                        gone.push(txid.clone());
+                        continue;
+                    }
                     let first = since.get(txid).copied().unwrap_or_else(std::time::Instant::now);
                     if first.elapsed() >= GONE_AFTER {
                         gone.push(txid.clone());

@@ -815,3 +815,47 @@ fn dust_is_recorded_unmatched_and_silent_but_an_older_small_intent_still_gets_pa
     let dust = all.iter().find(|t| t.txid == "dust").unwrap();
     assert!(dust.dust && dust.intent_id.is_none());
 }
+
+#[test]
+fn a_confirmed_payment_reverted_by_a_deep_reorg_and_mined_again_is_announced_both_ways() {
+    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into()]);
+    policy.mempool = false;
+    let (_dir, store, mut chain) = setup(&policy);
+    let intent = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "10"), t(1)));
+    chain.height = 101;
+    let ev = store
+        .apply_scan(
+            &policy,
+            &chain.update(vec![obs("x", "T1", "10", Some(101))], None, None),
+            t(2),
+        )
+        .unwrap();
+    assert_eq!(kinds(&ev), [EventType::IntentDetected, EventType::IntentConfirmed]);
+    // A reorg deeper than its depth removes it: the money left.
+    chain.height = 102;
+    let mut u = chain.update(vec![], None, None);
+    u.rollback_to = Some(100);
+    let ev = store.apply_scan(&policy, &u, t(3)).unwrap();
+    assert_eq!(kinds(&ev), [EventType::TransferReverted]);
+    assert_eq!(ev[0].intent.as_ref().unwrap().id, intent.id);
+    // Mined again: it is that payment, back and confirmed, said once.
+    chain.height = 103;
+    let ev = store
+        .apply_scan(
+            &policy,
+            &chain.update(vec![obs("x", "T1", "10", Some(103))], None, None),
+            t(4),
+        )
+        .unwrap();
+    assert_eq!(kinds(&ev), [EventType::TransferConfirmed]);
+    chain.height = 104;
+    let ev = store
+        .apply_scan(&policy, &chain.update(vec![], None, None), t(5))
+        .unwrap();
+    assert!(ev.is_empty(), "announced once");
+    let v = store.intent(&intent.id).unwrap().unwrap();
+    assert_eq!(
+        (v.status, v.payments[0].status, v.payments[0].late),
+        (IntentStatus::Confirmed, TransferStatus::Confirmed, false)
+    );
+}
