@@ -541,7 +541,10 @@ fn parse_asset(asset: Asset, key: &str, raw: RawAsset) -> Result<AssetConfig, Co
             ));
         }
         Some(r) => r,
-        None if backend == Backend::TronHttp => DEFAULT_TRON_MAX_RPS,
+        // TronGrid's per-key limit; an own node has none.
+        None if backend == Backend::TronHttp && urls.iter().any(|u| u.contains("trongrid.io")) => {
+            DEFAULT_TRONGRID_MAX_RPS
+        }
         None => 0.0,
     };
     let max_lag = duration_or(&k("max_lag"), raw.max_lag.as_deref(), default_max_lag(asset))?;
@@ -604,7 +607,7 @@ pub fn max_head_age(asset: Asset) -> Duration {
 }
 
 /// TronGrid allows about 15 requests per second per key: stay under it.
-pub const DEFAULT_TRON_MAX_RPS: f64 = 12.0;
+pub const DEFAULT_TRONGRID_MAX_RPS: f64 = 12.0;
 
 /// How long an asset may go without reaching a moving tip before it is
 /// flagged as lagging: a few times the chain's usual block interval (BTC

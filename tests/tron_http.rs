@@ -149,8 +149,7 @@ async fn error_bodies_and_rate_limits_are_retried_without_skipping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_over_500_blocks() {
     let tron = FakeTron::start(66_000_000).await;
-    // A local node: no request budget to respect.
-    let mut pw = start(&tron, &merchant(), "max_blocks_per_poll = 100\nmax_rps = 0").await;
+    let mut pw = start(&tron, &merchant(), "max_blocks_per_poll = 100").await;
     let mut intents = Vec::new();
     for amount in ["11", "12", "13"] {
         intents.push(

@@ -80,6 +80,15 @@ struct RpcHeader {
 /// against the logs returned (a node behind the head lacks only the last few).
 const VERIFY_WINDOW: u64 = 64;
 
+/// An `eth_getLogs` error saying the `blockHash` filter is not supported (as
+/// opposed to a node that does not have the block).
+fn refuses_block_hash_filter(code: i64, message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    !m.contains("unknown block")
+        && !m.contains("not found")
+        && (code == -32602 || m.contains("not supported") || m.contains("unsupported") || m.contains("invalid"))
+}
+
 /// A provider that refuses JSON-RPC batches outright (one error answer for
 /// the whole batch); a garbled answer is a passing fault, not a refusal.
 fn refuses_batches(e: &ChainError) -> bool {
@@ -334,7 +343,8 @@ impl EvmSource {
         for ((height, hash), answer) in suspicious.iter().zip(self.many(&calls).await?) {
             let answer = match answer {
                 // A provider without EIP-234 filters: the one-block range.
-                Err(ChainError::Rpc { .. }) => {
+                // ("unknown block" is a node without the block: behind.)
+                Err(ChainError::Rpc { code, message, .. }) if refuses_block_hash_filter(code, &message) => {
                     let filter = json!([{"fromBlock": format!("{height:#x}"), "toBlock": format!("{height:#x}"),
                         "address": self.contract, "topics": [Transfer::SIGNATURE_HASH, Value::Null, to_topic]}]);
                     self.rpc.call_raw("eth_getLogs", filter).await

@@ -109,6 +109,19 @@ impl UtxoBackend for CoreRpc {
         })
     }
 
+    fn spender_of<'a>(&'a self, outpoint: &'a str) -> BoxFuture<'a, Result<Option<String>, ChainError>> {
+        Box::pin(async move {
+            let Some((txid, vout)) = outpoint.split_once(':') else {
+                return Ok(None);
+            };
+            let vout: u32 = vout.parse().map_err(|e| ChainError::garbage("outpoint", e))?;
+            // Null: spent, in a block or the mempool. Asked only for a
+            // transaction the node no longer knows, so the spender is another.
+            let unspent = self.rpc.call_raw("gettxout", json!([txid, vout, true])).await?;
+            Ok(unspent.is_null().then(|| "another transaction".to_string()))
+        })
+    }
+
     fn knows_transaction<'a>(&'a self, txid: &'a str) -> BoxFuture<'a, Result<bool, ChainError>> {
         Box::pin(async move {
             // The mempool only: `getrawtransaction` would also find, with

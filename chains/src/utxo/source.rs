@@ -102,10 +102,10 @@ pub struct UtxoSource<B> {
     /// in one round, or a failover to a node that never saw it, prove
     /// nothing).
     unknown_since: Mutex<HashMap<String, std::time::Instant>>,
-    /// What each watched mempool transaction spends: a listed transaction
-    /// spending the same outpoint proves a replacement (RBF, double spend)
-    /// at once.
-    spends_of: Mutex<HashMap<String, Vec<String>>>,
+    /// What each transaction paying a watched address spends (seen in the
+    /// mempool or in a block): another transaction spending the same
+    /// outpoint proves it replaced or double-spent, even after a reorg.
+    spends_of: Mutex<SpendsOf>,
 }
 
 impl<B: UtxoBackend> UtxoSource<B> {
@@ -117,7 +117,7 @@ impl<B: UtxoBackend> UtxoSource<B> {
             max_blocks_per_step: max_blocks_per_step.max(1),
             watch_cache: Mutex::new((u64::MAX, Arc::new(WatchMap::new()))),
             unknown_since: Mutex::new(HashMap::new()),
-            spends_of: Mutex::new(HashMap::new()),
+            spends_of: Mutex::new(SpendsOf::default()),
         }
     }
 
@@ -131,6 +131,53 @@ impl<B: UtxoBackend> UtxoSource<B> {
         }
         cache.1.clone()
     }
+}
+
+/// Most transactions whose inputs are remembered (a few hundred bytes each).
+const SPENDS_KEPT: usize = 50_000;
+
+/// The inputs of transactions that paid watched addresses, oldest forgotten
+/// first.
+#[derive(Default)]
+struct SpendsOf {
+    by_txid: HashMap<String, Vec<String>>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl SpendsOf {
+    fn remember(&mut self, txid: String, spends: Vec<String>) {
+        if self.by_txid.insert(txid.clone(), spends).is_none() {
+            self.order.push_back(txid);
+        }
+        while self.order.len() > SPENDS_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.by_txid.remove(&old);
+            }
+        }
+    }
+
+    /// The remembered inputs of these transactions.
+    fn of(&self, txids: &[String]) -> HashMap<String, Vec<String>> {
+        txids
+            .iter()
+            .filter_map(|t| self.by_txid.get(t).map(|s| (t.clone(), s.clone())))
+            .collect()
+    }
+}
+
+/// The inputs of the transactions with these ids in a raw block.
+fn spends_in_block(bytes: &[u8], txids: &std::collections::HashSet<&str>) -> Vec<(String, Vec<String>)> {
+    let Ok(block) = decode_block(bytes) else {
+        return Vec::new();
+    };
+    block
+        .txs
+        .iter()
+        .filter_map(|tx| {
+            let txid = tx.txid().to_string();
+            txids.contains(txid.as_str()).then(|| (txid, tx.spends()))
+        })
+        .collect()
 }
 
 /// Groups the watched outputs of one transaction per script (several outputs
@@ -253,9 +300,15 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                     break;
                 }
                 let here = BlockRef { height, hash };
-                batch
-                    .observations
-                    .extend(match_block(self.asset, &bytes, &here, &watch)?);
+                let found = match_block(self.asset, &bytes, &here, &watch)?;
+                if !found.is_empty() {
+                    let txids = found.iter().map(|o| o.txid.as_str()).collect();
+                    let mut all = self.spends_of.lock().unwrap_or_else(|p| p.into_inner());
+                    for (txid, spends) in spends_in_block(&bytes, &txids) {
+                        all.remember(txid, spends);
+                    }
+                }
+                batch.observations.extend(found);
                 batch.blocks.push(here.clone());
                 prev = here;
             }
@@ -289,8 +342,13 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                 }
                 listed.insert(txid_text);
             }
-            let mut spends_of = self.spends_of.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            spends_of.extend(watched_spends);
+            let spends_of = {
+                let mut all = self.spends_of.lock().unwrap_or_else(|p| p.into_inner());
+                for (txid, spends) in watched_spends {
+                    all.remember(txid, spends);
+                }
+                all.of(pending)
+            };
             // Unlisted is not gone. Gone is: another listed transaction spends
             // its inputs (replaced, double-spent), or the backend, asked by
             // id, does not know it at two reads in a row.
@@ -327,9 +385,6 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                 }
             }
             *self.unknown_since.lock().unwrap_or_else(|p| p.into_inner()) = unknown;
-            // Remember spends only of what may still need judging.
-            spends_of.retain(|txid, _| listed.contains(txid) || pending.contains(txid));
-            *self.spends_of.lock().unwrap_or_else(|p| p.into_inner()) = spends_of;
             Ok(Some(MempoolView { transfers: found, gone }))
         })
     }
