@@ -78,16 +78,7 @@ impl RpcClient {
                         Ok(Value::Array(items)) => items,
                         // One error for the whole batch: the node refuses batches.
                         Ok(Value::Object(obj)) if obj.get("error").is_some_and(|e| !e.is_null()) => {
-                            let err = &obj["error"];
-                            return Verdict::Fail(ChainError::Rpc {
-                                method: "batch".into(),
-                                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                                message: err
-                                    .get("message")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("(no message)")
-                                    .to_string(),
-                            });
+                            return Verdict::Fail(node_error("batch", &obj["error"]));
                         }
                         _ if !(200..300).contains(&answer.status) => return status_error(url, answer.status),
                         _ => return Verdict::TryNext(ChainError::garbage("batch", "not a JSON-RPC batch answer")),
@@ -157,21 +148,26 @@ impl RpcClient {
     }
 }
 
+/// A node's own `{"error": {"code", "message"}}`.
+fn node_error(method: &str, err: &Value) -> ChainError {
+    ChainError::Rpc {
+        method: method.to_string(),
+        code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+        message: err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("(no message)")
+            .to_string(),
+    }
+}
+
 /// Reads a JSON-RPC answer. Core answers node errors with HTTP 500 (404 for
 /// unknown methods) and a JSON body, so the body is read before the status.
 fn judge(method: &str, url: &str, answer: Answer) -> Verdict<Value> {
     let parsed: Option<Value> = serde_json::from_slice(&answer.body).ok();
     if let Some(Value::Object(obj)) = &parsed {
         if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
-            return Verdict::Fail(ChainError::Rpc {
-                method: method.to_string(),
-                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("(no message)")
-                    .to_string(),
-            });
+            return Verdict::Fail(node_error(method, err));
         }
         if (200..300).contains(&answer.status)
             && let Some(result) = obj.get("result")

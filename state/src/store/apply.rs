@@ -490,18 +490,28 @@ fn revert(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut A
     t.status = TransferStatus::Reverted;
     tx.unmark(UNSETTLED, &t.key.encode())?;
     match outside_open_intent(tx, &t)? {
-        Some(intent) => {
-            t.confirmed_announced = false;
-            t.reverted_announced = true;
-            tx.put_transfer(&t)?;
-            tx.emit(EventType::TransferReverted, intent.as_ref(), Some(&t), now)?;
-        }
+        Some(intent) => announce(tx, t, EventType::TransferReverted, intent.as_ref(), now),
         None => {
             tx.put_transfer(&t)?;
             note(affected, &t);
+            Ok(())
         }
     }
-    Ok(())
+}
+
+/// Stores a transfer and sends its own `transfer.confirmed` or
+/// `transfer.reverted`, remembering which was said last.
+fn announce(
+    tx: &mut Tx<'_>,
+    mut t: Transfer,
+    kind: EventType,
+    intent: Option<&Intent>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    t.confirmed_announced = kind == EventType::TransferConfirmed;
+    t.reverted_announced = kind == EventType::TransferReverted;
+    tx.put_transfer(&t)?;
+    tx.emit(kind, intent, Some(&t), now)
 }
 
 /// For a transfer that counts toward no open intent (unmatched, late, or on
@@ -565,12 +575,7 @@ fn settle_transfers(
                 Some(_) if t.confirmed_announced || (!t.reverted_announced && counted_toward_confirmed(tx, &t)?) => {
                     tx.put_transfer(&t)?
                 }
-                Some(intent) => {
-                    t.confirmed_announced = true;
-                    t.reverted_announced = false;
-                    tx.put_transfer(&t)?;
-                    tx.emit(EventType::TransferConfirmed, intent.as_ref(), Some(&t), now)?;
-                }
+                Some(intent) => announce(tx, t, EventType::TransferConfirmed, intent.as_ref(), now)?,
                 None => {
                     tx.put_transfer(&t)?;
                     note(affected, &t);
