@@ -74,9 +74,8 @@ pub struct Engine {
     health: HashMap<Asset, Mutex<AssetHealth>>,
     /// Newest event seq, for long-polling feed readers.
     last_seq: watch::Sender<u64>,
-    /// Held by the intent writer while it commits, and by a poller that must
-    /// apply a step with no create in between (see `fence_creates`).
-    create_fence: Arc<tokio::sync::Mutex<()>>,
+    /// Per asset, creates held back while a poller applies a step (`Fences`).
+    create_fences: Fences,
     /// Wakes the webhook dispatcher when events were appended.
     pub webhook_wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
@@ -134,14 +133,19 @@ impl Engine {
             policies.insert(asset, policy);
         }
         let (last_seq, _) = watch::channel(store.last_seq()?);
-        let create_fence = Arc::new(tokio::sync::Mutex::new(()));
-        let creates = spawn_create_writer(store.clone(), policies.clone(), clock.clone(), create_fence.clone())?;
+        let create_fences: Fences = Arc::new(
+            policies
+                .keys()
+                .map(|a| (*a, Arc::new(tokio::sync::Mutex::new(()))))
+                .collect(),
+        );
+        let creates = spawn_create_writer(store.clone(), policies.clone(), clock.clone(), create_fences.clone())?;
         Ok(Engine {
             store,
             creates,
             policies,
             lag_policies,
-            create_fence,
+            create_fences,
             watch_sets,
             health,
             last_seq,
@@ -409,6 +413,11 @@ impl Engine {
     }
 }
 
+/// Per asset: held by the intent writer while it commits intents of that
+/// asset, and by its poller when a step must be applied with no create in
+/// between (see `ScanSink::fence_creates`).
+type Fences = Arc<HashMap<Asset, Arc<tokio::sync::Mutex<()>>>>;
+
 /// One create request waiting for the writer.
 struct CreateJob {
     req: NewIntent,
@@ -426,7 +435,7 @@ fn spawn_create_writer(
     store: Arc<Store>,
     policies: HashMap<Asset, AssetPolicy>,
     clock: Arc<dyn Clock>,
-    fence: Arc<tokio::sync::Mutex<()>>,
+    fences: Fences,
 ) -> std::io::Result<std::sync::mpsc::Sender<CreateJob>> {
     let (sender, jobs) = std::sync::mpsc::channel::<CreateJob>();
     std::thread::Builder::new()
@@ -459,7 +468,15 @@ fn spawn_create_writer(
                 if batch.is_empty() {
                     continue;
                 }
-                let held = fence.blocking_lock();
+                // The fences of the assets in this group, in a fixed order.
+                let mut assets: Vec<Asset> = batch.iter().map(|(p, _)| p.asset).collect();
+                assets.sort();
+                assets.dedup();
+                let held: Vec<_> = assets
+                    .iter()
+                    .filter_map(|a| fences.get(a))
+                    .map(|f| f.blocking_lock())
+                    .collect();
                 let result = store.create_intents(batch, clock.now());
                 drop(held);
                 match result {
@@ -535,7 +552,12 @@ impl ScanSink for AssetSink {
     }
 
     fn fence_creates(&self) -> BoxFuture<'_, Box<dyn Send>> {
-        Box::pin(async move { Box::new(self.engine.create_fence.clone().lock_owned().await) as Box<dyn Send> })
+        Box::pin(async move {
+            match self.engine.create_fences.get(&self.asset) {
+                Some(fence) => Box::new(fence.clone().lock_owned().await) as Box<dyn Send>,
+                None => Box::new(()) as Box<dyn Send>,
+            }
+        })
     }
 
     fn apply(&self, update: ScanUpdate) -> BoxFuture<'_, Result<(), SinkError>> {

@@ -426,3 +426,64 @@ async fn intents_created_during_a_long_catch_up_are_watched_in_the_same_round() 
         pw.wait_status(i["id"].as_str().unwrap(), "confirmed").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_under_a_steady_stream_of_creates_still_reaches_the_tip() {
+    let node = Litecoind::start().await;
+    // A slow provider, so every step can be overtaken by new addresses.
+    let slow = common::rpc_proxy::RpcProxy::start(node.url(), 1).await;
+    slow.delay(20);
+    let proxy = Proxy::start(slow.url.rsplit(':').next().unwrap().parse().unwrap()).await;
+    let extra = format!("xpub = \"wpkh({TPUB}/0/*)\"\nmax_blocks_per_poll = 20");
+    let (_pool, pw) = start_ltc(&node, &proxy.url(), 0, 1, &extra, None).await;
+    proxy.set_up(false);
+    node.mine(200).await;
+    proxy.set_up(true);
+    // Derived addresses, one every 30 ms, for the whole catch-up.
+    let creating = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (flag, url, http) = (
+        creating.clone(),
+        format!("http://127.0.0.1:{}", pw.api_port),
+        reqwest::Client::new(),
+    );
+    let creator = tokio::spawn(async move {
+        let mut made = 0u32;
+        while flag.load(std::sync::atomic::Ordering::SeqCst) {
+            let answer = http
+                .post(format!("{url}/v1/intents"))
+                .bearer_auth(common::paywatch::TOKEN)
+                .json(&json!({"asset": "LTC", "amount": "0.01"}))
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                made += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        made
+    });
+    let tip = node.height().await;
+    let reached = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let scanned = pw.get("/v1/status").await["assets"]["LTC"]["scanned_height"].as_u64();
+            if scanned >= Some(tip) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "the catch-up never reached the tip; log:\n{}",
+        pw.logs()
+    );
+    creating.store(false, std::sync::atomic::Ordering::SeqCst);
+    let made = creator.await.unwrap();
+    assert!(made > 20, "creates went on during the catch-up ({made})");
+    // And an address handed out at the end is watched.
+    let last = pw.ltc_intent("0.2").await;
+    node.send(last["address"].as_str().unwrap(), "0.2").await;
+    node.mine(1).await;
+    pw.wait_status(last["id"].as_str().unwrap(), "confirmed").await;
+}

@@ -344,10 +344,26 @@ impl EvmSource {
             let answer = match answer {
                 // A provider without EIP-234 filters: the one-block range.
                 // ("unknown block" is a node without the block: behind.)
+                // The one-block range is asked with the block's header, in one
+                // batch where the provider takes batches, so the node that
+                // answers shows it has that very block.
                 Err(ChainError::Rpc { code, message, .. }) if refuses_block_hash_filter(code, &message) => {
                     let filter = json!([{"fromBlock": format!("{height:#x}"), "toBlock": format!("{height:#x}"),
                         "address": self.contract, "topics": [Transfer::SIGNATURE_HASH, Value::Null, to_topic]}]);
-                    self.rpc.call_raw("eth_getLogs", filter).await
+                    let mut answers = self
+                        .many(&[
+                            ("eth_getBlockByNumber", json!([format!("{height:#x}"), false])),
+                            ("eth_getLogs", filter),
+                        ])
+                        .await?
+                        .into_iter();
+                    let header = answers.next().unwrap_or(Ok(Value::Null))?;
+                    if header.get("hash").and_then(Value::as_str) != Some(hash.as_str()) {
+                        return Err(ChainError::Behind(format!(
+                            "the node asked for the logs of block {height} does not hold it"
+                        )));
+                    }
+                    answers.next().unwrap_or(Ok(Value::Null))
                 }
                 other => other,
             };

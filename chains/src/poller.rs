@@ -92,8 +92,8 @@ pub struct PollerConfig {
     pub max_head_age: Duration,
 }
 
-/// Times a step is redone for addresses watched meanwhile before the round
-/// falls back to one-block steps (cheap to redo, so creates cannot starve it).
+/// Times a step is redone for addresses watched meanwhile before creates of
+/// the asset are held back for one last redo (so creates cannot starve it).
 const MAX_REDOS: u32 = 3;
 
 /// The stored tip and when it rose, as the poller's head-age clock.
@@ -296,9 +296,6 @@ impl Poller {
         // up over many steps needs no fresh tip per step.
         let mut tip = self.step(cancel, "tip", self.source.tip()).await?;
         let mut tip_fresh = true;
-        // Set when addresses kept being watched while a step was redone for
-        // them: the rest of the round goes a block at a time.
-        let mut one_block_steps = false;
         loop {
             // Per step, not per round: an intent created during a long
             // catch-up is watched from the next step on (and the store
@@ -326,9 +323,7 @@ impl Poller {
                     round_started_at: Some(started_at),
                     watch_generation: Some(watch.generation),
                 };
-                if !self.apply(cancel, update, watch, None, &[]).await? {
-                    continue;
-                }
+                self.apply(cancel, update, watch, None, &[]).await?;
                 report.scanned = Some(here.height);
                 return Ok(());
             };
@@ -349,12 +344,7 @@ impl Poller {
             let best_seen = self.best_tip.load(std::sync::atomic::Ordering::Relaxed);
             let behind_seen = tip.height < best_seen;
             let head_stale = self.head_age(tip.height) > self.config.max_head_age;
-            let step = if one_block_steps {
-                1
-            } else {
-                self.config.max_blocks_per_step
-            };
-            let to = tip.height.min(from.height + step);
+            let to = tip.height.min(from.height + self.config.max_blocks_per_step);
             let batch = self.scan(cancel, &from, to, &watch).await?;
             // A backend below what paywatch already scanned is behind (a
             // lagging backup, another node behind a load balancer) unless it
@@ -391,15 +381,9 @@ impl Poller {
                 round_started_at: (reached_tip && !behind_seen && !head_stale).then_some(started_at),
                 watch_generation: Some(watch.generation),
             };
-            if !self.apply(cancel, update, watch, Some(&from), &pending).await? {
-                tracing::info!(asset = %self.asset, "addresses kept being watched during the step; continuing one block at a time");
-                one_block_steps = true;
-                continue;
-            }
+            self.apply(cancel, update, watch, Some(&from), &pending).await?;
             self.best_tip
                 .fetch_max(tip.height, std::sync::atomic::Ordering::Relaxed);
-            // One block applied: full steps again.
-            one_block_steps = false;
             if reached_tip {
                 if behind_seen {
                     return Err(ChainError::Behind(format!(
@@ -444,9 +428,9 @@ impl Poller {
     }
 
     /// Applies an update; if addresses were watched after it was computed,
-    /// scans the same step again for just those and applies the whole.
-    /// `false` when addresses kept coming faster than the step could be
-    /// redone: nothing was applied, and the caller takes a smaller step.
+    /// scans the same step again for just those and applies the whole. When
+    /// addresses keep coming faster than the step can be redone, creates of
+    /// this asset are held back for its last redo, so it always lands.
     async fn apply(
         &self,
         cancel: &CancellationToken,
@@ -454,14 +438,14 @@ impl Poller {
         mut watch: Arc<WatchSet>,
         from: Option<&BlockRef>,
         pending: &[String],
-    ) -> Result<bool, PollError> {
+    ) -> Result<(), PollError> {
         let mut redos = 0;
         let mut fence: Option<Box<dyn Send>> = None;
         loop {
             // Not raced with cancellation: a started write finishes (it is
             // one atomic commit either way, but finishing avoids redoing it).
             match self.sink.apply(update.clone()).await {
-                Ok(()) => return Ok(true),
+                Ok(()) => return Ok(()),
                 Err(SinkError::Failed(e)) => return Err(PollError::Sink(e)),
                 Err(SinkError::WatchChanged) => {}
             }
@@ -469,14 +453,9 @@ impl Poller {
                 return Err(PollError::Cancelled);
             }
             redos += 1;
-            if redos > MAX_REDOS {
-                if from.is_some_and(|f| update.cursor.height > f.height + 1) {
-                    return Ok(false);
-                }
-                if fence.is_none() {
-                    tracing::info!(asset = %self.asset, "intents keep being created during a one-block step; holding creates back for its last redo");
-                    fence = Some(self.sink.fence_creates().await);
-                }
+            if redos > MAX_REDOS && fence.is_none() {
+                tracing::info!(asset = %self.asset, redos, "intents keep being created during the step; holding creates back for its last redo");
+                fence = Some(self.sink.fence_creates().await);
             }
             let newer = self.sink.watch().map_err(PollError::Sink)?;
             let added = watch.added_in(&newer);
@@ -496,8 +475,10 @@ impl Poller {
             if let Some(mempool) = &mut update.mempool
                 && let Some(view) = self.mempool(cancel, &added, pending).await?
             {
+                // Transfers only: a disappearance seen now, after the tip was
+                // read, may be a transaction mined in a block this update
+                // does not hold.
                 mempool.transfers.extend(view.transfers);
-                mempool.gone.extend(view.gone);
             }
             update.watch_generation = Some(newer.generation);
             watch = newer;

@@ -74,11 +74,18 @@ impl RpcClient {
                     }
                 },
                 |url, answer| {
+                    // Rate limits and server errors first: passing, not a refusal.
+                    if answer.status == 429 || answer.status >= 500 {
+                        return status_error(url, answer.status);
+                    }
                     let items = match serde_json::from_slice::<Value>(&answer.body) {
                         Ok(Value::Array(items)) => items,
-                        // One error for the whole batch: the node refuses batches.
-                        Ok(Value::Object(obj)) if obj.get("error").is_some_and(|e| !e.is_null()) => {
-                            return Verdict::Fail(node_error("batch", &obj["error"]));
+                        // One answer object for the whole batch: the node
+                        // refuses batches (or ignores them).
+                        Ok(Value::Object(obj)) => {
+                            let refusal = json!({"code": 0, "message": "a single answer to a batch"});
+                            let error = obj.get("error").filter(|e| !e.is_null()).unwrap_or(&refusal);
+                            return Verdict::Fail(node_error("batch", error));
                         }
                         _ if !(200..300).contains(&answer.status) => return status_error(url, answer.status),
                         _ => return Verdict::TryNext(ChainError::garbage("batch", "not a JSON-RPC batch answer")),

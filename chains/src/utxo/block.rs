@@ -121,23 +121,33 @@ impl<'a> RawTx<'a> {
         })
     }
 
-    /// The outpoints it spends, as `txid:vout` with the txid in display
-    /// (reversed) hex, the form Esplora and Core print.
-    pub fn spends(&self) -> Vec<String> {
+    /// The outpoints it spends, as serialized (32-byte txid, 4-byte vout).
+    pub fn spent_outpoints(&self) -> Vec<&'a [u8]> {
         let mut r = Reader { bytes: self.io, pos: 0 };
         let n = r.compact().unwrap_or(0);
         let mut out = Vec::new();
         for _ in 0..n {
             let Ok(outpoint) = r.take(36) else { break };
-            let mut txid = outpoint[..32].to_vec();
-            txid.reverse();
-            let vout = u32::from_le_bytes(outpoint[32..].try_into().unwrap_or_default());
-            out.push(format!("{}:{vout}", hex::encode(txid)));
+            out.push(outpoint);
             if r.skip_var_bytes().is_err() || r.take(4).is_err() {
                 break;
             }
         }
         out
+    }
+
+    /// The outpoints it spends, as `txid:vout` with the txid in display
+    /// (reversed) hex, the form Esplora and Core print.
+    pub fn spends(&self) -> Vec<String> {
+        self.spent_outpoints()
+            .into_iter()
+            .map(|outpoint| {
+                let mut txid = outpoint[..32].to_vec();
+                txid.reverse();
+                let vout = u32::from_le_bytes(outpoint[32..].try_into().unwrap_or_default());
+                format!("{}:{vout}", hex::encode(txid))
+            })
+            .collect()
     }
 
     /// The txid: double SHA-256 of version, inputs, outputs and lock time.

@@ -115,10 +115,16 @@ impl UtxoBackend for CoreRpc {
                 return Ok(None);
             };
             let vout: u32 = vout.parse().map_err(|e| ChainError::garbage("outpoint", e))?;
-            // Null: spent, in a block or the mempool. Asked only for a
-            // transaction the node no longer knows, so the spender is another.
-            let unspent = self.rpc.call_raw("gettxout", json!([txid, vout, true])).await?;
-            Ok(unspent.is_null().then(|| "another transaction".to_string()))
+            // Unspent in the chain but spent counting the mempool: a mempool
+            // transaction spends it, and ours is not in the mempool, so it is
+            // another. Any other null (spent in a block, unknown to this
+            // node) proves nothing here; blocks are checked as scanned.
+            let in_chain = self.rpc.call_raw("gettxout", json!([txid, vout, false])).await?;
+            if in_chain.is_null() {
+                return Ok(None);
+            }
+            let with_mempool = self.rpc.call_raw("gettxout", json!([txid, vout, true])).await?;
+            Ok(with_mempool.is_null().then(|| "a mempool transaction".to_string()))
         })
     }
 
@@ -127,6 +133,11 @@ impl UtxoBackend for CoreRpc {
             // The mempool only: `getrawtransaction` would also find, with
             // -txindex, a transaction of a block that left the chain. One
             // mined meanwhile is in the blocks this update reads next.
+            // A node still loading its mempool after a restart cannot say.
+            let info = self.rpc.call_raw("getmempoolinfo", json!([])).await?;
+            if info["loaded"].as_bool() == Some(false) {
+                return Ok(true);
+            }
             match self.rpc.call_raw("getmempoolentry", json!([txid])).await {
                 Ok(_) => Ok(true),
                 Err(ChainError::Rpc { code: -5, .. }) => Ok(false),

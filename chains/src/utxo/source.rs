@@ -15,10 +15,11 @@ use super::block::decode_block;
 use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork};
 use crate::{ChainError, Network};
 
-/// How long a pending transaction must stay unknown to the backend (with no
-/// replacement seen) before it is reported gone (evicted, or double-spent
-/// where paywatch cannot see the conflict).
-const GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a pending transaction must stay unknown to the backend, with no
+/// conflicting spend seen, before it is reported gone (evicted): long enough
+/// that a failover to a node that never saw it, or a node reloading its
+/// mempool, does not revert a payment that is still on its way.
+const GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Blocks fetched ahead of the one being applied.
 const PREFETCH_BLOCKS: usize = 4;
@@ -141,18 +142,57 @@ const SPENDS_KEPT: usize = 50_000;
 #[derive(Default)]
 struct SpendsOf {
     by_txid: HashMap<String, Vec<String>>,
+    /// Serialized outpoint -> the remembered transaction spending it.
+    by_outpoint: HashMap<[u8; 36], String>,
     order: std::collections::VecDeque<String>,
+    /// Remembered transactions whose inputs another transaction spent in a
+    /// scanned block: proof they are gone, should they be pending.
+    conflicted: std::collections::HashSet<String>,
+}
+
+/// A `txid:vout` outpoint as serialized in transactions.
+fn outpoint_bytes(text: &str) -> Option<[u8; 36]> {
+    let (txid, vout) = text.split_once(':')?;
+    let mut bytes = hex::decode(txid).ok()?;
+    if bytes.len() != 32 {
+        return None;
+    }
+    bytes.reverse();
+    bytes.extend_from_slice(&vout.parse::<u32>().ok()?.to_le_bytes());
+    bytes.try_into().ok()
 }
 
 impl SpendsOf {
     fn remember(&mut self, txid: String, spends: Vec<String>) {
+        for outpoint in &spends {
+            if let Some(key) = outpoint_bytes(outpoint) {
+                self.by_outpoint.insert(key, txid.clone());
+            }
+        }
         if self.by_txid.insert(txid.clone(), spends).is_none() {
             self.order.push_back(txid);
         }
         while self.order.len() > SPENDS_KEPT {
             if let Some(old) = self.order.pop_front() {
-                self.by_txid.remove(&old);
+                for outpoint in self.by_txid.remove(&old).into_iter().flatten() {
+                    if let Some(key) = outpoint_bytes(&outpoint) {
+                        self.by_outpoint.remove(&key);
+                    }
+                }
+                self.conflicted.remove(&old);
             }
+        }
+    }
+
+    /// Notes the inputs a scanned block's transaction spends: a remembered
+    /// transaction whose input another one spent is conflicted.
+    fn saw_spend(&mut self, spender: &str, outpoint: &[u8]) {
+        if let Some(owner) = <[u8; 36]>::try_from(outpoint)
+            .ok()
+            .and_then(|k| self.by_outpoint.get(&k))
+            && owner != spender
+        {
+            self.conflicted.insert(owner.clone());
         }
     }
 
@@ -165,19 +205,31 @@ impl SpendsOf {
     }
 }
 
-/// The inputs of the transactions with these ids in a raw block.
-fn spends_in_block(bytes: &[u8], txids: &std::collections::HashSet<&str>) -> Vec<(String, Vec<String>)> {
-    let Ok(block) = decode_block(bytes) else {
-        return Vec::new();
-    };
-    block
-        .txs
-        .iter()
-        .filter_map(|tx| {
-            let txid = tx.txid().to_string();
-            txids.contains(txid.as_str()).then(|| (txid, tx.spends()))
-        })
-        .collect()
+/// Remembers the inputs of this block's transactions that paid watched
+/// addresses, and notes remembered transactions whose inputs another of its
+/// transactions spends (double-spent or replaced in the chain).
+fn note_spends(bytes: &[u8], paid: &[Observation], spends: &mut SpendsOf) {
+    if paid.is_empty() && spends.by_outpoint.is_empty() {
+        return;
+    }
+    let Ok(block) = decode_block(bytes) else { return };
+    let paid: std::collections::HashSet<&str> = paid.iter().map(|o| o.txid.as_str()).collect();
+    for tx in &block.txs {
+        let outpoints = tx.spent_outpoints();
+        let hits = outpoints
+            .iter()
+            .any(|o| <[u8; 36]>::try_from(*o).is_ok_and(|k| spends.by_outpoint.contains_key(&k)));
+        if !hits && paid.is_empty() {
+            continue;
+        }
+        let txid = tx.txid().to_string();
+        for outpoint in &outpoints {
+            spends.saw_spend(&txid, outpoint);
+        }
+        if paid.contains(txid.as_str()) {
+            spends.remember(txid, tx.spends());
+        }
+    }
 }
 
 /// Groups the watched outputs of one transaction per script (several outputs
@@ -301,13 +353,11 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                 }
                 let here = BlockRef { height, hash };
                 let found = match_block(self.asset, &bytes, &here, &watch)?;
-                if !found.is_empty() {
-                    let txids = found.iter().map(|o| o.txid.as_str()).collect();
-                    let mut all = self.spends_of.lock().unwrap_or_else(|p| p.into_inner());
-                    for (txid, spends) in spends_in_block(&bytes, &txids) {
-                        all.remember(txid, spends);
-                    }
-                }
+                note_spends(
+                    &bytes,
+                    &found,
+                    &mut self.spends_of.lock().unwrap_or_else(|p| p.into_inner()),
+                );
                 batch.observations.extend(found);
                 batch.blocks.push(here.clone());
                 prev = here;
@@ -342,12 +392,12 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                 }
                 listed.insert(txid_text);
             }
-            let spends_of = {
+            let (spends_of, conflicted) = {
                 let mut all = self.spends_of.lock().unwrap_or_else(|p| p.into_inner());
                 for (txid, spends) in watched_spends {
                     all.remember(txid, spends);
                 }
-                all.of(pending)
+                (all.of(pending), all.conflicted.clone())
             };
             // Unlisted is not gone. Gone is: another listed transaction spends
             // its inputs (replaced, double-spent), or the backend, asked by
@@ -356,11 +406,12 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
             let mut unknown = HashMap::new();
             let since = self.unknown_since.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for txid in pending.iter().filter(|t| !listed.contains(t.as_str())) {
-                let replaced = spends_of.get(txid).is_some_and(|spends| {
-                    spends
-                        .iter()
-                        .any(|o| spent_by.get(o).is_some_and(|other| other != txid))
-                });
+                let replaced = conflicted.contains(txid)
+                    || spends_of.get(txid).is_some_and(|spends| {
+                        spends
+                            .iter()
+                            .any(|o| spent_by.get(o).is_some_and(|other| other != txid))
+                    });
                 if replaced {
                     gone.push(txid.clone());
                 } else if !self.backend.knows_transaction(txid).await? {

@@ -115,7 +115,12 @@ fn apply_in(tx: &mut Tx<'_>, policy: &AssetPolicy, update: &ScanUpdate, now: Dat
         code,
         &ChainState {
             cursor: update.cursor.clone(),
-            tip: update.tip.clone(),
+            // A backend behind the stored tip does not lower it (the best
+            // tip seen, and when it rose, are what head age is judged by).
+            tip: match &stored {
+                Some(s) if s.tip.height > update.tip.height => s.tip.clone(),
+                _ => update.tip.clone(),
+            },
             updated_at: now,
             tip_rose_at: match &stored {
                 Some(s) if s.tip.height >= update.tip.height => s.tip_rose_at.or(Some(now)),
@@ -249,12 +254,12 @@ fn observe(
         return Ok(());
     }
     let holder = find_holder(tx, policy, obs)?;
-    // Dust, unless it pays in full an intent made for less than today's
-    // `min_amount` (created before the minimum was raised) that still holds
-    // its key. Poisoning amounts below its price stay dust.
-    let pays_small_intent = holder.as_ref().is_some_and(|i| {
-        i.pay_amount < policy.min_amount && obs.amount >= i.pay_amount && machine::arrival(i, now) != Arrival::TooLate
-    });
+    // Dust, unless it pays an intent made for less than today's `min_amount`
+    // (created before the minimum was raised) that still holds its key: its
+    // payments, and top-ups of them, are below the minimum by design.
+    let pays_small_intent = holder
+        .as_ref()
+        .is_some_and(|i| i.pay_amount < policy.min_amount && machine::arrival(i, now) != Arrival::TooLate);
     if obs.amount < policy.min_amount && !pays_small_intent {
         return record_dust(tx, policy, obs, key, now);
     }
