@@ -441,17 +441,55 @@ fn spawn_create_writer(
     std::thread::Builder::new()
         .name("intent-writer".into())
         .spawn(move || {
-            while let Ok(first) = jobs.recv() {
-                let mut group = vec![first];
+            // Creates of an asset whose poller holds its fence wait here, in
+            // order, while other assets' creates go on.
+            let mut parked: Vec<CreateJob> = Vec::new();
+            loop {
+                let next = if parked.is_empty() {
+                    jobs.recv().ok()
+                } else {
+                    match jobs.recv_timeout(PARKED_RETRY) {
+                        Ok(job) => Some(job),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+                    }
+                };
+                if next.is_none() && parked.is_empty() {
+                    return; // the engine is gone
+                }
+                let mut group = std::mem::take(&mut parked);
+                group.extend(next);
                 while group.len() < MAX_CREATE_GROUP {
                     match jobs.try_recv() {
                         Ok(job) => group.push(job),
                         Err(_) => break,
                     }
                 }
+                // Fences free now, taken in a fixed order; the rest wait.
+                let mut assets: Vec<Asset> = group.iter().map(|j| j.req.asset).collect();
+                assets.sort();
+                assets.dedup();
+                let mut held = Vec::new();
+                let mut open = HashSet::new();
+                for asset in assets {
+                    match fences.get(&asset).map(|f| f.try_lock()) {
+                        Some(Ok(guard)) => {
+                            held.push(guard);
+                            open.insert(asset);
+                        }
+                        Some(Err(_)) => {}
+                        None => {
+                            open.insert(asset);
+                        }
+                    }
+                }
                 let mut batch = Vec::with_capacity(group.len());
                 let mut replies = Vec::with_capacity(group.len());
                 for job in group {
+                    if !open.contains(&job.req.asset) {
+                        parked.push(job);
+                        continue;
+                    }
                     match policies.get(&job.req.asset) {
                         Some(policy) => {
                             batch.push((policy, job.req));
@@ -468,15 +506,6 @@ fn spawn_create_writer(
                 if batch.is_empty() {
                     continue;
                 }
-                // The fences of the assets in this group, in a fixed order.
-                let mut assets: Vec<Asset> = batch.iter().map(|(p, _)| p.asset).collect();
-                assets.sort();
-                assets.dedup();
-                let held: Vec<_> = assets
-                    .iter()
-                    .filter_map(|a| fences.get(a))
-                    .map(|f| f.blocking_lock())
-                    .collect();
                 let result = store.create_intents(batch, clock.now());
                 drop(held);
                 match result {
@@ -496,6 +525,9 @@ fn spawn_create_writer(
         })?;
     Ok(sender)
 }
+
+/// How often creates waiting for a fenced asset are tried again.
+const PARKED_RETRY: Duration = Duration::from_millis(20);
 
 /// Configured addresses plus those of open intents.
 fn hot_addresses(store: &Store, policy: &AssetPolicy) -> Result<HashSet<String>, paywatch_state::StoreError> {

@@ -76,6 +76,10 @@ struct RpcHeader {
     logs_bloom: Bloom,
 }
 
+/// How long after a provider refused a batch it is offered one again (a
+/// refusal may be a passing limit, and batches bind answers to one node).
+const BATCH_RETRY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Blocks at the end of each range whose headers' bloom filters are checked
 /// against the logs returned (a node behind the head lacks only the last few).
 const VERIFY_WINDOW: u64 = 64;
@@ -117,6 +121,8 @@ pub struct EvmSource {
     watch_cache: Mutex<(u64, HashMap<Address, String>)>,
     /// The provider takes JSON-RPC batches (until it refuses one).
     batches: std::sync::atomic::AtomicBool,
+    /// When batches were last refused: tried again after `BATCH_RETRY`.
+    batches_refused_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl EvmSource {
@@ -142,6 +148,7 @@ impl EvmSource {
             max_range,
             watch_cache: Mutex::new((u64::MAX, HashMap::new())),
             batches: true.into(),
+            batches_refused_at: Mutex::new(None),
         })
     }
 
@@ -416,11 +423,21 @@ impl EvmSource {
     /// Several calls in one JSON-RPC batch (one node's view), or one by one
     /// for a provider that refuses batches.
     async fn many(&self, calls: &[(&str, Value)]) -> Result<Vec<Result<Value, ChainError>>, ChainError> {
+        let retry_batches = self
+            .batches_refused_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() >= BATCH_RETRY);
+        if retry_batches {
+            self.batches.store(true, Ordering::Relaxed);
+        }
         if self.batches.load(Ordering::Relaxed) {
             match self.rpc.call_batch(calls).await {
                 Err(e) if refuses_batches(&e) => {
                     tracing::warn!(asset = %self.asset, error = %e, "the endpoint refuses JSON-RPC batches; calling one by one (bloom checks still bind logs to blocks)");
                     self.batches.store(false, Ordering::Relaxed);
+                    *self.batches_refused_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(std::time::Instant::now());
                 }
                 other => return other,
             }

@@ -323,7 +323,7 @@ impl Poller {
                     round_started_at: Some(started_at),
                     watch_generation: Some(watch.generation),
                 };
-                self.apply(cancel, update, watch, None, &[]).await?;
+                self.apply(cancel, update, watch, None).await?;
                 report.scanned = Some(here.height);
                 return Ok(());
             };
@@ -331,9 +331,8 @@ impl Poller {
             // a transaction then missing from both is really gone.
             let near = tip.height.saturating_sub(from.height) <= self.config.max_blocks_per_step;
             let mut mempool = None;
-            let mut pending = Vec::new();
             if near && self.config.mempool {
-                pending = self.sink.pending_mempool().map_err(PollError::Sink)?;
+                let pending = self.sink.pending_mempool().map_err(PollError::Sink)?;
                 mempool = self.mempool(cancel, &watch, &pending).await?;
                 tip = self.step(cancel, "tip", self.source.tip()).await?;
             } else if near && !tip_fresh {
@@ -381,7 +380,7 @@ impl Poller {
                 round_started_at: (reached_tip && !behind_seen && !head_stale).then_some(started_at),
                 watch_generation: Some(watch.generation),
             };
-            self.apply(cancel, update, watch, Some(&from), &pending).await?;
+            self.apply(cancel, update, watch, Some(&from)).await?;
             self.best_tip
                 .fetch_max(tip.height, std::sync::atomic::Ordering::Relaxed);
             if reached_tip {
@@ -437,7 +436,6 @@ impl Poller {
         mut update: ScanUpdate,
         mut watch: Arc<WatchSet>,
         from: Option<&BlockRef>,
-        pending: &[String],
     ) -> Result<(), PollError> {
         let mut redos = 0;
         let mut fence: Option<Box<dyn Send>> = None;
@@ -473,7 +471,7 @@ impl Poller {
                 update.observations.extend(extra.observations);
             }
             if let Some(mempool) = &mut update.mempool
-                && let Some(view) = self.mempool(cancel, &added, pending).await?
+                && let Some(view) = self.mempool(cancel, &added, &[]).await?
             {
                 // Transfers only: a disappearance seen now, after the tip was
                 // read, may be a transaction mined in a block this update

@@ -11,7 +11,7 @@ use paywatch_state::amount::from_base_units;
 use paywatch_state::{Asset, BlockRef, ChainTip, MempoolView, Observation};
 
 use super::address::{AddressError, UtxoAddress, parse_btc, parse_ltc};
-use super::block::decode_block;
+use super::block::{RawBlock, decode_block};
 use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork};
 use crate::{ChainError, Network};
 
@@ -175,7 +175,10 @@ impl SpendsOf {
         while self.order.len() > SPENDS_KEPT {
             if let Some(old) = self.order.pop_front() {
                 for outpoint in self.by_txid.remove(&old).into_iter().flatten() {
-                    if let Some(key) = outpoint_bytes(&outpoint) {
+                    // Only if still ours: a replacement may own it now.
+                    if let Some(key) = outpoint_bytes(&outpoint)
+                        && self.by_outpoint.get(&key) == Some(&old)
+                    {
                         self.by_outpoint.remove(&key);
                     }
                 }
@@ -206,29 +209,32 @@ impl SpendsOf {
 }
 
 /// Remembers the inputs of this block's transactions that paid watched
-/// addresses, and notes remembered transactions whose inputs another of its
-/// transactions spends (double-spent or replaced in the chain).
-fn note_spends(bytes: &[u8], paid: &[Observation], spends: &mut SpendsOf) {
-    if paid.is_empty() && spends.by_outpoint.is_empty() {
-        return;
-    }
-    let Ok(block) = decode_block(bytes) else { return };
-    let paid: std::collections::HashSet<&str> = paid.iter().map(|o| o.txid.as_str()).collect();
+/// addresses (`paying`, by index), and notes remembered transactions whose
+/// inputs another of its transactions spends (double-spent or replaced in
+/// the chain). Only those transactions' ids are hashed.
+fn note_spends(block: &RawBlock<'_>, paying: &[usize], spends: &mut SpendsOf) {
     for tx in &block.txs {
-        let outpoints = tx.spent_outpoints();
-        let hits = outpoints
-            .iter()
-            .any(|o| <[u8; 36]>::try_from(*o).is_ok_and(|k| spends.by_outpoint.contains_key(&k)));
-        if !hits && paid.is_empty() {
+        if spends.by_outpoint.is_empty() {
+            break;
+        }
+        let hits: Vec<&[u8]> = tx
+            .spent_outpoints()
+            .into_iter()
+            .filter(|o| <[u8; 36]>::try_from(*o).is_ok_and(|k| spends.by_outpoint.contains_key(&k)))
+            .collect();
+        if hits.is_empty() {
             continue;
         }
         let txid = tx.txid().to_string();
-        for outpoint in &outpoints {
+        for outpoint in hits {
             spends.saw_spend(&txid, outpoint);
         }
-        if paid.contains(txid.as_str()) {
-            spends.remember(txid, tx.spends());
-        }
+    }
+    // Mined here: remembered with their inputs, and no longer in doubt.
+    for tx in paying.iter().filter_map(|&i| block.txs.get(i)) {
+        let txid = tx.txid().to_string();
+        spends.conflicted.remove(&txid);
+        spends.remember(txid, tx.spends());
     }
 }
 
@@ -278,8 +284,21 @@ pub fn match_block(
     watch: &WatchMap,
 ) -> Result<Vec<Observation>, ChainError> {
     let block = decode_block(bytes).map_err(|e| ChainError::garbage(format!("block {}", here.hash), e))?;
+    Ok(match_decoded(asset, &block, here, watch)?.0)
+}
+
+/// `match_block` over a decoded block; also the indices of the transactions
+/// that paid a watched address.
+fn match_decoded(
+    asset: Asset,
+    block: &RawBlock<'_>,
+    here: &BlockRef,
+    watch: &WatchMap,
+) -> Result<(Vec<Observation>, Vec<usize>), ChainError> {
     let mut found = Vec::new();
+    let mut paying = Vec::new();
     for (i, tx) in block.txs.iter().enumerate() {
+        let before = found.len();
         collect_matches(
             asset,
             || tx.txid(),
@@ -289,8 +308,11 @@ pub fn match_block(
             Some(here),
             &mut found,
         )?;
+        if found.len() > before {
+            paying.push(i);
+        }
     }
-    Ok(found)
+    Ok((found, paying))
 }
 
 impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
@@ -352,10 +374,10 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                     break;
                 }
                 let here = BlockRef { height, hash };
-                let found = match_block(self.asset, &bytes, &here, &watch)?;
+                let (found, paying) = match_decoded(self.asset, &block, &here, &watch)?;
                 note_spends(
-                    &bytes,
-                    &found,
+                    &block,
+                    &paying,
                     &mut self.spends_of.lock().unwrap_or_else(|p| p.into_inner()),
                 );
                 batch.observations.extend(found);
@@ -397,6 +419,10 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                 for (txid, spends) in watched_spends {
                     all.remember(txid, spends);
                 }
+                // Listed: in the mempool, whatever a block said before.
+                for txid in &listed {
+                    all.conflicted.remove(txid);
+                }
                 (all.of(pending), all.conflicted.clone())
             };
             // Unlisted is not gone. Gone is: another listed transaction spends
@@ -424,8 +450,12 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                             break;
                         }
                     }
+                    // Asked again: one that arrived meanwhile (relayed, or
+                    // another node answered the first time) is its own spender.
                     if conflicted {
-                        gone.push(txid.clone());
+                        if !self.backend.knows_transaction(txid).await? {
+                            gone.push(txid.clone());
+                        }
                         continue;
                     }
                     let first = since.get(txid).copied().unwrap_or_else(std::time::Instant::now);
@@ -435,7 +465,11 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                     unknown.insert(txid.clone(), first);
                 }
             }
-            *self.unknown_since.lock().unwrap_or_else(|p| p.into_inner()) = unknown;
+            // A read that judged nothing (a redo's, for new addresses only)
+            // leaves the clocks running.
+            if !pending.is_empty() {
+                *self.unknown_since.lock().unwrap_or_else(|p| p.into_inner()) = unknown;
+            }
             Ok(Some(MempoolView { transfers: found, gone }))
         })
     }

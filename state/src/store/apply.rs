@@ -257,9 +257,13 @@ fn observe(
     // Dust, unless it pays an intent made for less than today's `min_amount`
     // (created before the minimum was raised) that still holds its key: its
     // payments, and top-ups of them, are below the minimum by design.
-    let pays_small_intent = holder
-        .as_ref()
-        .is_some_and(|i| i.pay_amount < policy.min_amount && machine::arrival(i, now) != Arrival::TooLate);
+    // (A payment in full, or a top-up of one already made: a poisoning
+    // fraction sent to a fresh small intent stays dust.)
+    let pays_small_intent = holder.as_ref().is_some_and(|i| {
+        i.pay_amount < policy.min_amount
+            && machine::arrival(i, now) != Arrival::TooLate
+            && (obs.amount >= i.pay_amount || !i.payments.is_empty())
+    });
     if obs.amount < policy.min_amount && !pays_small_intent {
         return record_dust(tx, policy, obs, key, now);
     }
