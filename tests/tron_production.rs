@@ -288,3 +288,38 @@ async fn a_receiver_rejecting_one_order_holds_back_only_that_order() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_asset_is_flagged_and_optionally_refuses_new_intents() {
+    let tron = FakeTron::start(66_000_000).await;
+    let pw = start(&tron, "max_lag = \"2s\"\nrefuse_when_lagging = true", None).await;
+    let (status, _) = pw.post("/v1/intents", json!({"asset": "USDT_TRC20", "amount": "5"})).await;
+    assert_eq!(status, 201, "not lagging yet");
+    // The chain's tip stops moving (a stuck node): past max_lag it lags.
+    let lagging = wait_for("the asset to be flagged", Duration::from_secs(20), || async {
+        let (code, body) = pw.request("GET", "/readyz", None, None).await;
+        (code == 503).then_some(body)
+    })
+    .await;
+    assert_eq!(lagging["lagging"], json!(["USDT_TRC20"]), "{lagging}");
+    let status = pw.get("/v1/status").await;
+    let asset = &status["assets"]["USDT_TRC20"];
+    assert_eq!(asset["lagging"], true, "{status}");
+    assert!(asset["head_age_seconds"].as_i64() >= Some(2), "{status}");
+    assert!(
+        pw.metrics()
+            .await
+            .contains("paywatch_chain_lagging{asset=\"USDT_TRC20\"} 1")
+    );
+    let (code, refused) = pw.post("/v1/intents", json!({"asset": "USDT_TRC20", "amount": "6"})).await;
+    assert_eq!((code, refused["error"]["code"].as_str()), (503, Some("asset_lagging")));
+    // Blocks again: caught up, ready, creates accepted.
+    tron.produce(1);
+    wait_for("ready again", Duration::from_secs(20), || async {
+        let (code, _) = pw.request("GET", "/readyz", None, None).await;
+        (code == 200).then_some(())
+    })
+    .await;
+    let (code, _) = pw.post("/v1/intents", json!({"asset": "USDT_TRC20", "amount": "6"})).await;
+    assert_eq!(code, 201);
+}
