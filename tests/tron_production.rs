@@ -293,7 +293,9 @@ async fn a_receiver_rejecting_one_order_holds_back_only_that_order() {
 async fn a_lagging_asset_is_flagged_and_optionally_refuses_new_intents() {
     let tron = FakeTron::start(66_000_000).await;
     let pw = start(&tron, "max_lag = \"2s\"\nrefuse_when_lagging = true", None).await;
-    let (status, _) = pw.post("/v1/intents", json!({"asset": "USDT_TRC20", "amount": "5"})).await;
+    let (status, _) = pw
+        .post("/v1/intents", json!({"asset": "USDT_TRC20", "amount": "5"}))
+        .await;
     assert_eq!(status, 201, "not lagging yet");
     // The chain's tip stops moving (a stuck node): past max_lag it lags.
     let lagging = wait_for("the asset to be flagged", Duration::from_secs(20), || async {
@@ -311,7 +313,9 @@ async fn a_lagging_asset_is_flagged_and_optionally_refuses_new_intents() {
             .await
             .contains("paywatch_chain_lagging{asset=\"USDT_TRC20\"} 1")
     );
-    let (code, refused) = pw.post("/v1/intents", json!({"asset": "USDT_TRC20", "amount": "6"})).await;
+    let (code, refused) = pw
+        .post("/v1/intents", json!({"asset": "USDT_TRC20", "amount": "6"}))
+        .await;
     assert_eq!((code, refused["error"]["code"].as_str()), (503, Some("asset_lagging")));
     // Blocks again: caught up, ready, creates accepted.
     tron.produce(1);
@@ -320,6 +324,8 @@ async fn a_lagging_asset_is_flagged_and_optionally_refuses_new_intents() {
         (code == 200).then_some(())
     })
     .await;
-    let (code, _) = pw.post("/v1/intents", json!({"asset": "USDT_TRC20", "amount": "6"})).await;
+    let (code, _) = pw
+        .post("/v1/intents", json!({"asset": "USDT_TRC20", "amount": "6"}))
+        .await;
     assert_eq!(code, 201);
 }

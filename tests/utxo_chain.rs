@@ -384,15 +384,26 @@ async fn btc_asset_end_to_end_over_a_core_rpc_node() {
     );
 }
 
+/// paywatch deriving LTC addresses from an xpub, reaching `node` through a
+/// slow provider (`delay_ms` a call) behind a link that can be cut, in steps
+/// of `blocks`.
+async fn behind_a_slow_link(
+    node: &Litecoind,
+    delay_ms: u64,
+    blocks: u64,
+) -> (common::rpc_proxy::RpcProxy, Proxy, Paywatch) {
+    let slow = common::rpc_proxy::RpcProxy::start(node.url(), 1).await;
+    slow.delay(delay_ms);
+    let proxy = Proxy::start(slow.url.rsplit(':').next().unwrap().parse().unwrap()).await;
+    let extra = format!("xpub = \"wpkh({TPUB}/0/*)\"\nmax_blocks_per_poll = {blocks}");
+    let (_pool, pw) = start_ltc(node, &proxy.url(), 0, 1, &extra, None).await;
+    (slow, proxy, pw)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intents_created_during_a_long_catch_up_are_watched_in_the_same_round() {
     let node = Litecoind::start().await;
-    // A slow provider (30 ms a call) behind a link that can be cut.
-    let slow = common::rpc_proxy::RpcProxy::start(node.url(), 1).await;
-    slow.delay(30);
-    let proxy = Proxy::start(slow.url.rsplit(':').next().unwrap().parse().unwrap()).await;
-    let extra = format!("xpub = \"wpkh({TPUB}/0/*)\"\nmax_blocks_per_poll = 1");
-    let (_pool, pw) = start_ltc(&node, &proxy.url(), 0, 1, &extra, None).await;
+    let (_slow, proxy, pw) = behind_a_slow_link(&node, 30, 1).await;
     // Down while 280 blocks are mined (below MWEB activation): the round that follows
     // takes one block per step.
     proxy.set_up(false);
@@ -430,12 +441,8 @@ async fn intents_created_during_a_long_catch_up_are_watched_in_the_same_round() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_catch_up_under_a_steady_stream_of_creates_still_reaches_the_tip() {
     let node = Litecoind::start().await;
-    // A slow provider, so every step can be overtaken by new addresses.
-    let slow = common::rpc_proxy::RpcProxy::start(node.url(), 1).await;
-    slow.delay(20);
-    let proxy = Proxy::start(slow.url.rsplit(':').next().unwrap().parse().unwrap()).await;
-    let extra = format!("xpub = \"wpkh({TPUB}/0/*)\"\nmax_blocks_per_poll = 20");
-    let (_pool, pw) = start_ltc(&node, &proxy.url(), 0, 1, &extra, None).await;
+    // Slow enough that every step can be overtaken by new addresses.
+    let (_slow, proxy, pw) = behind_a_slow_link(&node, 20, 20).await;
     proxy.set_up(false);
     node.mine(200).await;
     proxy.set_up(true);
