@@ -550,22 +550,9 @@ impl ScanSink for AssetSink {
             .map_err(|e| e.to_string())
     }
 
-    fn stored_tip(&self) -> Option<u64> {
-        self.engine
-            .store
-            .chain_state(self.asset)
-            .ok()
-            .flatten()
-            .map(|c| c.tip.height)
-    }
-
-    fn stored_tip_rose_at(&self) -> Option<DateTime<Utc>> {
-        self.engine
-            .store
-            .chain_state(self.asset)
-            .ok()
-            .flatten()
-            .and_then(|c| c.tip_rose_at)
+    fn stored_tip(&self) -> Option<(u64, Option<DateTime<Utc>>)> {
+        let state = self.engine.store.chain_state(self.asset).ok().flatten()?;
+        Some((state.tip.height, state.tip_rose_at))
     }
 
     fn known_hash(&self, height: u64) -> Option<String> {

@@ -36,12 +36,8 @@ pub enum SinkError {
 pub trait ScanSink: Send + Sync + 'static {
     /// The durably applied cursor, `None` before the first poll.
     fn cursor(&self) -> Result<Option<BlockRef>, String>;
-    /// The highest tip height stored with the cursor, if any.
-    fn stored_tip(&self) -> Option<u64> {
-        None
-    }
-    /// When the stored tip height last rose.
-    fn stored_tip_rose_at(&self) -> Option<DateTime<Utc>> {
+    /// The highest tip height stored with the cursor, and when it rose.
+    fn stored_tip(&self) -> Option<(u64, Option<DateTime<Utc>>)> {
         None
     }
     /// The stored hash of an applied block, for reorg detection.
@@ -96,11 +92,11 @@ pub struct PollerConfig {
 /// the asset are held back for one last redo (so creates cannot starve it).
 const MAX_REDOS: u32 = 3;
 
-/// The stored tip and when it rose, as the poller's head-age clock.
+/// The stored tip and when it rose: where the poller's best tip and head
+/// age start after a restart.
 fn head_seen(sink: &dyn ScanSink, clock: &dyn Clock) -> (u64, Instant) {
-    let height = sink.stored_tip().unwrap_or(0);
-    let age = sink
-        .stored_tip_rose_at()
+    let (height, rose_at) = sink.stored_tip().unwrap_or((0, None));
+    let age = rose_at
         .and_then(|rose| (clock.now() - rose).to_std().ok())
         .unwrap_or_default();
     (height, Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
@@ -153,11 +149,10 @@ impl PollError {
 pub struct Poller {
     /// Set once the source's preflight checks passed.
     preflight_ok: std::sync::atomic::AtomicBool,
-    /// The highest tip any backend reported (or the store kept): a round
-    /// whose tip is below it does not count for expiry.
-    best_tip: std::sync::atomic::AtomicU64,
-    /// The highest tip height and when it was first seen (head age).
-    tip_seen: std::sync::Mutex<(u64, Instant)>,
+    /// The highest tip any backend reported (or the store kept), and when
+    /// it was first seen: a round whose tip is below it, or whose head has
+    /// not risen for `max_head_age`, does not count for expiry.
+    best_tip: std::sync::Mutex<(u64, Instant)>,
     asset: Asset,
     source: Arc<dyn ChainSource>,
     sink: Arc<dyn ScanSink>,
@@ -175,8 +170,7 @@ impl Poller {
     ) -> Poller {
         Poller {
             preflight_ok: false.into(),
-            best_tip: sink.stored_tip().unwrap_or(0).into(),
-            tip_seen: std::sync::Mutex::new(head_seen(sink.as_ref(), clock.as_ref())),
+            best_tip: std::sync::Mutex::new(head_seen(sink.as_ref(), clock.as_ref())),
             asset,
             source,
             sink,
@@ -340,9 +334,9 @@ impl Poller {
             }
             tip_fresh = false;
             report.tip = Some(tip.clone());
-            let best_seen = self.best_tip.load(std::sync::atomic::Ordering::Relaxed);
+            let (best_seen, head_age) = self.see_tip(tip.height);
             let behind_seen = tip.height < best_seen;
-            let head_stale = self.head_age(tip.height) > self.config.max_head_age;
+            let head_stale = head_age > self.config.max_head_age;
             let to = tip.height.min(from.height + self.config.max_blocks_per_step);
             let batch = self.scan(cancel, &from, to, &watch).await?;
             // A backend below what paywatch already scanned is behind (a
@@ -381,8 +375,6 @@ impl Poller {
                 watch_generation: Some(watch.generation),
             };
             self.apply(cancel, update, watch, Some(&from)).await?;
-            self.best_tip
-                .fetch_max(tip.height, std::sync::atomic::Ordering::Relaxed);
             if reached_tip {
                 if behind_seen {
                     return Err(ChainError::Behind(format!(
@@ -396,13 +388,15 @@ impl Poller {
         }
     }
 
-    /// How long ago the tip last rose.
-    fn head_age(&self, height: u64) -> Duration {
-        let mut seen = self.tip_seen.lock().unwrap_or_else(|p| p.into_inner());
-        if height > seen.0 {
-            *seen = (height, Instant::now());
+    /// Notes a tip: returns the best height seen before it and how long ago
+    /// the best tip (now) last rose.
+    fn see_tip(&self, height: u64) -> (u64, Duration) {
+        let mut best = self.best_tip.lock().unwrap_or_else(|p| p.into_inner());
+        let before = best.0;
+        if height > best.0 {
+            *best = (height, Instant::now());
         }
-        seen.1.elapsed()
+        (before, best.1.elapsed())
     }
 
     async fn scan(

@@ -62,64 +62,7 @@ impl RpcClient {
             .enumerate()
             .map(|(id, (method, params))| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
             .collect();
-        let n = calls.len();
-        self.endpoints
-            .send(
-                "batch",
-                |http, url| {
-                    let req = http.post(url).json(&body);
-                    match &self.auth {
-                        RpcAuth::UserPassword { user, password } => req.basic_auth(user, Some(password.expose())),
-                        _ => req,
-                    }
-                },
-                |url, answer| {
-                    // Rate limits and server errors first: passing, not a refusal.
-                    if answer.status == 429 || answer.status >= 500 {
-                        return status_error(url, answer.status);
-                    }
-                    let items = match serde_json::from_slice::<Value>(&answer.body) {
-                        Ok(Value::Array(items)) => items,
-                        // One answer object for the whole batch: the node
-                        // refuses batches (or ignores them).
-                        Ok(Value::Object(obj)) => {
-                            let refusal = json!({"code": 0, "message": "a single answer to a batch"});
-                            let error = obj.get("error").filter(|e| !e.is_null()).unwrap_or(&refusal);
-                            return Verdict::Fail(node_error("batch", error));
-                        }
-                        _ if !(200..300).contains(&answer.status) => return status_error(url, answer.status),
-                        _ => return Verdict::TryNext(ChainError::garbage("batch", "not a JSON-RPC batch answer")),
-                    };
-                    let mut out: Vec<Option<Result<Value, ChainError>>> = (0..n).map(|_| None).collect();
-                    for item in items {
-                        let Some(slot) = item
-                            .get("id")
-                            .and_then(Value::as_u64)
-                            .and_then(|id| out.get_mut(id as usize))
-                        else {
-                            continue;
-                        };
-                        let method = calls[0].0;
-                        *slot = Some(
-                            match judge(
-                                method,
-                                url,
-                                Answer {
-                                    status: 200,
-                                    body: item.to_string().into_bytes(),
-                                },
-                            ) {
-                                Verdict::Done(v) => Ok(v),
-                                Verdict::Fail(e) | Verdict::TryNext(e) => Err(e),
-                            },
-                        );
-                    }
-                    match out.into_iter().collect::<Option<Vec<_>>>() {
-                        Some(all) => Verdict::Done(all),
-                        None => Verdict::TryNext(ChainError::garbage("batch", "an answer is missing from the batch")),
-                    }
-                },
-            )
+        self.post(&body, "batch", |url, answer| judge_batch(calls, url, answer))
             .await
     }
 
@@ -127,6 +70,16 @@ impl RpcClient {
     /// returned as `ChainError::Rpc`, anything else unusable fails over.
     pub async fn call_raw(&self, method: &str, params: Value) -> Result<Value, ChainError> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        self.post(&body, method, |url, answer| judge(method, url, answer)).await
+    }
+
+    /// POSTs `body` with the node's credentials to each endpoint in turn.
+    async fn post<T>(
+        &self,
+        body: &impl serde::Serialize,
+        call: &str,
+        judge: impl Fn(&str, Answer) -> Verdict<T>,
+    ) -> Result<T, ChainError> {
         let credentials = match &self.auth {
             RpcAuth::None => None,
             RpcAuth::UserPassword { user, password } => Some((user.clone(), password.expose().to_string())),
@@ -141,17 +94,59 @@ impl RpcClient {
         };
         self.endpoints
             .send(
-                method,
+                call,
                 |http, url| {
-                    let req = http.post(url).json(&body);
+                    let req = http.post(url).json(body);
                     match &credentials {
                         Some((user, password)) => req.basic_auth(user, Some(password)),
                         None => req,
                     }
                 },
-                |url, answer| judge(method, url, answer),
+                judge,
             )
             .await
+    }
+}
+
+/// One answer object's outcome: its `result`, or the node's error; `None`
+/// when it carries neither.
+fn answer_of(method: &str, obj: &serde_json::Map<String, Value>) -> Option<Result<Value, ChainError>> {
+    if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
+        return Some(Err(node_error(method, err)));
+    }
+    obj.get("result").map(|r| Ok(r.clone()))
+}
+
+/// Reads a batch answer: every call's outcome, matched by id.
+fn judge_batch(calls: &[(&str, Value)], url: &str, answer: Answer) -> Verdict<Vec<Result<Value, ChainError>>> {
+    // Rate limits and server errors first: passing, not a refusal.
+    if answer.status == 429 || answer.status >= 500 {
+        return status_error(url, answer.status);
+    }
+    let items = match serde_json::from_slice::<Value>(&answer.body) {
+        Ok(Value::Array(items)) => items,
+        // One answer object for the whole batch: the node refuses batches
+        // (or ignores them).
+        Ok(Value::Object(obj)) => {
+            let refusal = json!({"code": 0, "message": "a single answer to a batch"});
+            let error = obj.get("error").filter(|e| !e.is_null()).unwrap_or(&refusal);
+            return Verdict::Fail(node_error("batch", error));
+        }
+        _ if !(200..300).contains(&answer.status) => return status_error(url, answer.status),
+        _ => return Verdict::TryNext(ChainError::garbage("batch", "not a JSON-RPC batch answer")),
+    };
+    let mut out: Vec<Option<Result<Value, ChainError>>> = (0..calls.len()).map(|_| None).collect();
+    for item in &items {
+        let Some(id) = item.get("id").and_then(Value::as_u64).map(|id| id as usize) else {
+            continue;
+        };
+        if let (Some(slot), Some((method, _)), Some(obj)) = (out.get_mut(id), calls.get(id), item.as_object()) {
+            *slot = answer_of(method, obj);
+        }
+    }
+    match out.into_iter().collect::<Option<Vec<_>>>() {
+        Some(all) => Verdict::Done(all),
+        None => Verdict::TryNext(ChainError::garbage("batch", "an answer is missing from the batch")),
     }
 }
 
@@ -173,13 +168,10 @@ fn node_error(method: &str, err: &Value) -> ChainError {
 fn judge(method: &str, url: &str, answer: Answer) -> Verdict<Value> {
     let parsed: Option<Value> = serde_json::from_slice(&answer.body).ok();
     if let Some(Value::Object(obj)) = &parsed {
-        if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
-            return Verdict::Fail(node_error(method, err));
-        }
-        if (200..300).contains(&answer.status)
-            && let Some(result) = obj.get("result")
-        {
-            return Verdict::Done(result.clone());
+        match answer_of(method, obj) {
+            Some(Err(e)) => return Verdict::Fail(e),
+            Some(Ok(result)) if (200..300).contains(&answer.status) => return Verdict::Done(result),
+            _ => {}
         }
     }
     if !(200..300).contains(&answer.status) {

@@ -90,6 +90,29 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// An output being spent, as serialized in a transaction: the txid (internal
+/// byte order) and the output index (little-endian).
+pub type Outpoint = [u8; 36];
+
+/// An outpoint from its `txid` (display hex) and output index.
+pub fn outpoint(txid: &str, vout: u32) -> Option<Outpoint> {
+    let mut bytes = hex::decode(txid).ok()?;
+    if bytes.len() != 32 {
+        return None;
+    }
+    bytes.reverse();
+    bytes.extend_from_slice(&vout.to_le_bytes());
+    bytes.try_into().ok()
+}
+
+/// The `txid` (display hex) and output index of an outpoint.
+pub fn outpoint_parts(outpoint: &Outpoint) -> (String, u32) {
+    let mut txid = outpoint[..32].to_vec();
+    txid.reverse();
+    let vout = u32::from_le_bytes([outpoint[32], outpoint[33], outpoint[34], outpoint[35]]);
+    (hex::encode(txid), vout)
+}
+
 /// One transaction, as slices of the buffer it was decoded from.
 #[derive(Clone, Debug)]
 pub struct RawTx<'a> {
@@ -121,33 +144,21 @@ impl<'a> RawTx<'a> {
         })
     }
 
-    /// The outpoints it spends, as serialized (32-byte txid, 4-byte vout).
-    pub fn spent_outpoints(&self) -> Vec<&'a [u8]> {
+    /// The outpoints it spends, as serialized.
+    pub fn spends(&self) -> Vec<Outpoint> {
         let mut r = Reader { bytes: self.io, pos: 0 };
         let n = r.compact().unwrap_or(0);
         let mut out = Vec::new();
         for _ in 0..n {
-            let Ok(outpoint) = r.take(36) else { break };
+            let Some(outpoint) = r.take(36).ok().and_then(|o| Outpoint::try_from(o).ok()) else {
+                break;
+            };
             out.push(outpoint);
             if r.skip_var_bytes().is_err() || r.take(4).is_err() {
                 break;
             }
         }
         out
-    }
-
-    /// The outpoints it spends, as `txid:vout` with the txid in display
-    /// (reversed) hex, the form Esplora and Core print.
-    pub fn spends(&self) -> Vec<String> {
-        self.spent_outpoints()
-            .into_iter()
-            .map(|outpoint| {
-                let mut txid = outpoint[..32].to_vec();
-                txid.reverse();
-                let vout = u32::from_le_bytes(outpoint[32..].try_into().unwrap_or_default());
-                format!("{}:{vout}", hex::encode(txid))
-            })
-            .collect()
     }
 
     /// The txid: double SHA-256 of version, inputs, outputs and lock time.
@@ -380,7 +391,19 @@ mod tests {
                 .collect();
             assert_eq!(outs, want);
             let spends: Vec<String> = b.input.iter().map(|i| i.previous_output.to_string()).collect();
-            assert_eq!(a.spends(), spends, "outpoints spent");
+            let ours: Vec<String> = a
+                .spends()
+                .iter()
+                .map(|o| {
+                    let (txid, vout) = outpoint_parts(o);
+                    format!("{txid}:{vout}")
+                })
+                .collect();
+            assert_eq!(ours, spends, "outpoints spent");
+            for o in a.spends() {
+                let (txid, vout) = outpoint_parts(&o);
+                assert_eq!(outpoint(&txid, vout), Some(o), "round trip");
+            }
         }
     }
 

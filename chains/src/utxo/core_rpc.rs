@@ -10,7 +10,7 @@ use bitcoin::{ScriptBuf, Txid};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::block::decode_mempool_tx;
+use super::block::{Outpoint, decode_mempool_tx, outpoint_parts};
 use super::source::{MempoolOutput, MempoolTx, MempoolTxs, UtxoBackend};
 use crate::rpc::RpcClient;
 use crate::source::{BoxFuture, WatchSet};
@@ -109,12 +109,9 @@ impl UtxoBackend for CoreRpc {
         })
     }
 
-    fn spender_of<'a>(&'a self, outpoint: &'a str) -> BoxFuture<'a, Result<Option<String>, ChainError>> {
+    fn spender_of<'a>(&'a self, spent: &'a Outpoint) -> BoxFuture<'a, Result<Option<String>, ChainError>> {
         Box::pin(async move {
-            let Some((txid, vout)) = outpoint.split_once(':') else {
-                return Ok(None);
-            };
-            let vout: u32 = vout.parse().map_err(|e| ChainError::garbage("outpoint", e))?;
+            let (txid, vout) = outpoint_parts(spent);
             // Unspent in the chain but spent counting the mempool: a mempool
             // transaction spends it, and ours is not in the mempool, so it is
             // another. Any other null (spent in a block, unknown to this

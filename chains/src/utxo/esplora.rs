@@ -12,6 +12,7 @@ use bitcoin::{ScriptBuf, Txid};
 use paywatch_state::Asset;
 use serde::Deserialize;
 
+use super::block::{Outpoint, outpoint, outpoint_parts};
 use super::source::{MempoolOutput, MempoolTx as MempoolEntry, MempoolTxs, UtxoBackend};
 use crate::http::{Endpoints, Verdict, status_error};
 use crate::source::{BoxFuture, WatchSet};
@@ -219,11 +220,9 @@ impl UtxoBackend for Esplora {
         })
     }
 
-    fn spender_of<'a>(&'a self, outpoint: &'a str) -> BoxFuture<'a, Result<Option<String>, ChainError>> {
+    fn spender_of<'a>(&'a self, spent: &'a Outpoint) -> BoxFuture<'a, Result<Option<String>, ChainError>> {
         Box::pin(async move {
-            let Some((txid, vout)) = outpoint.split_once(':') else {
-                return Ok(None);
-            };
+            let (txid, vout) = outpoint_parts(spent);
             let Some(body) = self.get("outspend", &format!("/tx/{txid}/outspend/{vout}")).await? else {
                 return Ok(None);
             };
@@ -265,7 +264,7 @@ impl UtxoBackend for Esplora {
                             })
                         })
                         .collect::<Result<Vec<_>, ChainError>>()?;
-                    let spends = tx.vin.iter().map(|i| format!("{}:{}", i.txid, i.vout)).collect();
+                    let spends = tx.vin.iter().filter_map(|i| outpoint(&i.txid, i.vout)).collect();
                     out.push((txid, Arc::new(MempoolEntry { outputs, spends })));
                 }
             }

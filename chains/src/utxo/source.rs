@@ -11,7 +11,7 @@ use paywatch_state::amount::from_base_units;
 use paywatch_state::{Asset, BlockRef, ChainTip, MempoolView, Observation};
 
 use super::address::{AddressError, UtxoAddress, parse_btc, parse_ltc};
-use super::block::{RawBlock, decode_block};
+use super::block::{Outpoint, RawBlock, decode_block};
 use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork};
 use crate::{ChainError, Network};
 
@@ -35,12 +35,12 @@ pub struct MempoolOutput {
     pub sats: u64,
 }
 
-/// A mempool transaction: its outputs, and the outpoints it spends
-/// (`txid:vout`), by which a replacement or double spend is recognised.
+/// A mempool transaction: its outputs, and the outpoints it spends, by
+/// which a replacement or double spend is recognised.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MempoolTx {
     pub outputs: Vec<MempoolOutput>,
-    pub spends: Vec<String>,
+    pub spends: Vec<Outpoint>,
 }
 
 /// Mempool transactions.
@@ -68,9 +68,9 @@ pub trait UtxoBackend: Send + Sync + 'static {
     /// Whether the backend knows the transaction (in its mempool, or where it
     /// can look it up, in a block): asked by id, the evidence for "gone".
     fn knows_transaction<'a>(&'a self, txid: &'a str) -> BoxFuture<'a, Result<bool, ChainError>>;
-    /// The transaction that spends `outpoint` (`txid:vout`), where the
-    /// backend can say (a conflict proves a replacement or double spend).
-    fn spender_of<'a>(&'a self, _outpoint: &'a str) -> BoxFuture<'a, Result<Option<String>, ChainError>> {
+    /// The transaction that spends `outpoint`, where the backend can say (a
+    /// conflict proves a replacement or double spend).
+    fn spender_of<'a>(&'a self, _outpoint: &'a Outpoint) -> BoxFuture<'a, Result<Option<String>, ChainError>> {
         Box::pin(async { Ok(None) })
     }
 }
@@ -141,33 +141,19 @@ const SPENDS_KEPT: usize = 50_000;
 /// first.
 #[derive(Default)]
 struct SpendsOf {
-    by_txid: HashMap<String, Vec<String>>,
-    /// Serialized outpoint -> the remembered transaction spending it.
-    by_outpoint: HashMap<[u8; 36], String>,
+    by_txid: HashMap<String, Vec<Outpoint>>,
+    /// Outpoint -> the remembered transaction spending it.
+    by_outpoint: HashMap<Outpoint, String>,
     order: std::collections::VecDeque<String>,
-    /// Remembered transactions whose inputs another transaction spent in a
-    /// scanned block: proof they are gone, should they be pending.
+    /// Remembered transactions whose inputs another transaction spent (in a
+    /// scanned block or the mempool): proof they are gone, unless seen since.
     conflicted: std::collections::HashSet<String>,
 }
 
-/// A `txid:vout` outpoint as serialized in transactions.
-fn outpoint_bytes(text: &str) -> Option<[u8; 36]> {
-    let (txid, vout) = text.split_once(':')?;
-    let mut bytes = hex::decode(txid).ok()?;
-    if bytes.len() != 32 {
-        return None;
-    }
-    bytes.reverse();
-    bytes.extend_from_slice(&vout.parse::<u32>().ok()?.to_le_bytes());
-    bytes.try_into().ok()
-}
-
 impl SpendsOf {
-    fn remember(&mut self, txid: String, spends: Vec<String>) {
+    fn remember(&mut self, txid: String, spends: Vec<Outpoint>) {
         for outpoint in &spends {
-            if let Some(key) = outpoint_bytes(outpoint) {
-                self.by_outpoint.insert(key, txid.clone());
-            }
+            self.by_outpoint.insert(*outpoint, txid.clone());
         }
         if self.by_txid.insert(txid.clone(), spends).is_none() {
             self.order.push_back(txid);
@@ -176,10 +162,8 @@ impl SpendsOf {
             if let Some(old) = self.order.pop_front() {
                 for outpoint in self.by_txid.remove(&old).into_iter().flatten() {
                     // Only if still ours: a replacement may own it now.
-                    if let Some(key) = outpoint_bytes(&outpoint)
-                        && self.by_outpoint.get(&key) == Some(&old)
-                    {
-                        self.by_outpoint.remove(&key);
+                    if self.by_outpoint.get(&outpoint) == Some(&old) {
+                        self.by_outpoint.remove(&outpoint);
                     }
                 }
                 self.conflicted.remove(&old);
@@ -187,24 +171,14 @@ impl SpendsOf {
         }
     }
 
-    /// Notes the inputs a scanned block's transaction spends: a remembered
-    /// transaction whose input another one spent is conflicted.
-    fn saw_spend(&mut self, spender: &str, outpoint: &[u8]) {
-        if let Some(owner) = <[u8; 36]>::try_from(outpoint)
-            .ok()
-            .and_then(|k| self.by_outpoint.get(&k))
+    /// Notes an input a transaction spends: a remembered transaction whose
+    /// input another one spent is conflicted.
+    fn saw_spend(&mut self, spender: &str, outpoint: &Outpoint) {
+        if let Some(owner) = self.by_outpoint.get(outpoint)
             && owner != spender
         {
             self.conflicted.insert(owner.clone());
         }
-    }
-
-    /// The remembered inputs of these transactions.
-    fn of(&self, txids: &[String]) -> HashMap<String, Vec<String>> {
-        txids
-            .iter()
-            .filter_map(|t| self.by_txid.get(t).map(|s| (t.clone(), s.clone())))
-            .collect()
     }
 }
 
@@ -217,16 +191,16 @@ fn note_spends(block: &RawBlock<'_>, paying: &[usize], spends: &mut SpendsOf) {
         if spends.by_outpoint.is_empty() {
             break;
         }
-        let hits: Vec<&[u8]> = tx
-            .spent_outpoints()
+        let hits: Vec<Outpoint> = tx
+            .spends()
             .into_iter()
-            .filter(|o| <[u8; 36]>::try_from(*o).is_ok_and(|k| spends.by_outpoint.contains_key(&k)))
+            .filter(|o| spends.by_outpoint.contains_key(o))
             .collect();
         if hits.is_empty() {
             continue;
         }
         let txid = tx.txid().to_string();
-        for outpoint in hits {
+        for outpoint in &hits {
             spends.saw_spend(&txid, outpoint);
         }
     }
@@ -315,6 +289,43 @@ fn match_decoded(
     Ok((found, paying))
 }
 
+/// What a pending transaction missing from a mempool listing is.
+enum Unlisted {
+    /// Proven gone: another transaction spends its inputs.
+    Gone,
+    /// The backend knows it (a partial listing, or it arrived meanwhile).
+    Known,
+    /// The backend does not know it, and no conflict is seen.
+    Unknown,
+}
+
+impl<B: UtxoBackend> UtxoSource<B> {
+    /// Judges one pending transaction the listing left out: `conflicted`
+    /// when a listed or mined transaction was seen spending its inputs.
+    async fn judge_unlisted(&self, txid: &str, inputs: &[Outpoint], conflicted: bool) -> Result<Unlisted, ChainError> {
+        if conflicted {
+            return Ok(Unlisted::Gone);
+        }
+        if self.backend.knows_transaction(txid).await? {
+            return Ok(Unlisted::Known);
+        }
+        // Unknown: another spender of its inputs, where the backend can name
+        // one, is proof at once (a replacement paying elsewhere), once it is
+        // asked again by id (one that arrived meanwhile, or that another node
+        // answered for the first time, is its own spender).
+        for outpoint in inputs {
+            if self.backend.spender_of(outpoint).await?.is_some_and(|s| s != txid) {
+                return Ok(if self.backend.knows_transaction(txid).await? {
+                    Unlisted::Known
+                } else {
+                    Unlisted::Gone
+                });
+            }
+        }
+        Ok(Unlisted::Unknown)
+    }
+}
+
 impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
     fn backend(&self) -> &'static str {
         self.backend.name()
@@ -396,73 +407,54 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
     ) -> BoxFuture<'a, Result<Option<MempoolView>, ChainError>> {
         Box::pin(async move {
             let map = self.watch_map(watch);
+            let txs = self.backend.mempool(watch).await?;
             let mut found = Vec::new();
             let mut listed = std::collections::HashSet::new();
-            // Outpoint -> the listed transaction spending it.
-            let mut spent_by: HashMap<String, String> = HashMap::new();
-            let mut watched_spends: Vec<(String, Vec<String>)> = Vec::new();
-            for (txid, tx) in self.backend.mempool(watch).await? {
-                let txid_text = txid.to_string();
-                let outs = tx.outputs.iter().map(|o| (o.vout, o.sats, o.script.as_bytes()));
-                let before = found.len();
-                collect_matches(self.asset, || txid, 0, outs, &map, None, &mut found)?;
-                if found.len() > before {
-                    watched_spends.push((txid_text.clone(), tx.spends.clone()));
-                }
-                for outpoint in &tx.spends {
-                    spent_by.insert(outpoint.clone(), txid_text.clone());
-                }
-                listed.insert(txid_text);
-            }
             let (spends_of, conflicted) = {
                 let mut all = self.spends_of.lock().unwrap_or_else(|p| p.into_inner());
-                for (txid, spends) in watched_spends {
-                    all.remember(txid, spends);
+                for (txid, tx) in &txs {
+                    let txid_text = txid.to_string();
+                    let outs = tx.outputs.iter().map(|o| (o.vout, o.sats, o.script.as_bytes()));
+                    let before = found.len();
+                    collect_matches(self.asset, || *txid, 0, outs, &map, None, &mut found)?;
+                    if found.len() > before {
+                        all.remember(txid_text.clone(), tx.spends.clone());
+                    }
+                    // A listed transaction spending a remembered one's input
+                    // replaced or double-spent it.
+                    for outpoint in &tx.spends {
+                        all.saw_spend(&txid_text, outpoint);
+                    }
+                    listed.insert(txid_text);
                 }
-                // Listed: in the mempool, whatever a block said before.
+                // Listed: in the mempool, whatever was seen before.
                 for txid in &listed {
                     all.conflicted.remove(txid);
                 }
-                (all.of(pending), all.conflicted.clone())
+                let spends_of: HashMap<String, Vec<Outpoint>> = pending
+                    .iter()
+                    .filter_map(|t| all.by_txid.get(t).map(|s| (t.clone(), s.clone())))
+                    .collect();
+                (spends_of, all.conflicted.clone())
             };
-            // Unlisted is not gone. Gone is: another listed transaction spends
-            // its inputs (replaced, double-spent), or the backend, asked by
-            // id, does not know it at two reads in a row.
+            // Unlisted is not gone (a listing may be partial). Gone is:
+            // another transaction spends its inputs, or the backend, asked by
+            // id, has not known it for `GONE_AFTER`.
+            let since = self.unknown_since.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let mut gone = Vec::new();
             let mut unknown = HashMap::new();
-            let since = self.unknown_since.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for txid in pending.iter().filter(|t| !listed.contains(t.as_str())) {
-                let replaced = conflicted.contains(txid)
-                    || spends_of.get(txid).is_some_and(|spends| {
-                        spends
-                            .iter()
-                            .any(|o| spent_by.get(o).is_some_and(|other| other != txid))
-                    });
-                if replaced {
-                    gone.push(txid.clone());
-                } else if !self.backend.knows_transaction(txid).await? {
-                    // Unknown: if another transaction spends its inputs, that
-                    // is proof at once (a replacement paying elsewhere).
-                    let mut conflicted = false;
-                    for outpoint in spends_of.get(txid).into_iter().flatten() {
-                        if self.backend.spender_of(outpoint).await?.is_some_and(|s| s != *txid) {
-                            conflicted = true;
-                            break;
-                        }
-                    }
-                    // Asked again: one that arrived meanwhile (relayed, or
-                    // another node answered the first time) is its own spender.
-                    if conflicted {
-                        if !self.backend.knows_transaction(txid).await? {
+                let inputs = spends_of.get(txid).map(Vec::as_slice).unwrap_or_default();
+                match self.judge_unlisted(txid, inputs, conflicted.contains(txid)).await? {
+                    Unlisted::Gone => gone.push(txid.clone()),
+                    Unlisted::Known => {}
+                    Unlisted::Unknown => {
+                        let first = since.get(txid).copied().unwrap_or_else(std::time::Instant::now);
+                        if first.elapsed() >= GONE_AFTER {
                             gone.push(txid.clone());
                         }
-                        continue;
+                        unknown.insert(txid.clone(), first);
                     }
-                    let first = since.get(txid).copied().unwrap_or_else(std::time::Instant::now);
-                    if first.elapsed() >= GONE_AFTER {
-                        gone.push(txid.clone());
-                    }
-                    unknown.insert(txid.clone(), first);
                 }
             }
             // A read that judged nothing (a redo's, for new addresses only)

@@ -264,9 +264,7 @@ fn observe(
             && machine::arrival(i, now) != Arrival::TooLate
             && (obs.amount >= i.pay_amount || !i.payments.is_empty())
     });
-    if obs.amount < policy.min_amount && !pays_small_intent {
-        return record_dust(tx, policy, obs, key, now);
-    }
+    let dust = obs.amount < policy.min_amount && !pays_small_intent;
 
     let mut transfer = Transfer {
         key,
@@ -279,21 +277,30 @@ fn observe(
         status: TransferStatus::Pending,
         intent_id: None,
         late: false,
-        dust: false,
+        dust,
         confirmed_announced: false,
         reverted_announced: false,
         seen_at: now,
     };
-    set_block(tx, &mut transfer, obs.block.as_ref())?;
-    let arrival = holder
-        .as_ref()
-        .map(|i| machine::arrival(i, now))
-        .unwrap_or(Arrival::TooLate);
     let list_no = tx.next_counter("next_listing")?;
     {
         let mut all = tx.txn().open_table(TRANSFER_LIST).map_err(super::db_err)?;
         all.insert(list_no, encoded.as_str()).map_err(super::db_err)?;
     }
+    if dust {
+        // Listed and counted; never matched, followed up, rolled back or
+        // announced (dust and address poisoning are noise).
+        transfer.block_height = obs.block.as_ref().map(|b| b.height);
+        transfer.block_hash = obs.block.as_ref().map(|b| b.hash.clone());
+        tx.put_transfer(&transfer)?;
+        tx.new_dust += 1;
+        return Ok(());
+    }
+    set_block(tx, &mut transfer, obs.block.as_ref())?;
+    let arrival = holder
+        .as_ref()
+        .map(|i| machine::arrival(i, now))
+        .unwrap_or(Arrival::TooLate);
     tx.mark(UNSETTLED, &encoded)?;
     if holder.is_some() && arrival != Arrival::TooLate {
         tx.new_transfers.0 += 1;
@@ -358,42 +365,6 @@ fn reappear(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut
             tx.emit(EventType::TransferUnmatched, None, Some(&t), now)?;
         }
     }
-    Ok(())
-}
-
-/// Records a transfer below `min_amount`: listed, counted, never matched,
-/// never followed up, no event (dust and address poisoning are noise).
-fn record_dust(
-    tx: &mut Tx<'_>,
-    policy: &AssetPolicy,
-    obs: &Observation,
-    key: TransferKey,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let transfer = Transfer {
-        key,
-        address: obs.address.clone(),
-        tag: obs.tag,
-        amount: at_asset_scale(policy.asset, obs.amount),
-        block_height: obs.block.as_ref().map(|b| b.height),
-        block_hash: obs.block.as_ref().map(|b| b.hash.clone()),
-        maturity: obs.maturity,
-        status: TransferStatus::Pending,
-        intent_id: None,
-        late: false,
-        dust: true,
-        confirmed_announced: false,
-        reverted_announced: false,
-        seen_at: now,
-    };
-    let list_no = tx.next_counter("next_listing")?;
-    {
-        let mut all = tx.txn().open_table(TRANSFER_LIST).map_err(super::db_err)?;
-        all.insert(list_no, transfer.key.encode().as_str())
-            .map_err(super::db_err)?;
-    }
-    tx.put_transfer(&transfer)?;
-    tx.new_dust += 1;
     Ok(())
 }
 
@@ -538,16 +509,6 @@ fn outside_open_intent(tx: &Tx<'_>, t: &Transfer) -> Result<Option<Option<Intent
     }
 }
 
-/// Whether a transfer's own confirmed / reverted events would only repeat
-/// what its confirmed intent already said (an on-time payment of it).
-fn counted_toward_confirmed(tx: &Tx<'_>, t: &Transfer) -> Result<bool, StoreError> {
-    if t.late {
-        return Ok(false);
-    }
-    let Some(id) = &t.intent_id else { return Ok(false) };
-    Ok(tx.intent(id)?.is_some_and(|i| i.status == IntentStatus::Confirmed))
-}
-
 /// Marks pending transfers confirmed once deep (and final) enough.
 fn settle_transfers(
     tx: &mut Tx<'_>,
@@ -581,7 +542,12 @@ fn settle_transfers(
             match outside_open_intent(tx, &t)? {
                 // Said already, or its confirmed intent said it (unless a
                 // revert was announced since).
-                Some(_) if t.confirmed_announced || (!t.reverted_announced && counted_toward_confirmed(tx, &t)?) => {
+                Some(intent)
+                    if t.confirmed_announced
+                        || (!t.reverted_announced
+                            && !t.late
+                            && intent.as_ref().is_some_and(|i| i.status == IntentStatus::Confirmed)) =>
+                {
                     tx.put_transfer(&t)?
                 }
                 Some(intent) => announce(tx, t, EventType::TransferConfirmed, intent.as_ref(), now)?,
