@@ -69,11 +69,35 @@ struct RpcLog {
     removed: bool,
 }
 
+/// A block header as `eth_getBlockByNumber` answers it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RpcHeader {
+    number: String,
     hash: B256,
+    #[serde(default)]
     logs_bloom: Bloom,
+}
+
+impl RpcHeader {
+    /// The header of block `height` from an answer; a node without that
+    /// block (`null`) is behind.
+    fn of_block(height: u64, answer: Value) -> Result<RpcHeader, ChainError> {
+        if answer.is_null() {
+            return Err(ChainError::Behind(format!(
+                "the node that answered has no block {height}"
+            )));
+        }
+        let header: RpcHeader =
+            serde_json::from_value(answer).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
+        if quantity(&header.number)? != height {
+            return Err(ChainError::garbage(
+                "eth_getBlockByNumber",
+                format!("asked for block {height}, got {}", header.number),
+            ));
+        }
+        Ok(header)
+    }
 }
 
 /// How long after a provider refused a batch it is offered one again (a
@@ -97,12 +121,6 @@ fn refuses_block_hash_filter(code: i64, message: &str) -> bool {
 /// the whole batch); a garbled answer is a passing fault, not a refusal.
 fn refuses_batches(e: &ChainError) -> bool {
     matches!(e, ChainError::Rpc { method, .. } if method == "batch")
-}
-
-#[derive(Deserialize)]
-struct RpcBlock {
-    number: String,
-    hash: B256,
 }
 
 fn quantity(text: &str) -> Result<u64, ChainError> {
@@ -171,7 +189,7 @@ impl EvmSource {
         if v.is_null() {
             return Ok(None);
         }
-        let b: RpcBlock = serde_json::from_value(v).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
+        let b: RpcHeader = serde_json::from_value(v).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
         Ok(Some((quantity(&b.number)?, format!("{:#x}", b.hash))))
     }
 
@@ -225,24 +243,11 @@ impl EvmSource {
                 serde_json::from_value::<Vec<RpcLog>>(v).map_err(|e| ChainError::garbage("eth_getLogs", e))
             }) {
                 Ok(logs) => {
-                    let header = header?;
-                    if header.is_null() {
-                        return Err(ChainError::Behind(format!(
-                            "the node that answered eth_getLogs up to block {end} does not have that block"
-                        )));
-                    }
-                    let b: RpcBlock =
-                        serde_json::from_value(header).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
+                    // The node that answered the logs has the range's end.
                     let last = BlockRef {
-                        height: quantity(&b.number)?,
-                        hash: format!("{:#x}", b.hash),
+                        height: end,
+                        hash: format!("{:#x}", RpcHeader::of_block(end, header?)?.hash),
                     };
-                    if last.height != end {
-                        return Err(ChainError::garbage(
-                            "eth_getBlockByNumber",
-                            format!("asked for block {end}, got {}", last.height),
-                        ));
-                    }
                     let span = end - from + 1;
                     // Grow back slowly after a successful full-size range.
                     if span >= self.range.load(Ordering::Relaxed) {
@@ -316,14 +321,7 @@ impl EvmSource {
         let headers = self.many(&calls).await?;
         let mut suspicious = Vec::new();
         for ((height, want), header) in expected.iter().zip(headers) {
-            let header = header?;
-            if header.is_null() {
-                return Err(ChainError::Behind(format!(
-                    "no block {height} on the node that answered"
-                )));
-            }
-            let h: RpcHeader =
-                serde_json::from_value(header).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
+            let h = RpcHeader::of_block(*height, header?)?;
             let hash = format!("{:#x}", h.hash);
             if want.as_ref().is_some_and(|w| *w != hash) {
                 return Err(ChainError::Unavailable(format!(

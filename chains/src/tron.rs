@@ -361,7 +361,7 @@ impl ChainSource for TronSource {
                 .ok_or_else(|| {
                     ChainError::Config(format!(
                         "contract {} does not answer decimals(): is it a TRC-20 token on this network?",
-                        crate::tron::base58_of(&self.contract)
+                        base58_of(&self.contract)
                     ))
                 })?;
             let decimals = u128::from_be_bytes(word[16..].try_into().unwrap_or_default());
@@ -369,7 +369,7 @@ impl ChainSource for TronSource {
             if word[..16].iter().any(|b| *b != 0) || decimals != expected {
                 return Err(ChainError::Config(format!(
                     "contract {} reports decimals() = {decimals}, but USDT_TRC20 amounts have {expected} decimals",
-                    crate::tron::base58_of(&self.contract)
+                    base58_of(&self.contract)
                 )));
             }
             Ok(())
