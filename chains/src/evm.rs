@@ -75,8 +75,9 @@ struct RpcLog {
 struct RpcHeader {
     number: String,
     hash: B256,
+    /// Absent from some answers: then the block is re-read by hash.
     #[serde(default)]
-    logs_bloom: Bloom,
+    logs_bloom: Option<Bloom>,
 }
 
 impl RpcHeader {
@@ -328,7 +329,8 @@ impl EvmSource {
                     "block {height} differs between endpoints or changed while it was scanned; retrying"
                 )));
             }
-            if !with_logs.contains(height) && self.may_pay(&h.logs_bloom, watch) {
+            let may_pay = h.logs_bloom.as_ref().is_none_or(|bloom| self.may_pay(bloom, watch));
+            if !with_logs.contains(height) && may_pay {
                 suspicious.push((*height, hash));
             }
         }

@@ -334,7 +334,7 @@ impl Poller {
             }
             tip_fresh = false;
             report.tip = Some(tip.clone());
-            let (best_seen, head_age) = self.see_tip(tip.height);
+            let (best_seen, head_age) = self.head(tip.height);
             let behind_seen = tip.height < best_seen;
             let head_stale = head_age > self.config.max_head_age;
             let to = tip.height.min(from.height + self.config.max_blocks_per_step);
@@ -375,6 +375,7 @@ impl Poller {
                 watch_generation: Some(watch.generation),
             };
             self.apply(cancel, update, watch, Some(&from)).await?;
+            self.raise_best_tip(tip.height);
             if reached_tip {
                 if behind_seen {
                     return Err(ChainError::Behind(format!(
@@ -388,15 +389,24 @@ impl Poller {
         }
     }
 
-    /// Notes a tip: returns the best height seen before it and how long ago
-    /// the best tip (now) last rose.
-    fn see_tip(&self, height: u64) -> (u64, Duration) {
+    /// The best tip height seen before, and the head's age with `height`
+    /// (zero when it is higher).
+    fn head(&self, height: u64) -> (u64, Duration) {
+        let best = self.best_tip.lock().unwrap_or_else(|p| p.into_inner());
+        let age = if height > best.0 {
+            Duration::ZERO
+        } else {
+            best.1.elapsed()
+        };
+        (best.0, age)
+    }
+
+    /// Records a tip once a step up to it was applied.
+    fn raise_best_tip(&self, height: u64) {
         let mut best = self.best_tip.lock().unwrap_or_else(|p| p.into_inner());
-        let before = best.0;
         if height > best.0 {
             *best = (height, Instant::now());
         }
-        (before, best.1.elapsed())
     }
 
     async fn scan(

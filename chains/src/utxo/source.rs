@@ -145,8 +145,8 @@ struct SpendsOf {
     /// Outpoint -> the remembered transaction spending it.
     by_outpoint: HashMap<Outpoint, String>,
     order: std::collections::VecDeque<String>,
-    /// Remembered transactions whose inputs another transaction spent (in a
-    /// scanned block or the mempool): proof they are gone, unless seen since.
+    /// Remembered transactions whose inputs another transaction spent in a
+    /// scanned block: proof they are gone, unless seen since.
     conflicted: std::collections::HashSet<String>,
 }
 
@@ -171,13 +171,17 @@ impl SpendsOf {
         }
     }
 
-    /// Notes an input a transaction spends: a remembered transaction whose
-    /// input another one spent is conflicted.
+    /// The remembered transaction, other than `spender`, whose input
+    /// `outpoint` is: the one `spender` replaces or double-spends.
+    fn conflict_of(&self, spender: &str, outpoint: &Outpoint) -> Option<&String> {
+        self.by_outpoint.get(outpoint).filter(|owner| *owner != spender)
+    }
+
+    /// Notes an input a mined transaction spends: a remembered transaction
+    /// whose input another one spent in the chain is conflicted for good.
     fn saw_spend(&mut self, spender: &str, outpoint: &Outpoint) {
-        if let Some(owner) = self.by_outpoint.get(outpoint)
-            && owner != spender
-        {
-            self.conflicted.insert(owner.clone());
+        if let Some(owner) = self.conflict_of(spender, outpoint).cloned() {
+            self.conflicted.insert(owner);
         }
     }
 }
@@ -412,6 +416,15 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
             let mut listed = std::collections::HashSet::new();
             let (spends_of, conflicted) = {
                 let mut all = self.spends_of.lock().unwrap_or_else(|p| p.into_inner());
+                // A listed transaction spending a remembered one's input
+                // replaced or double-spent it: this read's evidence, judged
+                // before the listed ones are remembered (a replacement paying
+                // us takes over the inputs it shares).
+                let mut conflicted = all.conflicted.clone();
+                for (txid, tx) in &txs {
+                    let txid_text = txid.to_string();
+                    conflicted.extend(tx.spends.iter().filter_map(|o| all.conflict_of(&txid_text, o)).cloned());
+                }
                 for (txid, tx) in &txs {
                     let txid_text = txid.to_string();
                     let outs = tx.outputs.iter().map(|o| (o.vout, o.sats, o.script.as_bytes()));
@@ -420,14 +433,9 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                     if found.len() > before {
                         all.remember(txid_text.clone(), tx.spends.clone());
                     }
-                    // A listed transaction spending a remembered one's input
-                    // replaced or double-spent it.
-                    for outpoint in &tx.spends {
-                        all.saw_spend(&txid_text, outpoint);
-                    }
                     listed.insert(txid_text);
                 }
-                // Listed: in the mempool, whatever was seen before.
+                // Listed: in the mempool, whatever a block said before.
                 for txid in &listed {
                     all.conflicted.remove(txid);
                 }
@@ -435,7 +443,7 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
                     .iter()
                     .filter_map(|t| all.by_txid.get(t).map(|s| (t.clone(), s.clone())))
                     .collect();
-                (spends_of, all.conflicted.clone())
+                (spends_of, conflicted)
             };
             // Unlisted is not gone (a listing may be partial). Gone is:
             // another transaction spends its inputs, or the backend, asked by
@@ -478,6 +486,93 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backend whose mempool is whatever the test set, that knows no
+    /// transaction by id and cannot name spenders: only the listing itself
+    /// can prove a replacement.
+    struct ListingOnly {
+        listing: Mutex<MempoolTxs>,
+    }
+
+    impl UtxoBackend for ListingOnly {
+        fn name(&self) -> &'static str {
+            "listing-only"
+        }
+        fn tip(&self) -> BoxFuture<'_, Result<(u64, String), ChainError>> {
+            Box::pin(async { Err(ChainError::Config("unused".into())) })
+        }
+        fn block_hash(&self, _height: u64) -> BoxFuture<'_, Result<Option<String>, ChainError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn raw_block<'a>(&'a self, _hash: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ChainError>> {
+            Box::pin(async { Err(ChainError::Config("unused".into())) })
+        }
+        fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
+            Vec::new()
+        }
+        fn demote_endpoint(&self, _reason: &str) {}
+        fn on_best_chain<'a>(&'a self, _hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn mempool<'a>(&'a self, _watch: &'a WatchSet) -> BoxFuture<'a, Result<MempoolTxs, ChainError>> {
+            Box::pin(async { Ok(self.listing.lock().unwrap_or_else(|p| p.into_inner()).clone()) })
+        }
+        fn knows_transaction<'a>(&'a self, _txid: &'a str) -> BoxFuture<'a, Result<bool, ChainError>> {
+            Box::pin(async { Ok(false) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listed_replacement_that_pays_us_too_proves_the_original_gone_at_once() {
+        use bitcoin::hashes::Hash;
+        let program = bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V0, &[9u8; 20]).expect("program");
+        let script = ScriptBuf::new_witness_program(&program);
+        let address = super::super::address::script_address(Asset::Ltc, Network::Regtest, &script).expect("an address");
+        let paying = |sats, input: u8| {
+            Arc::new(MempoolTx {
+                outputs: vec![MempoolOutput {
+                    vout: 0,
+                    script: script.clone(),
+                    sats,
+                }],
+                spends: vec![[input; 36]],
+            })
+        };
+        let (a, b) = (Txid::from_byte_array([1; 32]), Txid::from_byte_array([2; 32]));
+        let backend = ListingOnly {
+            listing: Mutex::new(vec![(a, paying(50_000, 7))]),
+        };
+        let source = UtxoSource::new(Asset::Ltc, Network::Regtest, backend, 10);
+        let watch = WatchSet {
+            version: crate::source::next_watch_version(),
+            addresses: [address.clone()].into(),
+            hot: [address].into(),
+            ..WatchSet::default()
+        };
+        let first = source.mempool(&watch, &[]).await.expect("read").expect("view");
+        assert_eq!(first.transfers.len(), 1);
+        // A fee bump: B spends A's input and pays the same address.
+        *source.backend.listing.lock().unwrap_or_else(|p| p.into_inner()) = vec![(b, paying(49_000, 7))];
+        let second = source
+            .mempool(&watch, &[a.to_string()])
+            .await
+            .expect("read")
+            .expect("view");
+        assert_eq!(
+            second.gone,
+            [a.to_string()],
+            "A is replaced, proven by the listing alone"
+        );
+        assert_eq!(second.transfers[0].txid, b.to_string());
+        // A later read without B lists nothing: no conflict is left over.
+        *source.backend.listing.lock().unwrap_or_else(|p| p.into_inner()) = vec![];
+        let third = source
+            .mempool(&watch, &[a.to_string()])
+            .await
+            .expect("read")
+            .expect("view");
+        assert!(third.gone.is_empty(), "a mempool conflict counts for its read only");
+    }
 
     #[test]
     fn several_outputs_to_one_address_are_one_transfer() {
