@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
@@ -115,6 +116,8 @@ enum IntentAction {
 }
 
 pub fn main() -> ExitCode {
+    // One TLS crypto provider for every HTTPS client of the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Run(arg) => run_daemon(&arg.config),
@@ -165,7 +168,18 @@ fn run_daemon(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::run(config)) {
+    let listen = config.api.listen;
+    let daemon = async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("failed to listen on {listen} (api.listen)"))?;
+        crate::run(config, listener, async {
+            let signal = crate::signals::shutdown_signal().await;
+            tracing::info!(signal, "signal received");
+        })
+        .await
+    };
+    match runtime.block_on(daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<config::ConfigError>().is_some() => {
             tracing::error!(error = %e, "configuration refused by the backend");
@@ -261,7 +275,7 @@ impl Client {
                 .map(PathBuf::from)
                 .or_else(|| std::env::var("STATE_DIRECTORY").ok().map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from(config::DEFAULT_STATE_DIR));
-            token_from(&state_dir.join(crate::sources::TOKEN_FILE))?
+            token_from(&state_dir.join(crate::state_dir::TOKEN_FILE))?
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(90)).build()?;
         Ok(Client { http, base, token })

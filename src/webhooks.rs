@@ -1,4 +1,4 @@
-//! Webhook delivery from the persistent outbox (SPEC §5).
+//! Webhook delivery from the persistent outbox (docs/delivery.md).
 //!
 //! At-least-once, in `seq` order per intent, surviving restarts: an event's
 //! outbox entry is written in the same commit as the event, and leaves the
@@ -228,7 +228,14 @@ impl Dispatcher {
                 None,
                 Some(format!("no answer within {}s", self.config.timeout.as_secs())),
             ),
-            Err(e) => (false, None, Some(format!("cannot reach receiver: {}", without_url(&e)))),
+            Err(e) => (
+                false,
+                None,
+                Some(format!(
+                    "cannot reach receiver: {}",
+                    paywatch_chains::http::error_text(e)
+                )),
+            ),
         };
         Attempt {
             delivered,
@@ -238,21 +245,10 @@ impl Dispatcher {
         }
     }
 
-    /// Exponential from `retry_initial`, capped at `retry_max`, with jitter
-    /// in [50%, 100%] so that many paused senders do not retry in lockstep.
+    /// The one backoff, from `retry_initial` up to `retry_max`, jittered so
+    /// that many held-back events do not retry in lockstep.
     fn backoff(&self, attempts: u32) -> Duration {
-        let exp = self
-            .config
-            .retry_initial
-            .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
-        let capped = exp.min(self.config.retry_max);
-        let mut b = [0u8; 4];
-        let jitter = if getrandom::fill(&mut b).is_ok() {
-            f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
-        } else {
-            0.5
-        };
-        capped.mul_f64(0.5 + jitter / 2.0)
+        crate::backoff::jittered(self.config.retry_initial, self.config.retry_max, attempts)
     }
 
     fn refresh_gauges(&self) {
@@ -265,21 +261,6 @@ impl Dispatcher {
 
 fn age(entry: &OutboxEntry, now: DateTime<Utc>) -> Duration {
     (now - entry.created_at).to_std().unwrap_or_default()
-}
-
-/// reqwest errors print the URL, which may carry credentials.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut shown = e.to_string();
-    if let Some(url) = e.url() {
-        shown = shown.replace(url.as_str(), "<webhook url>");
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        shown.push_str(": ");
-        shown.push_str(&s.to_string());
-        source = s.source();
-    }
-    shown
 }
 
 #[cfg(test)]

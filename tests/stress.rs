@@ -25,6 +25,7 @@ use common::paywatch::{Paywatch, TOKEN, WEBHOOK_SECRET};
 use common::proxy::Proxy;
 use common::receiver::{Receiver, signature_valid};
 use common::rippled::{FakeRippled, MERCHANT as XRP_MERCHANT};
+use common::rpc_proxy::RpcProxy;
 use common::tron::{FakeTron, USDT_HEX};
 use common::wait_for;
 use paywatch_chains::Network;
@@ -48,6 +49,8 @@ struct World {
     /// BTC (bcrt1) address -> the same witness program as a node (rltc1) address.
     btc_pool: HashMap<String, String>,
     proxies: HashMap<&'static str, Proxy>,
+    /// BTC's node: the LTC node dressed as Bitcoin Core.
+    _bitcoin: RpcProxy,
 }
 
 fn port_of(url: &str) -> u16 {
@@ -73,7 +76,8 @@ impl World {
         }
         let mut proxies = HashMap::new();
         proxies.insert("LTC", Proxy::start(ltc.rpc_port).await);
-        proxies.insert("BTC", Proxy::start(ltc.rpc_port).await);
+        let bitcoin = RpcProxy::bitcoin_over(ltc.url()).await;
+        proxies.insert("BTC", Proxy::start(bitcoin.port()).await);
         proxies.insert("USDT_BSC", Proxy::start(anvil.port).await);
         proxies.insert("XRP", Proxy::start(port_of(&rippled.url)).await);
         proxies.insert("USDT_TRC20", Proxy::start(port_of(&tron.url)).await);
@@ -85,6 +89,7 @@ impl World {
             tron,
             ltc_pool,
             btc_pool,
+            _bitcoin: bitcoin,
             proxies,
         }
     }

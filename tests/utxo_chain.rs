@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::litecoind::Litecoind;
 use common::paywatch::{Paywatch, start_ltc};
 use common::proxy::Proxy;
+use common::rpc_proxy::RpcProxy;
 use common::{types_for, wait_for};
 use paywatch_chains::Network;
 use paywatch_chains::utxo::address::{parse_ltc, script_address};
@@ -344,7 +345,8 @@ async fn btc_asset_end_to_end_over_a_core_rpc_node() {
     let rltc = [node.new_address().await, node.new_address().await];
     let btc: Vec<String> = rltc.iter().map(|a| bcrt(a)).collect();
     assert!(btc.iter().all(|a| a.starts_with("bcrt1q")));
-    let url = node.url();
+    let bitcoin = RpcProxy::bitcoin_over(node.url()).await;
+    let url = bitcoin.url.clone();
     let list: Vec<String> = btc.iter().map(|a| format!("{a:?}")).collect();
     let pw = Paywatch::start(
         |dir| {

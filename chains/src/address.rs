@@ -4,7 +4,31 @@
 use paywatch_state::Asset;
 
 use crate::Network;
-pub use crate::utxo::address::AddressError;
+
+/// Why an address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("{0:?} is not a valid {1} address")]
+    Invalid(String, &'static str),
+    #[error("{address:?} is a {found} address, but network = \"{expected}\"")]
+    WrongNetwork {
+        address: String,
+        found: &'static str,
+        expected: Network,
+    },
+    #[error(
+        "{0:?} is an MWEB address: MWEB outputs hide amount and recipient from a block scanner, so paywatch cannot watch them; use an ltc1/L/M address"
+    )]
+    Mweb(String),
+    #[error("{0:?} has a wrong EIP-55 checksum (mixed case that does not match)")]
+    BadChecksum(String),
+    #[error(
+        "{0:?} is an X-address with a destination tag; a receive address here takes none (give the tag separately)"
+    )]
+    TaggedXAddress(String),
+    #[error("{asset} addresses are not supported by this build")]
+    Unsupported { asset: &'static str },
+}
 
 pub fn canonical_address(asset: Asset, network: Network, text: &str) -> Result<String, AddressError> {
     match asset {

@@ -33,6 +33,15 @@ pub enum ChainError {
     /// two endpoints disagree): retried, never applied.
     #[error("not available consistently: {0}")]
     Unavailable(String),
+    /// The backend serves another chain or network than the configured
+    /// one (genesis, chain id, network id). The asset stops and retries at
+    /// the longest backoff, reported in status; the other assets go on (a
+    /// load balancer may route to a wrong node for a while).
+    #[error("the backend serves another chain: {0}")]
+    WrongChain(String),
+    /// The configuration contradicts what the chain says (a contract's
+    /// decimals, a backend lacking a required call): at start, this stops
+    /// the daemon with exit code 2.
     #[error("{0}")]
     Config(String),
 }
@@ -51,7 +60,7 @@ impl ChainError {
             ChainError::Http { status, .. } => !matches!(status, 401 | 403 | 404),
             // -28: node warming up; -5/-8: data raced away between calls.
             ChainError::Rpc { code, .. } => matches!(code, -28 | -5 | -8),
-            ChainError::Config(_) => false,
+            ChainError::Config(_) | ChainError::WrongChain(_) => false,
         }
     }
 
@@ -68,6 +77,7 @@ impl ChainError {
             ChainError::Behind(_) => "behind",
             ChainError::RateLimited { .. } => "rate_limit",
             ChainError::Config(_) => "config",
+            ChainError::WrongChain(_) => "wrong_chain",
         }
     }
 

@@ -13,8 +13,8 @@
 //! - `decimals()` is read at start and must equal the configured decimals.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use alloy_primitives::{Address, B256, Bloom, BloomInput, U256};
 use alloy_sol_types::{SolEvent, sol};
@@ -24,9 +24,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ChainError;
+use crate::address::AddressError;
 use crate::rpc::RpcClient;
-use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork, unknown_block_status};
-use crate::utxo::address::AddressError;
+use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet};
+use crate::walk::{find_fork, unknown_block_status};
+use crate::watch::WatchCache;
 
 sol! {
     /// The ERC-20 transfer event.
@@ -128,6 +130,9 @@ fn quantity(text: &str) -> Result<u64, ChainError> {
     u64::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|e| ChainError::garbage("quantity", e))
 }
 
+/// Watched accounts to their checksummed address.
+type EvmWatch = HashMap<Address, String>;
+
 pub struct EvmSource {
     asset: Asset,
     rpc: RpcClient,
@@ -136,8 +141,8 @@ pub struct EvmSource {
     chain_id: u64,
     /// Blocks per `eth_getLogs` that the provider accepted last.
     range: AtomicU64,
-    max_range: u64,
-    watch_cache: Mutex<(u64, HashMap<Address, String>)>,
+    max_blocks_per_poll: u64,
+    watch_cache: WatchCache<EvmWatch>,
     /// The provider takes JSON-RPC batches (until it refuses one).
     batches: std::sync::atomic::AtomicBool,
     /// When batches were last refused: tried again after `BATCH_RETRY`.
@@ -151,37 +156,33 @@ impl EvmSource {
         contract: &str,
         decimals: u8,
         chain_id: u64,
-        max_range: u64,
+        max_blocks_per_poll: u64,
     ) -> Result<EvmSource, ChainError> {
         let contract: Address = contract
             .parse()
             .map_err(|_| ChainError::Config(format!("contract {contract:?} is not an address")))?;
-        let max_range = max_range.max(1);
+        let max_blocks_per_poll = max_blocks_per_poll.max(1);
         Ok(EvmSource {
             asset,
             rpc,
             contract,
             decimals,
             chain_id,
-            range: AtomicU64::new(max_range),
-            max_range,
-            watch_cache: Mutex::new((u64::MAX, HashMap::new())),
+            range: AtomicU64::new(max_blocks_per_poll),
+            max_blocks_per_poll,
+            watch_cache: WatchCache::default(),
             batches: true.into(),
             batches_refused_at: Mutex::new(None),
         })
     }
 
-    fn watch_map(&self, watch: &WatchSet) -> HashMap<Address, String> {
-        let mut cache = self.watch_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 != watch.version {
-            let map = watch
-                .addresses
+    fn watch_map(&self, watch: &WatchSet) -> Arc<EvmWatch> {
+        self.watch_cache.get(watch, |w| {
+            w.addresses
                 .iter()
                 .filter_map(|a| a.parse::<Address>().ok().map(|addr| (addr, addr.to_checksum(None))))
-                .collect();
-            *cache = (watch.version, map);
-        }
-        cache.1.clone()
+                .collect()
+        })
     }
 
     /// A block by number or tag; `None` when the node does not have it.
@@ -206,12 +207,7 @@ impl EvmSource {
     /// block, so the node that answers the logs shows it has that block: a
     /// node whose head is below `toBlock` answers partial logs without an
     /// error, and its batch then carries no header (not available, retried).
-    async fn logs(
-        &self,
-        from: u64,
-        to: u64,
-        watch: &HashMap<Address, String>,
-    ) -> Result<(Vec<RpcLog>, BlockRef), ChainError> {
+    async fn logs(&self, from: u64, to: u64, watch: &EvmWatch) -> Result<(Vec<RpcLog>, BlockRef), ChainError> {
         let mut end = to.min(from + self.range.load(Ordering::Relaxed) - 1);
         let to_topic = self.to_topic(watch);
         loop {
@@ -252,7 +248,8 @@ impl EvmSource {
                     let span = end - from + 1;
                     // Grow back slowly after a successful full-size range.
                     if span >= self.range.load(Ordering::Relaxed) {
-                        self.range.store((span * 2).min(self.max_range), Ordering::Relaxed);
+                        self.range
+                            .store((span * 2).min(self.max_blocks_per_poll), Ordering::Relaxed);
                     }
                     return Ok((logs, last));
                 }
@@ -290,7 +287,7 @@ impl EvmSource {
         base: u64,
         last: &BlockRef,
         logs: &[RpcLog],
-        watch: &HashMap<Address, String>,
+        watch: &EvmWatch,
     ) -> Result<Vec<RpcLog>, ChainError> {
         // Height -> the hash the logs (or the range's end) carry, if any;
         // heights that returned logs are bloom-checked by their logs instead.
@@ -398,7 +395,7 @@ impl EvmSource {
 
     /// Whether a block's bloom filter may hold a `Transfer` of the token to
     /// a watched address (false positives happen; false negatives do not).
-    fn may_pay(&self, bloom: &Bloom, watch: &HashMap<Address, String>) -> bool {
+    fn may_pay(&self, bloom: &Bloom, watch: &EvmWatch) -> bool {
         bloom.contains_input(BloomInput::Raw(self.contract.as_slice()))
             && bloom.contains_input(BloomInput::Raw(Transfer::SIGNATURE_HASH.as_slice()))
             && watch
@@ -407,7 +404,7 @@ impl EvmSource {
     }
 
     /// The `to` topic filter: the watched addresses, or any when too many.
-    fn to_topic(&self, watch: &HashMap<Address, String>) -> Value {
+    fn to_topic(&self, watch: &EvmWatch) -> Value {
         if watch.len() <= MAX_TOPIC_ADDRESSES {
             Value::Array(
                 watch
@@ -454,7 +451,7 @@ impl EvmSource {
     fn observations(
         &self,
         logs: Vec<RpcLog>,
-        watch: &HashMap<Address, String>,
+        watch: &EvmWatch,
     ) -> Result<(Vec<Observation>, Vec<BlockRef>), ChainError> {
         let mut out = Vec::new();
         let mut blocks = BTreeMap::new();
@@ -536,7 +533,7 @@ impl ChainSource for EvmSource {
             let chain: String = self.rpc.call("eth_chainId", json!([])).await?;
             let chain = quantity(&chain)?;
             if chain != self.chain_id {
-                return Err(ChainError::Config(format!(
+                return Err(ChainError::WrongChain(format!(
                     "the endpoint is on chain id {chain}, but {} expects {}",
                     self.asset, self.chain_id
                 )));
@@ -620,7 +617,7 @@ impl ChainSource for EvmSource {
             let fork = find_fork(
                 self.asset,
                 req.from,
-                req.known_hash,
+                req.known,
                 |h| self.block_hash(h),
                 unknown_block_status,
             )

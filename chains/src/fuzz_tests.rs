@@ -89,7 +89,7 @@ proptest! {
     #[test]
     fn random_tron_transaction_infos_never_panic(infos in json_value()) {
         let endpoints = crate::http::Endpoints::new(vec!["http://127.0.0.1:1".into()], std::time::Duration::from_secs(1)).expect("endpoints");
-        let source = crate::tron::TronSource::new(endpoints, None, crate::tron::USDT_TRC20_CONTRACT, 1).expect("source");
+        let source = crate::tron::TronSource::new(endpoints, None, crate::tron::USDT_TRC20_CONTRACT, crate::Network::Mainnet, 1).expect("source");
         let block = paywatch_state::BlockRef { height: 1, hash: "b".into() };
         let (account, canonical) = crate::tron::parse_tron_address("41cdae4e9a6287333a3f7df432b050af7b17e79e63").expect("address");
         let _ = source.transfers(&infos, &block, &[(account, canonical)].into_iter().collect());

@@ -283,7 +283,7 @@ impl Endpoints {
         } else {
             ChainError::Transport {
                 url: redact_url(url),
-                message: error_chain(&e),
+                message: error_text(e),
             }
         }
     }
@@ -322,10 +322,14 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    // reqwest prints the URL, which may carry credentials.
-    let mut out = redact_url(&e.to_string());
-    let mut source = e.source();
+/// The one printer of HTTP client errors, for logs, status and delivery
+/// records: the error and its causes, without the URL (which may carry
+/// credentials or a receiver's secret path; callers name the endpoint
+/// themselves, redacted).
+pub fn error_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         out.push_str(": ");
         out.push_str(&s.to_string());

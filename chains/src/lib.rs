@@ -1,13 +1,15 @@
 //! paywatch-chains: what the chains say.
 //!
-//! Chain sources read a node or API and return plain data (observations with
-//! block height and hash, the tip, the next cursor); they never touch the
-//! store. The one generic `Poller` drives any source and hands each scan step
-//! to a `ScanSink` (the daemon's engine), which applies it atomically.
+//! Chain sources read a node or API and return plain data: a `ScanRequest`
+//! (cursor, stored hashes below it, watch set) in, a `ScanBatch`
+//! (observations with block height and hash, rollback point, next cursor)
+//! out. They never touch paywatch's state; the daemon's poller applies what
+//! they return.
 //!
 //! Layout:
 //! - `source` — the `ChainSource` trait and scan types
-//! - `poller` — the loop: interval, poll-now, cancellation, timeouts, backoff
+//! - `walk` — the one block walk (fork search, prefetch, parent links)
+//! - `watch` — the watch set and the one cache sources derive from it
 //! - `http` — URL failover, timeouts, error kinds for every backend
 //! - `rpc` — JSON-RPC client over it
 //! - `utxo` — BTC and LTC: addresses, raw blocks, xpub, `core-rpc` and `esplora`
@@ -22,12 +24,13 @@ mod error;
 pub mod evm;
 pub mod http;
 mod network;
-pub mod poller;
 pub mod rpc;
 mod secret;
 pub mod source;
 pub mod tron;
 pub mod utxo;
+pub mod walk;
+pub mod watch;
 pub mod xrpl;
 
 #[cfg(test)]
@@ -36,6 +39,6 @@ mod fuzz_tests;
 pub use address::canonical_address;
 pub use error::ChainError;
 pub use network::Network;
-pub use poller::{Clock, PollReport, Poller, PollerConfig, ScanSink, SystemClock};
 pub use secret::Secret;
-pub use source::{ChainSource, ScanBatch, ScanRequest, WatchSet};
+pub use source::{ChainSource, RecentBlocks, ScanBatch, ScanRequest};
+pub use watch::WatchSet;

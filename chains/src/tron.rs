@@ -19,22 +19,19 @@
 
 use std::collections::HashMap;
 
-use futures_util::StreamExt;
-use std::sync::Mutex;
-
 use paywatch_state::amount::from_base_units;
 use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
 use serde_json::{Value, json};
 
+use crate::address::AddressError;
 use crate::http::{Endpoints, Verdict, redact_url};
-use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork, unknown_block_status};
-use crate::utxo::address::AddressError;
-use crate::{ChainError, Secret};
+use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet};
+use crate::walk::{BlockReader, Linked, walk};
+use crate::watch::WatchCache;
+use crate::{ChainError, Network, Secret};
 
 /// keccak256("Transfer(address,address,uint256)"), as Tron logs show it (no 0x).
 const TRANSFER_TOPIC: &str = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
-/// Blocks fetched ahead of the one being applied.
-const PREFETCH_BLOCKS: usize = 4;
 
 /// USDT on Tron.
 pub const USDT_TRC20_CONTRACT: &str = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
@@ -74,12 +71,24 @@ pub struct TronSource {
     endpoints: Endpoints,
     api_key: Option<Secret>,
     contract: [u8; 20],
-    max_blocks: u64,
-    watch_cache: Mutex<(u64, HashMap<[u8; 20], String>)>,
+    network: Network,
+    max_blocks_per_poll: u64,
+    watch_cache: WatchCache<TronWatch>,
 }
 
+/// Watched accounts, by their 20 bytes, to their canonical address.
+type TronWatch = HashMap<[u8; 20], String>;
+
+/// The genesis block IDs of Tron's public networks: mainnet, then the Nile
+/// and Shasta testnets. A private network (`regtest`) has its own.
+const MAINNET_GENESIS: &str = "00000000000000001ebf88508a03865c71d452e25f4d51194196a1d22b6653dc";
+const TESTNET_GENESES: [&str; 2] = [
+    "0000000000000000d698d4192c56cb6be724a558448e2684802de4d6cd8690dc",
+    "0000000000000000de1aa88295e1fcf982742f773e0419c5a9c134c994a9059e",
+];
+
 /// A block by number, read from `getblockbynum` / `getnowblock`.
-struct TronBlock {
+pub struct TronBlock {
     number: u64,
     id: String,
     parent: String,
@@ -139,29 +148,46 @@ impl TronSource {
         endpoints: Endpoints,
         api_key: Option<Secret>,
         contract: &str,
-        max_blocks: u64,
+        network: Network,
+        max_blocks_per_poll: u64,
     ) -> Result<TronSource, ChainError> {
         let (contract, _) = parse_tron_address(contract).map_err(|e| ChainError::Config(e.to_string()))?;
         Ok(TronSource {
             endpoints,
             api_key,
             contract,
-            max_blocks: max_blocks.max(1),
-            watch_cache: Mutex::new((u64::MAX, HashMap::new())),
+            network,
+            max_blocks_per_poll: max_blocks_per_poll.max(1),
+            watch_cache: WatchCache::default(),
         })
     }
 
-    fn watch_map(&self, watch: &WatchSet) -> HashMap<[u8; 20], String> {
-        let mut cache = self.watch_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 != watch.version {
-            let map = watch
-                .addresses
-                .iter()
-                .filter_map(|a| parse_tron_address(a).ok())
-                .collect();
-            *cache = (watch.version, map);
+    fn watch_map(&self, watch: &WatchSet) -> std::sync::Arc<TronWatch> {
+        self.watch_cache.get(watch, |w| {
+            w.addresses.iter().filter_map(|a| parse_tron_address(a).ok()).collect()
+        })
+    }
+
+    /// Block 0's ID must be the configured network's genesis.
+    async fn check_genesis(&self) -> Result<(), ChainError> {
+        let genesis = self.post("/wallet/getblockbynum", json!({"num": 0})).await?;
+        let id = genesis
+            .as_ref()
+            .and_then(|g| g.get("blockID"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| ChainError::garbage("getblockbynum 0", "no blockID"))?;
+        let expected = match self.network {
+            Network::Mainnet => id == MAINNET_GENESIS,
+            Network::Testnet => TESTNET_GENESES.contains(&id),
+            Network::Regtest => id != MAINNET_GENESIS && !TESTNET_GENESES.contains(&id),
+        };
+        if !expected {
+            return Err(ChainError::WrongChain(format!(
+                "the tron-http backend serves another chain (genesis {id}), not Tron {}",
+                self.network
+            )));
         }
-        cache.1.clone()
+        Ok(())
     }
 
     /// POST `path` with a JSON body. `Ok(None)` is the API's `{}`: not found.
@@ -195,7 +221,7 @@ impl TronSource {
         &self,
         infos: &Value,
         block: &BlockRef,
-        watch: &HashMap<[u8; 20], String>,
+        watch: &TronWatch,
     ) -> Result<Vec<Observation>, ChainError> {
         let Some(infos) = infos.as_array() else {
             return Ok(Vec::new()); // `{}`: a block without transactions
@@ -338,6 +364,7 @@ impl ChainSource for TronSource {
 
     fn preflight(&self) -> BoxFuture<'_, Result<(), ChainError>> {
         Box::pin(async move {
+            self.check_genesis().await?;
             // decimals() of the contract: the 6-vs-18 mistake is a factor 10^12.
             let contract = hex::encode(self.contract);
             let answer = self
@@ -387,53 +414,46 @@ impl ChainSource for TronSource {
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
         Box::pin(async move {
             let watch = self.watch_map(req.watch);
-            let block_id = |h: u64| async move { Ok::<_, ChainError>(self.block(h).await?.map(|b| b.id)) };
-            let fork = find_fork(
-                Asset::UsdtTrc20,
-                req.from,
-                req.known_hash,
-                block_id,
-                unknown_block_status,
-            )
-            .await?;
-            let mut batch = ScanBatch {
-                rollback_to: fork.as_ref().map(|f| f.height),
-                ..ScanBatch::default()
-            };
-            let mut prev = fork.unwrap_or_else(|| req.from.clone());
-            let last = req.to.min(prev.height + self.max_blocks);
-            // A few blocks in flight while applying in order: each block is
-            // two round trips to the node.
-            let mut fetches = futures_util::stream::iter(prev.height + 1..=last)
-                .map(|height| async move {
-                    let Some(block) = self.block(height).await? else {
-                        return Ok(None);
-                    };
-                    let infos = self
-                        .post("/wallet/gettransactioninfobyblocknum", json!({"num": height}))
-                        .await?;
-                    Ok::<_, ChainError>(Some((height, block, infos.unwrap_or(Value::Null))))
-                })
-                .buffered(PREFETCH_BLOCKS);
-            while let Some(fetched) = fetches.next().await {
-                let Some((height, block, infos)) = fetched? else { break };
-                if block.number != height {
-                    return Err(ChainError::garbage(
-                        "getblockbynum",
-                        format!("asked for block {height}, got {}", block.number),
-                    ));
-                }
-                if block.parent != prev.hash {
-                    break; // the chain changed under us; the next step finds the fork
-                }
+            walk(self, req, self.max_blocks_per_poll, |here, (block, infos)| {
                 check_infos_belong(&block, &infos)?;
-                let here = BlockRef { height, hash: block.id };
-                batch.observations.extend(self.transfers(&infos, &here, &watch)?);
-                batch.blocks.push(here.clone());
-                prev = here;
+                self.transfers(&infos, here, &watch)
+            })
+            .await
+        })
+    }
+}
+
+impl BlockReader for TronSource {
+    /// The block with its transaction infos (two round trips per block).
+    type Block = (TronBlock, Value);
+
+    fn asset(&self) -> Asset {
+        Asset::UsdtTrc20
+    }
+
+    fn hash_at(&self, height: u64) -> BoxFuture<'_, Result<Option<String>, ChainError>> {
+        Box::pin(async move { Ok(self.block(height).await?.map(|b| b.id)) })
+    }
+
+    fn fetch(&self, height: u64) -> BoxFuture<'_, Result<Option<Linked<Self::Block>>, ChainError>> {
+        Box::pin(async move {
+            let Some(block) = self.block(height).await? else {
+                return Ok(None);
+            };
+            if block.number != height {
+                return Err(ChainError::garbage(
+                    "getblockbynum",
+                    format!("asked for block {height}, got {}", block.number),
+                ));
             }
-            batch.cursor = Some(prev);
-            Ok(batch)
+            let infos = self
+                .post("/wallet/gettransactioninfobyblocknum", json!({"num": height}))
+                .await?;
+            Ok(Some(Linked {
+                hash: block.id.clone(),
+                parent: block.parent.clone(),
+                block: (block, infos.unwrap_or(Value::Null)),
+            }))
         })
     }
 }
@@ -476,7 +496,7 @@ mod tests {
     fn source() -> TronSource {
         let endpoints =
             Endpoints::new(vec!["http://127.0.0.1:1".into()], std::time::Duration::from_secs(1)).expect("endpoints");
-        TronSource::new(endpoints, None, USDT_TRC20_CONTRACT, 10).expect("source")
+        TronSource::new(endpoints, None, USDT_TRC20_CONTRACT, Network::Mainnet, 10).expect("source")
     }
 
     #[test]

@@ -19,9 +19,9 @@ use paywatch_state::amount::from_base_units;
 use paywatch_state::{Asset, BlockRef, ChainTip, Observation};
 use serde_json::{Value, json};
 
+use crate::address::AddressError;
 use crate::rpc::RpcClient;
 use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest};
-use crate::utxo::address::AddressError;
 use crate::{ChainError, Network};
 
 /// `lsfRequireDestTag`: the account refuses payments without a tag.
@@ -174,19 +174,27 @@ pub fn covers(complete_ledgers: &str, from: u64, to: u64) -> bool {
 
 pub struct RippledSource {
     rpc: RpcClient,
+    network: Network,
     api_version: u8,
-    max_ledgers: u64,
+    max_blocks_per_poll: u64,
     /// Configured addresses, checked for `RequireDest` at start.
     addresses: Vec<String>,
     warnings: Mutex<Vec<String>>,
 }
 
 impl RippledSource {
-    pub fn new(rpc: RpcClient, api_version: u8, max_ledgers: u64, addresses: Vec<String>) -> RippledSource {
+    pub fn new(
+        rpc: RpcClient,
+        network: Network,
+        api_version: u8,
+        max_blocks_per_poll: u64,
+        addresses: Vec<String>,
+    ) -> RippledSource {
         RippledSource {
             rpc,
+            network,
             api_version,
-            max_ledgers: max_ledgers.max(1),
+            max_blocks_per_poll: max_blocks_per_poll.max(1),
             addresses,
             warnings: Mutex::new(Vec::new()),
         }
@@ -210,6 +218,28 @@ impl RippledSource {
             });
         }
         Ok(result)
+    }
+
+    /// The server's `network_id`, where it reports one (mainnet 0, testnet
+    /// 1, devnet 2), must be the configured network's; a standalone server
+    /// (`regtest`) may have any.
+    async fn check_network(&self) -> Result<(), ChainError> {
+        let info = self.call("server_info", json!({})).await?;
+        let Some(id) = info["info"].get("network_id").and_then(Value::as_u64) else {
+            return Ok(());
+        };
+        let fits = match self.network {
+            Network::Mainnet => id == 0,
+            Network::Testnet => matches!(id, 1 | 2),
+            Network::Regtest => true,
+        };
+        if !fits {
+            return Err(ChainError::WrongChain(format!(
+                "the rippled server is on network_id {id}, not XRP {}",
+                self.network
+            )));
+        }
+        Ok(())
     }
 
     async fn complete_ledgers(&self) -> Result<String, ChainError> {
@@ -301,6 +331,7 @@ impl ChainSource for RippledSource {
 
     fn preflight(&self) -> BoxFuture<'_, Result<(), ChainError>> {
         Box::pin(async move {
+            self.check_network().await?;
             let mut warnings = Vec::new();
             for address in &self.addresses {
                 match self
@@ -362,7 +393,7 @@ impl ChainSource for RippledSource {
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
         Box::pin(async move {
             let from = req.from.height + 1;
-            let to = req.to.min(req.from.height + self.max_ledgers);
+            let to = req.to.min(req.from.height + self.max_blocks_per_poll);
             let mut batch = ScanBatch {
                 cursor: Some(req.from.clone()),
                 ..ScanBatch::default()

@@ -31,7 +31,14 @@ struct Shared {
     logs_only: AtomicBool,
     /// Added to every answer (a slow, distant provider).
     delay_ms: AtomicU64,
+    /// Block 0 is answered as Bitcoin's regtest genesis: a Litecoin Core
+    /// regtest node dressed as a Bitcoin Core one (no bitcoind runs here;
+    /// the chains' formats are the same).
+    as_bitcoin: AtomicBool,
 }
+
+/// Bitcoin's regtest genesis block hash.
+const BITCOIN_REGTEST_GENESIS: &str = "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206";
 
 pub struct RpcProxy {
     pub url: String,
@@ -56,6 +63,7 @@ impl RpcProxy {
             split: false.into(),
             logs_only: false.into(),
             delay_ms: 0.into(),
+            as_bitcoin: false.into(),
         });
         let app = axum::Router::new()
             .route("/", axum::routing::post(forward))
@@ -104,6 +112,17 @@ impl RpcProxy {
         self.shared.core.store(true, Ordering::SeqCst);
         self.shared.always.store(true, Ordering::SeqCst);
         self.shared.lag.store(lag, Ordering::SeqCst);
+    }
+
+    /// A Litecoin Core regtest node, dressed as a Bitcoin Core one.
+    pub async fn bitcoin_over(litecoind_url: String) -> RpcProxy {
+        let proxy = RpcProxy::start(litecoind_url, u64::MAX).await;
+        proxy.shared.as_bitcoin.store(true, Ordering::SeqCst);
+        proxy
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
     }
 
     pub fn rejected(&self) -> u64 {
@@ -235,6 +254,9 @@ async fn core_behind(s: &Shared, request: &Value, head: u64, auth: Option<&str>)
 }
 
 async fn answer(s: &Shared, mut request: Value, head: Option<u64>, auth: Option<&str>) -> Value {
+    if s.as_bitcoin.load(Ordering::SeqCst) && request["method"] == "getblockhash" && request["params"][0] == 0 {
+        return json!({"jsonrpc": "2.0", "id": request["id"], "result": BITCOIN_REGTEST_GENESIS});
+    }
     if let Some(head) = head
         && s.core.load(Ordering::SeqCst)
     {

@@ -304,9 +304,18 @@ async fn block_by_num(State(s): State<Arc<Shared>>, headers: HeaderMap, body: ax
     let c = s.chain.lock().unwrap();
     match c.blocks.iter().find(|b| b.number == n) {
         Some(b) => axum::Json(block_json(b)).into_response(),
+        // Block 0 as mainnet serves it: its header's raw_data has no number.
+        None if n == 0 => axum::Json(json!({
+            "blockID": MAINNET_GENESIS,
+            "block_header": {"raw_data": {"parentHash": "957dc2d350daecc7bb6a38f3938ebde0a0c1cedafe15f0edae4256a2907449f6"}}
+        }))
+        .into_response(),
         None => axum::Json(json!({})).into_response(),
     }
 }
+
+/// Tron mainnet's genesis block ID, as TronGrid serves it.
+const MAINNET_GENESIS: &str = "00000000000000001ebf88508a03865c71d452e25f4d51194196a1d22b6653dc";
 
 async fn infos_by_num(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     if let Some(f) = fault(&s, &headers) {

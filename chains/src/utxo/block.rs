@@ -272,6 +272,18 @@ impl RawBlock<'_> {
     }
 }
 
+/// A serialized block's own hash and its parent's, read from its 80-byte
+/// header alone (the walk links blocks before they are decoded).
+pub fn header_link(bytes: &[u8]) -> Option<(BlockHash, BlockHash)> {
+    let header = bytes.get(..80)?;
+    let mut prev = [0u8; 32];
+    prev.copy_from_slice(&header[4..36]);
+    Some((
+        BlockHash::from_raw_hash(sha256d::Hash::hash(header)),
+        BlockHash::from_byte_array(prev),
+    ))
+}
+
 pub fn decode_block(bytes: &[u8]) -> Result<RawBlock<'_>, DecodeError> {
     let mut r = Reader { bytes, pos: 0 };
     let header = r.take(80)?;

@@ -12,13 +12,12 @@ use serde_json::json;
 
 use super::block::{Outpoint, decode_mempool_tx, outpoint_parts};
 use super::source::{MempoolOutput, MempoolTx, MempoolTxs, UtxoBackend};
+use crate::ChainError;
 use crate::rpc::RpcClient;
 use crate::source::{BoxFuture, WatchSet};
-use crate::{ChainError, Network};
 
 pub struct CoreRpc {
     rpc: RpcClient,
-    network: Network,
     /// Outputs of every mempool transaction seen, so each poll only fetches
     /// the new ones.
     mempool_cache: Mutex<HashMap<Txid, Arc<MempoolTx>>>,
@@ -26,16 +25,14 @@ pub struct CoreRpc {
 
 #[derive(Deserialize)]
 struct BlockchainInfo {
-    chain: String,
     blocks: u64,
     bestblockhash: String,
 }
 
 impl CoreRpc {
-    pub fn new(rpc: RpcClient, network: Network) -> CoreRpc {
+    pub fn new(rpc: RpcClient) -> CoreRpc {
         CoreRpc {
             rpc,
-            network,
             mempool_cache: Mutex::new(HashMap::new()),
         }
     }
@@ -49,17 +46,6 @@ impl UtxoBackend for CoreRpc {
     fn tip(&self) -> BoxFuture<'_, Result<(u64, String), ChainError>> {
         Box::pin(async move {
             let info: BlockchainInfo = self.rpc.call("getblockchaininfo", json!([])).await?;
-            let expected = match self.network {
-                Network::Mainnet => "main",
-                Network::Testnet => "test",
-                Network::Regtest => "regtest",
-            };
-            if info.chain != expected {
-                return Err(ChainError::Config(format!(
-                    "the node is on chain {:?} but network = \"{}\"",
-                    info.chain, self.network
-                )));
-            }
             self.rpc.endpoints().note_height(info.blocks);
             Ok((info.blocks, info.bestblockhash))
         })

@@ -14,9 +14,9 @@ use serde::Deserialize;
 
 use super::block::{Outpoint, outpoint, outpoint_parts};
 use super::source::{MempoolOutput, MempoolTx as MempoolEntry, MempoolTxs, UtxoBackend};
+use crate::ChainError;
 use crate::http::{Endpoints, Verdict, status_error};
 use crate::source::{BoxFuture, WatchSet};
-use crate::{ChainError, Network};
 
 /// Esplora returns at most this many mempool transactions per address.
 const MEMPOOL_PAGE: usize = 50;
@@ -24,9 +24,6 @@ const MEMPOOL_PAGE: usize = 50;
 pub struct Esplora {
     endpoints: Endpoints,
     asset: Asset,
-    network: Network,
-    /// Genesis checked once: the backend serves the configured chain.
-    genesis_checked: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Deserialize)]
@@ -57,34 +54,11 @@ struct MempoolVout {
     value: u64,
 }
 
-/// Genesis block hash of the configured chain, to refuse a backend of the
-/// wrong chain or network. Litecoin's were read from Litecoin Core 0.21.2.1.
-fn genesis(asset: Asset, network: Network) -> String {
-    let litecoin = match network {
-        Network::Mainnet => "12a765e31ffd4059bada1e25190f6e98c99d9714d334efa41a195a7e7e04bfe2",
-        Network::Testnet => "4966625a4b2851d9fdee139e56211a0d88575f59ed816ff5e6a63deb4e3e29a0",
-        Network::Regtest => "530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9",
-    };
-    if asset == Asset::Ltc {
-        return litecoin.to_string();
-    }
-    let bitcoin_network = match network {
-        Network::Mainnet => bitcoin::Network::Bitcoin,
-        Network::Testnet => bitcoin::Network::Testnet,
-        Network::Regtest => bitcoin::Network::Regtest,
-    };
-    bitcoin::constants::genesis_block(bitcoin_network)
-        .block_hash()
-        .to_string()
-}
-
 impl Esplora {
-    pub fn new(urls: Vec<String>, asset: Asset, network: Network, timeout: Duration) -> Result<Esplora, ChainError> {
+    pub fn new(urls: Vec<String>, asset: Asset, timeout: Duration) -> Result<Esplora, ChainError> {
         Ok(Esplora {
             endpoints: Endpoints::new(urls, timeout)?,
             asset,
-            network,
-            genesis_checked: false.into(),
         })
     }
 
@@ -126,21 +100,6 @@ impl Esplora {
             .ok_or_else(|| ChainError::garbage(call, "not found"))?;
         serde_json::from_slice(&body).map_err(|e| ChainError::garbage(call, e))
     }
-
-    async fn check_genesis(&self) -> Result<(), ChainError> {
-        if self.genesis_checked.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(());
-        }
-        let found = self.get_text("genesis", "/block-height/0").await?.unwrap_or_default();
-        if found != genesis(self.asset, self.network) {
-            return Err(ChainError::Config(format!(
-                "the Esplora backend serves another chain (genesis {found}), not {} {}",
-                self.asset, self.network
-            )));
-        }
-        self.genesis_checked.store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    }
 }
 
 fn is_hash(text: &str) -> bool {
@@ -154,7 +113,6 @@ impl UtxoBackend for Esplora {
 
     fn tip(&self) -> BoxFuture<'_, Result<(u64, String), ChainError>> {
         Box::pin(async move {
-            self.check_genesis().await?;
             // Hash first, then its height: one consistent pair.
             let hash = self.get_text("tip hash", "/blocks/tip/hash").await?.unwrap_or_default();
             if !is_hash(&hash) {

@@ -6,13 +6,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bitcoin::{Script, ScriptBuf, Txid};
-use futures_util::StreamExt;
 use paywatch_state::amount::from_base_units;
 use paywatch_state::{Asset, BlockRef, ChainTip, MempoolView, Observation};
 
-use super::address::{AddressError, UtxoAddress, parse_btc, parse_ltc};
-use super::block::{Outpoint, RawBlock, decode_block};
-use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, find_fork};
+use super::address::{UtxoAddress, parse_btc, parse_ltc};
+use super::block::{Outpoint, RawBlock, decode_block, header_link};
+use crate::address::AddressError;
+use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet};
+use crate::walk::{BlockReader, Linked, walk};
+use crate::watch::WatchCache;
 use crate::{ChainError, Network};
 
 /// How long a pending transaction must stay unknown to the backend, with no
@@ -20,9 +22,6 @@ use crate::{ChainError, Network};
 /// that a failover to a node that never saw it, or a node reloading its
 /// mempool, does not revert a payment that is still on its way.
 const GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Blocks fetched ahead of the one being applied.
-const PREFETCH_BLOCKS: usize = 4;
 
 /// Scripts watched, mapped to their canonical address text.
 pub type WatchMap = HashMap<ScriptBuf, String>;
@@ -75,6 +74,27 @@ pub trait UtxoBackend: Send + Sync + 'static {
     }
 }
 
+/// Genesis block hash of the configured chain, to refuse a backend of the
+/// wrong chain or network (asked of every backend as its block 0). Litecoin's were read from Litecoin Core 0.21.2.1.
+fn genesis(asset: Asset, network: Network) -> String {
+    let litecoin = match network {
+        Network::Mainnet => "12a765e31ffd4059bada1e25190f6e98c99d9714d334efa41a195a7e7e04bfe2",
+        Network::Testnet => "4966625a4b2851d9fdee139e56211a0d88575f59ed816ff5e6a63deb4e3e29a0",
+        Network::Regtest => "530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9",
+    };
+    if asset == Asset::Ltc {
+        return litecoin.to_string();
+    }
+    let bitcoin_network = match network {
+        Network::Mainnet => bitcoin::Network::Bitcoin,
+        Network::Testnet => bitcoin::Network::Testnet,
+        Network::Regtest => bitcoin::Network::Regtest,
+    };
+    bitcoin::constants::genesis_block(bitcoin_network)
+        .block_hash()
+        .to_string()
+}
+
 /// Parses a BTC or LTC address for `network`.
 pub fn parse_utxo_address(asset: Asset, network: Network, text: &str) -> Result<UtxoAddress, AddressError> {
     match asset {
@@ -96,8 +116,8 @@ pub struct UtxoSource<B> {
     asset: Asset,
     network: Network,
     backend: B,
-    max_blocks_per_step: u64,
-    watch_cache: Mutex<(u64, Arc<WatchMap>)>,
+    max_blocks_per_poll: u64,
+    watch_cache: WatchCache<WatchMap>,
     /// Pending txids the backend did not know, since when: one is gone only
     /// once it has stayed unknown for `GONE_AFTER` (reads milliseconds apart
     /// in one round, or a failover to a node that never saw it, prove
@@ -110,27 +130,21 @@ pub struct UtxoSource<B> {
 }
 
 impl<B: UtxoBackend> UtxoSource<B> {
-    pub fn new(asset: Asset, network: Network, backend: B, max_blocks_per_step: u64) -> UtxoSource<B> {
+    pub fn new(asset: Asset, network: Network, backend: B, max_blocks_per_poll: u64) -> UtxoSource<B> {
         UtxoSource {
             asset,
             network,
             backend,
-            max_blocks_per_step: max_blocks_per_step.max(1),
-            watch_cache: Mutex::new((u64::MAX, Arc::new(WatchMap::new()))),
+            max_blocks_per_poll: max_blocks_per_poll.max(1),
+            watch_cache: WatchCache::default(),
             unknown_since: Mutex::new(HashMap::new()),
             spends_of: Mutex::new(SpendsOf::default()),
         }
     }
 
     fn watch_map(&self, watch: &WatchSet) -> Arc<WatchMap> {
-        let mut cache = self.watch_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 != watch.version {
-            *cache = (
-                watch.version,
-                Arc::new(watch_map(self.asset, self.network, &watch.addresses)),
-            );
-        }
-        cache.1.clone()
+        self.watch_cache
+            .get(watch, |w| watch_map(self.asset, self.network, &w.addresses))
     }
 }
 
@@ -330,9 +344,59 @@ impl<B: UtxoBackend> UtxoSource<B> {
     }
 }
 
+impl<B: UtxoBackend> BlockReader for UtxoSource<B> {
+    type Block = Vec<u8>;
+
+    fn asset(&self) -> Asset {
+        self.asset
+    }
+
+    fn hash_at(&self, height: u64) -> BoxFuture<'_, Result<Option<String>, ChainError>> {
+        self.backend.block_hash(height)
+    }
+
+    fn on_best_chain<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>> {
+        self.backend.on_best_chain(hash)
+    }
+
+    fn fetch(&self, height: u64) -> BoxFuture<'_, Result<Option<Linked<Vec<u8>>>, ChainError>> {
+        Box::pin(async move {
+            let Some(hash) = self.backend.block_hash(height).await? else {
+                return Ok(None);
+            };
+            let bytes = self.backend.raw_block(&hash).await?;
+            let garbage = |why| ChainError::garbage(format!("block {hash}"), why);
+            let (own, parent) = header_link(&bytes).ok_or_else(|| garbage("shorter than a header"))?;
+            if own.to_string() != hash {
+                return Err(garbage("its bytes hash to another block"));
+            }
+            Ok(Some(Linked {
+                parent: parent.to_string(),
+                hash,
+                block: bytes,
+            }))
+        })
+    }
+}
+
 impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
     fn backend(&self) -> &'static str {
         self.backend.name()
+    }
+
+    fn preflight(&self) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(async move {
+            let found = self.backend.block_hash(0).await?.unwrap_or_default();
+            if found != genesis(self.asset, self.network) {
+                return Err(ChainError::WrongChain(format!(
+                    "the {} backend serves another chain (genesis {found}), not {} {}",
+                    self.backend.name(),
+                    self.asset,
+                    self.network
+                )));
+            }
+            Ok(())
+        })
     }
 
     fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>> {
@@ -349,58 +413,17 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
         Box::pin(async move {
             let watch = self.watch_map(req.watch);
-            let fork = find_fork(
-                self.asset,
-                req.from,
-                req.known_hash,
-                |h| self.backend.block_hash(h),
-                |hash| async move { self.backend.on_best_chain(&hash).await },
-            )
-            .await?;
-            let mut batch = ScanBatch {
-                rollback_to: fork.as_ref().map(|f| f.height),
-                ..ScanBatch::default()
-            };
-            let mut prev = fork.unwrap_or_else(|| req.from.clone());
-            let last = req.to.min(prev.height + self.max_blocks_per_step);
-            // Fetch a few blocks ahead while applying in order: a node's RPC
-            // answers carry a fixed latency (Nagle and delayed ACK on large
-            // responses) that concurrency hides.
-            let mut fetches = futures_util::stream::iter(prev.height + 1..=last)
-                .map(|height| async move {
-                    let Some(hash) = self.backend.block_hash(height).await? else {
-                        return Ok(None);
-                    };
-                    let bytes = self.backend.raw_block(&hash).await?;
-                    Ok::<_, ChainError>(Some((height, hash, bytes)))
-                })
-                .buffered(PREFETCH_BLOCKS);
-            while let Some(fetched) = fetches.next().await {
-                let Some((height, hash, bytes)) = fetched? else { break };
-                let block = decode_block(&bytes).map_err(|e| ChainError::garbage(format!("block {hash}"), e))?;
-                if block.hash().to_string() != hash {
-                    return Err(ChainError::garbage(
-                        format!("block {hash}"),
-                        "its bytes hash to another block",
-                    ));
-                }
-                if block.prev_hash().to_string() != prev.hash {
-                    // The chain changed between calls; the next step finds the fork.
-                    break;
-                }
-                let here = BlockRef { height, hash };
-                let (found, paying) = match_decoded(self.asset, &block, &here, &watch)?;
+            walk(self, req, self.max_blocks_per_poll, |here, bytes| {
+                let block = decode_block(&bytes).map_err(|e| ChainError::garbage(format!("block {}", here.hash), e))?;
+                let (found, paying) = match_decoded(self.asset, &block, here, &watch)?;
                 note_spends(
                     &block,
                     &paying,
                     &mut self.spends_of.lock().unwrap_or_else(|p| p.into_inner()),
                 );
-                batch.observations.extend(found);
-                batch.blocks.push(here.clone());
-                prev = here;
-            }
-            batch.cursor = Some(prev);
-            Ok(batch)
+                Ok(found)
+            })
+            .await
         })
     }
 
@@ -544,7 +567,7 @@ mod tests {
         };
         let source = UtxoSource::new(Asset::Ltc, Network::Regtest, backend, 10);
         let watch = WatchSet {
-            version: crate::source::next_watch_version(),
+            version: crate::watch::next_watch_version(),
             addresses: [address.clone()].into(),
             hot: [address].into(),
             ..WatchSet::default()

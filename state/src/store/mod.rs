@@ -19,6 +19,7 @@ mod intents;
 mod tables;
 mod tx;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase};
@@ -103,6 +104,26 @@ impl Store {
         Ok(t.get(tables::height_key(asset.code(), height).as_str())
             .map_err(db_err)?
             .map(|v| v.value().to_string()))
+    }
+
+    /// Every block hash still kept for `asset` at or below `height`, by
+    /// height: what a scan request carries for fork checks.
+    pub fn recent_blocks(&self, asset: Asset, height: u64) -> Result<BTreeMap<u64, String>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(tables::BLOCKS).map_err(db_err)?;
+        let (low, high) = (
+            tables::height_key(asset.code(), 0),
+            tables::height_key(asset.code(), height),
+        );
+        let mut out = BTreeMap::new();
+        for entry in t.range(low.as_str()..=high.as_str()).map_err(db_err)? {
+            let (key, hash) = entry.map_err(db_err)?;
+            // Keys are `height_key`s: the height is the last segment.
+            if let Some(at) = key.value().rsplit('/').next().and_then(|h| h.parse::<u64>().ok()) {
+                out.insert(at, hash.value().to_string());
+            }
+        }
+        Ok(out)
     }
 
     /// The chain position of `asset`, if it was ever polled.

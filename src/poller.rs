@@ -1,84 +1,36 @@
-//! The one poller loop every chain shares.
+//! The one poller loop every chain shares: it asks a chain source for data
+//! and has the engine apply it. Control runs one way: the source never calls
+//! back, and never sees the store.
 //!
 //! `run` ticks on an interval (missed ticks skipped), wakes early on "poll
-//! now", and stops on cancellation; its body is `poll_once`, the unit under
-//! test. A poll is a *round*: scan steps from the cursor until the tip, each
-//! applied atomically by the sink; only the step that reaches the tip carries
-//! the round's start time, which is what lets intents expire. Errors back off
-//! exponentially with jitter and never skip anything: the cursor only moves
-//! through `ScanSink::apply`.
+//! now" (SIGUSR1), and stops on cancellation; its body is `poll_once`, the
+//! unit under test. A poll is a *round*: scan steps from the cursor until
+//! the tip, each applied atomically by the engine; only the step that
+//! reaches the tip carries the round's start time, which is what lets
+//! intents expire. Errors back off exponentially with jitter and never skip
+//! anything: the cursor only moves through `Engine::apply_scan`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use paywatch_state::{Asset, BlockRef, ChainTip, MempoolView, ScanUpdate};
+use paywatch_chains::http::EndpointStatus;
+use paywatch_chains::source::{ChainSource, RecentBlocks, ScanBatch, ScanRequest};
+use paywatch_chains::{ChainError, WatchSet};
+use paywatch_state::{Asset, BlockRef, ChainTip, MempoolView, ScanUpdate, StoreError};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ChainError;
-use crate::http::EndpointStatus;
-use crate::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest, WatchSet, batch_cursor};
-
-/// Why the sink did not apply an update.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// Addresses were watched after the update was computed: the poller
-    /// redoes the step for them and applies again.
-    #[error("the watch set changed")]
-    WatchChanged,
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// Where scan results go: the daemon's engine (the store) in production, a
-/// recorder in tests.
-pub trait ScanSink: Send + Sync + 'static {
-    /// The durably applied cursor, `None` before the first poll.
-    fn cursor(&self) -> Result<Option<BlockRef>, String>;
-    /// The highest tip height stored with the cursor, and when it rose.
-    fn stored_tip(&self) -> Option<(u64, Option<DateTime<Utc>>)> {
-        None
-    }
-    /// The stored hash of an applied block, for reorg detection.
-    fn known_hash(&self, height: u64) -> Option<String>;
-    /// The watch set, complete up to the store's current watch generation.
-    fn watch(&self) -> Result<Arc<WatchSet>, String>;
-    /// Transaction ids of pending transfers no block holds (mempool ones).
-    fn pending_mempool(&self) -> Result<Vec<String>, String> {
-        Ok(Vec::new())
-    }
-    /// Applies one step atomically.
-    fn apply(&self, update: ScanUpdate) -> BoxFuture<'_, Result<(), SinkError>>;
-    /// Holds back intent creation until the returned guard is dropped: the
-    /// last resort when creates keep changing the watch set faster than even
-    /// a one-block step can be redone.
-    fn fence_creates(&self) -> BoxFuture<'_, Box<dyn Send>> {
-        Box::pin(async { Box::new(()) as Box<dyn Send> })
-    }
-    /// Told after every round, successful or not (health and metrics).
-    fn report(&self, report: &PollReport);
-}
-
-/// Wall-clock source, injectable for tests.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
+use crate::clock::Clock;
+use crate::engine::{ApplyError, Engine};
 
 #[derive(Clone, Debug)]
 pub struct PollerConfig {
     pub interval: Duration,
     /// Upper bound on one whole round step (tip, mempool, one scan batch).
     pub step_timeout: Duration,
-    pub max_blocks_per_step: u64,
+    pub max_blocks_per_poll: u64,
     pub mempool: bool,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -94,8 +46,8 @@ const MAX_REDOS: u32 = 3;
 
 /// The stored tip and when it rose: where the poller's best tip and head
 /// age start after a restart.
-fn head_seen(sink: &dyn ScanSink, clock: &dyn Clock) -> (u64, Instant) {
-    let (height, rose_at) = sink.stored_tip().unwrap_or((0, None));
+fn head_seen(engine: &Engine, asset: Asset, clock: &dyn Clock) -> (u64, Instant) {
+    let (height, rose_at) = engine.stored_tip(asset).unwrap_or((0, None));
     let age = rose_at
         .and_then(|rose| (clock.now() - rose).to_std().ok())
         .unwrap_or_default();
@@ -124,7 +76,9 @@ pub enum PollError {
     #[error(transparent)]
     Chain(#[from] ChainError),
     #[error("store: {0}")]
-    Sink(String),
+    Store(#[from] StoreError),
+    #[error("store: {0}")]
+    Apply(ApplyError),
     #[error("cancelled")]
     Cancelled,
 }
@@ -133,7 +87,7 @@ impl PollError {
     fn kind(&self) -> &'static str {
         match self {
             PollError::Chain(e) => e.kind(),
-            PollError::Sink(_) => "store",
+            PollError::Store(_) | PollError::Apply(_) => "store",
             PollError::Cancelled => "cancelled",
         }
     }
@@ -141,7 +95,7 @@ impl PollError {
     fn is_transient(&self) -> bool {
         match self {
             PollError::Chain(e) => e.is_transient(),
-            PollError::Sink(_) | PollError::Cancelled => true,
+            PollError::Store(_) | PollError::Apply(_) | PollError::Cancelled => true,
         }
     }
 }
@@ -155,26 +109,18 @@ pub struct Poller {
     best_tip: std::sync::Mutex<(u64, Instant)>,
     asset: Asset,
     source: Arc<dyn ChainSource>,
-    sink: Arc<dyn ScanSink>,
-    clock: Arc<dyn Clock>,
+    engine: Arc<Engine>,
     config: PollerConfig,
 }
 
 impl Poller {
-    pub fn new(
-        asset: Asset,
-        source: Arc<dyn ChainSource>,
-        sink: Arc<dyn ScanSink>,
-        clock: Arc<dyn Clock>,
-        config: PollerConfig,
-    ) -> Poller {
+    pub fn new(asset: Asset, source: Arc<dyn ChainSource>, engine: Arc<Engine>, config: PollerConfig) -> Poller {
         Poller {
             preflight_ok: false.into(),
-            best_tip: std::sync::Mutex::new(head_seen(sink.as_ref(), clock.as_ref())),
+            best_tip: std::sync::Mutex::new(head_seen(&engine, asset, engine.clock.as_ref())),
             asset,
             source,
-            sink,
-            clock,
+            engine,
             config,
         }
     }
@@ -208,31 +154,18 @@ impl Poller {
         }
     }
 
-    /// Exponential backoff with full jitter; errors that need an operator
-    /// wait the maximum.
+    /// The one backoff, jittered; errors that need an operator wait the
+    /// maximum.
     fn backoff(&self, failures: u32, transient: bool) -> Duration {
-        let max = self.config.backoff_max;
         if !transient {
-            return max;
+            return self.config.backoff_max;
         }
-        let exp = self
-            .config
-            .backoff_initial
-            .saturating_mul(1u32 << failures.min(16).saturating_sub(1));
-        let capped = exp.min(max);
-        let mut b = [0u8; 4];
-        let jitter = if getrandom::fill(&mut b).is_ok() {
-            f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
-        } else {
-            0.5
-        };
-        // Half fixed, half random: never zero, never above the cap.
-        capped.mul_f64(0.5 + jitter / 2.0)
+        crate::backoff::jittered(self.config.backoff_initial, self.config.backoff_max, failures)
     }
 
-    /// One round: scan steps until the tip. Reports the outcome to the sink.
+    /// One round: scan steps until the tip. Reports the outcome to the engine.
     pub async fn poll_once(&self, cancel: &CancellationToken) -> Result<PollReport, PollError> {
-        let started_at = self.clock.now();
+        let started_at = self.engine.clock.now();
         let t0 = Instant::now();
         let mut report = PollReport {
             asset: self.asset,
@@ -257,7 +190,7 @@ impl Poller {
             }
             report.error = Some((e.kind(), e.to_string()));
         }
-        self.sink.report(&report);
+        self.engine.record_poll(&report);
         result.map(|_| report)
     }
 
@@ -294,8 +227,8 @@ impl Poller {
             // Per step, not per round: an intent created during a long
             // catch-up is watched from the next step on (and the store
             // refuses a step computed before it, see `apply`).
-            let watch = self.sink.watch().map_err(PollError::Sink)?;
-            let cursor = self.sink.cursor().map_err(PollError::Sink)?;
+            let watch = self.engine.watch_set(self.asset)?;
+            let cursor = self.engine.cursor(self.asset)?;
             report.tip = Some(tip.clone());
             let Some(from) = cursor else {
                 // First poll ever: start at the tip. No intent exists yet
@@ -323,10 +256,10 @@ impl Poller {
             };
             // Near the tip, read the mempool *before* the tip and its blocks:
             // a transaction then missing from both is really gone.
-            let near = tip.height.saturating_sub(from.height) <= self.config.max_blocks_per_step;
+            let near = tip.height.saturating_sub(from.height) <= self.config.max_blocks_per_poll;
             let mut mempool = None;
             if near && self.config.mempool {
-                let pending = self.sink.pending_mempool().map_err(PollError::Sink)?;
+                let pending = self.engine.store.pending_mempool_txids(self.asset)?;
                 mempool = self.mempool(cancel, &watch, &pending).await?;
                 tip = self.step(cancel, "tip", self.source.tip()).await?;
             } else if near && !tip_fresh {
@@ -337,8 +270,9 @@ impl Poller {
             let (best_seen, head_age) = self.head(tip.height);
             let behind_seen = tip.height < best_seen;
             let head_stale = head_age > self.config.max_head_age;
-            let to = tip.height.min(from.height + self.config.max_blocks_per_step);
-            let batch = self.scan(cancel, &from, to, &watch).await?;
+            let to = tip.height.min(from.height + self.config.max_blocks_per_poll);
+            let known = self.engine.store.recent_blocks(self.asset, from.height)?;
+            let batch = self.scan(cancel, &from, to, &watch, &known).await?;
             // A backend below what paywatch already scanned is behind (a
             // lagging backup, another node behind a load balancer) unless it
             // proved a reorg to a shorter chain: nothing it says can move the
@@ -351,7 +285,7 @@ impl Poller {
                 ))
                 .into());
             }
-            let cursor = batch_cursor(&batch, &from);
+            let cursor = batch.cursor.clone().unwrap_or_else(|| from.clone());
             let reached_tip = cursor.height >= tip.height;
             report.scanned = Some(cursor.height);
             if behind_seen && let Some(view) = &mut mempool {
@@ -374,7 +308,7 @@ impl Poller {
                 round_started_at: (reached_tip && !behind_seen && !head_stale).then_some(started_at),
                 watch_generation: Some(watch.generation),
             };
-            self.apply(cancel, update, watch, Some(&from)).await?;
+            self.apply(cancel, update, watch, Some((&from, &known))).await?;
             self.raise_best_tip(tip.height);
             if reached_tip {
                 if behind_seen {
@@ -415,19 +349,10 @@ impl Poller {
         from: &BlockRef,
         to: u64,
         watch: &WatchSet,
+        known: &RecentBlocks,
     ) -> Result<ScanBatch, PollError> {
-        let known = |h: u64| self.sink.known_hash(h);
-        self.step(
-            cancel,
-            "scan",
-            self.source.scan(ScanRequest {
-                from,
-                to,
-                watch,
-                known_hash: &known,
-            }),
-        )
-        .await
+        let request = ScanRequest { from, to, watch, known };
+        self.step(cancel, "scan", self.source.scan(request)).await
     }
 
     /// Applies an update; if addresses were watched after it was computed,
@@ -439,17 +364,17 @@ impl Poller {
         cancel: &CancellationToken,
         mut update: ScanUpdate,
         mut watch: Arc<WatchSet>,
-        from: Option<&BlockRef>,
+        step: Option<(&BlockRef, &RecentBlocks)>,
     ) -> Result<(), PollError> {
         let mut redos = 0;
-        let mut fence: Option<Box<dyn Send>> = None;
+        let mut fence = None;
         loop {
             // Not raced with cancellation: a started write finishes (it is
             // one atomic commit either way, but finishing avoids redoing it).
-            match self.sink.apply(update.clone()).await {
+            match self.engine.apply_scan(self.asset, update.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(SinkError::Failed(e)) => return Err(PollError::Sink(e)),
-                Err(SinkError::WatchChanged) => {}
+                Err(ApplyError::WatchChanged) => {}
+                Err(e) => return Err(PollError::Apply(e)),
             }
             if cancel.is_cancelled() {
                 return Err(PollError::Cancelled);
@@ -457,16 +382,18 @@ impl Poller {
             redos += 1;
             if redos > MAX_REDOS && fence.is_none() {
                 tracing::info!(asset = %self.asset, redos, "intents keep being created during the step; holding creates back for its last redo");
-                fence = Some(self.sink.fence_creates().await);
+                fence = Some(self.engine.fence_creates(self.asset).await);
             }
-            let newer = self.sink.watch().map_err(PollError::Sink)?;
+            let newer = self.engine.watch_set(self.asset)?;
             let added = watch.added_in(&newer);
             tracing::debug!(asset = %self.asset, addresses = added.addresses.len(), "addresses watched during the scan; scanning the step for them");
-            if let Some(from) = from
+            if let Some((from, known)) = step
                 && !added.addresses.is_empty()
             {
-                let extra = self.scan(cancel, from, update.cursor.height, &added).await?;
-                if extra.rollback_to != update.rollback_to || batch_cursor(&extra, from) != update.cursor {
+                let extra = self.scan(cancel, from, update.cursor.height, &added, known).await?;
+                if extra.rollback_to != update.rollback_to
+                    || extra.cursor.clone().unwrap_or_else(|| from.clone()) != update.cursor
+                {
                     return Err(ChainError::Unavailable(
                         "the chain moved while the step was redone for new addresses".into(),
                     )

@@ -1,0 +1,176 @@
+//! `run`: the daemon's architecture in one function. Open the store, build
+//! the engine, check each backend, start one poller per asset, the webhook
+//! dispatcher, the API, SIGUSR1 "poll now" and the systemd watchdog as named
+//! critical tasks; tell systemd we are ready; wait for `shutdown` or a
+//! failed task; cancel; join every task and the intent writer thread.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::{api, backends, engine, metrics, signals, state_dir, webhooks};
+
+/// How long shutdown waits for tasks to finish in-flight work before it
+/// aborts them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the daemon on `listener` until `shutdown` resolves (Ok) or a
+/// critical task fails (Err naming it).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let store = state_dir::open_store(&config.state_dir)?;
+    let token = state_dir::api_token(&config)?;
+    let metrics = Arc::new(metrics::Metrics::new().context("failed to build metrics")?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let assets = config
+        .assets
+        .iter()
+        .map(|a| engine::AssetSetup {
+            policy: a.policy.clone(),
+            backend: a.backend.name(),
+            max_lag: a.max_lag,
+            refuse_when_lagging: a.refuse_when_lagging,
+        })
+        .collect();
+    let engine = Arc::new(engine::Engine::new(store.clone(), assets, metrics.clone(), clock)?);
+    store
+        .set_webhooks_enabled(config.webhook.is_some())
+        .context("failed to write the store")?;
+
+    let mut sources = Vec::new();
+    for asset in &config.assets {
+        sources.push((asset, backends::source(asset)?));
+    }
+    if let Err(e) = backends::preflight(&sources).await {
+        engine.stop_writer().await;
+        return Err(e);
+    }
+
+    let cancel = CancellationToken::new();
+    let mut tasks = CriticalTasks::default();
+    let mut wakes = Vec::new();
+    for (asset, source) in sources {
+        let poller = backends::poller(asset, source, &engine);
+        let (cancel, wake) = (cancel.clone(), Arc::new(Notify::new()));
+        wakes.push(wake.clone());
+        tasks.spawn(format!("poller {}", asset.asset), async move {
+            poller.run(cancel, wake).await;
+            Ok(())
+        });
+    }
+    tasks.spawn("poll-now signal", signals::poll_now_on_sigusr1(wakes, cancel.clone()));
+    if let Some(webhook) = &config.webhook {
+        let dispatcher = webhooks::Dispatcher::new(
+            store.clone(),
+            webhook.clone(),
+            engine.webhook_wake.clone(),
+            metrics.clone(),
+        )?;
+        let cancel = cancel.clone();
+        tasks.spawn("webhook dispatcher", async move {
+            dispatcher.run(cancel).await;
+            Ok(())
+        });
+    }
+    let listen = listener.local_addr().ok();
+    let app = Arc::new(api::App {
+        engine: engine.clone(),
+        token,
+        networks: config.assets.iter().map(|a| (a.asset, a.network)).collect(),
+        webhooks_disabled: config.webhook.is_none(),
+    });
+    let api_shutdown = cancel.clone().cancelled_owned();
+    tasks.spawn("HTTP API", async move {
+        api::run(listener, app, api_shutdown).await.context("serving failed")
+    });
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        tasks.spawn(
+            "systemd watchdog",
+            signals::watchdog(engine.clone(), period / 2, cancel.clone()),
+        );
+    }
+    tracing::info!(listen = ?listen, state_dir = %config.state_dir.display(), assets = config.assets.len(), "paywatch started");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
+    let outcome = tokio::select! {
+        _ = shutdown => {
+            tracing::info!("stopping");
+            Ok(())
+        }
+        failed = tasks.first_to_end() => Err(failed),
+    };
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    cancel.cancel();
+    tasks.join_all(SHUTDOWN_GRACE).await;
+    engine.stop_writer().await;
+    outcome
+}
+
+/// Tasks the daemon cannot do without, each with a name: the first one to
+/// end (return, fail or panic) stops the daemon, and says which it was.
+#[derive(Default)]
+struct CriticalTasks {
+    set: JoinSet<anyhow::Result<()>>,
+    names: HashMap<tokio::task::Id, String>,
+}
+
+impl CriticalTasks {
+    fn spawn(&mut self, name: impl Into<String>, task: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
+        let handle = self.set.spawn(task);
+        self.names.insert(handle.id(), name.into());
+    }
+
+    fn name(&self, id: tokio::task::Id) -> &str {
+        self.names.get(&id).map(String::as_str).unwrap_or("unnamed task")
+    }
+
+    /// Waits for the first task to end; every ending is a failure here.
+    async fn first_to_end(&mut self) -> anyhow::Error {
+        match self.set.join_next_with_id().await {
+            None => anyhow::anyhow!("no task is running"),
+            Some(Ok((id, Ok(())))) => anyhow::anyhow!("the {} stopped unexpectedly", self.name(id)),
+            Some(Ok((id, Err(e)))) => e.context(format!("the {} failed", self.name(id))),
+            Some(Err(e)) => anyhow::anyhow!("the {} panicked: {e}", self.name(e.id())),
+        }
+    }
+
+    /// Waits for every task after cancellation; those still running after
+    /// `grace` are aborted, and waited for too.
+    async fn join_all(mut self, grace: Duration) {
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(ended) = self.set.join_next_with_id().await {
+                let id = match ended {
+                    Ok((id, _)) => id,
+                    Err(e) => {
+                        if e.is_panic() {
+                            tracing::error!(task = self.name(e.id()), "a task panicked while stopping");
+                        }
+                        e.id()
+                    }
+                };
+                self.names.remove(&id);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            let late: Vec<&str> = self.names.values().map(String::as_str).collect();
+            tracing::warn!(
+                ?late,
+                "tasks did not stop within {grace:?}; aborting them (their work is redone at start)"
+            );
+            self.set.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The engine: the one place that applies chain data and API requests to the
+//! store, and tells the rest of the daemon (event feed waiters, the webhook
+//! dispatcher, metrics, status) what changed.
+//!
+//! - `scan` — the poller's side: the data a scan request carries, applying
+//!   a scan update
+//! - `writer` — the intent writer thread (group commit, create fences)
+//! - `health` — per-asset health, lag, poll metrics
+
+mod health;
+mod scan;
+mod writer;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use paywatch_chains::WatchSet;
+use paywatch_chains::watch::next_watch_version;
+use paywatch_state::{
+    Asset, AssetPolicy, CancelOutcome, CreateError, CreateOutcome, Event, EventType, NewIntent, Store,
+};
+use tokio::sync::{Notify, watch};
+
+pub use self::health::{AssetHealth, Lag};
+pub use self::scan::ApplyError;
+use self::writer::{CreateJob, Fences, Writer, spawn_create_writer};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+
+/// One configured asset, as the engine needs it.
+pub struct AssetSetup {
+    pub policy: AssetPolicy,
+    pub backend: &'static str,
+    pub max_lag: Duration,
+    pub refuse_when_lagging: bool,
+}
+
+pub struct Engine {
+    pub store: Arc<Store>,
+    writer: Writer,
+    policies: HashMap<Asset, AssetPolicy>,
+    lag_policies: HashMap<Asset, (Duration, bool)>,
+    watch_sets: HashMap<Asset, RwLock<scan::Watch>>,
+    health: HashMap<Asset, Mutex<AssetHealth>>,
+    /// Newest event seq, for long-polling feed readers.
+    last_seq: watch::Sender<u64>,
+    /// Per asset, creates held back while a poller applies a step (`Fences`).
+    create_fences: Fences,
+    /// Wakes the webhook dispatcher when events were appended.
+    pub webhook_wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<Store>,
+        assets: Vec<AssetSetup>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Engine> {
+        let mut policies = HashMap::new();
+        let mut lag_policies = HashMap::new();
+        let mut watch_sets = HashMap::new();
+        let mut health = HashMap::new();
+        for setup in assets {
+            let (policy, backend) = (setup.policy, setup.backend);
+            let asset = policy.asset;
+            lag_policies.insert(asset, (setup.max_lag, setup.refuse_when_lagging));
+            store.watch_addresses(asset, &policy.addresses)?;
+            let (generation, addresses) = store.watched_snapshot(asset)?;
+            let addresses: HashSet<String> = addresses.into_iter().collect();
+            // Only per-address mempool queries (esplora) use the hot subset;
+            // building it reads every open intent, so skip it elsewhere.
+            let hot = if backend == "esplora" {
+                scan::hot_addresses(&store, &policy)?
+            } else {
+                HashSet::new()
+            };
+            let set = Arc::new(WatchSet {
+                version: next_watch_version(),
+                generation,
+                addresses,
+                hot,
+            });
+            watch_sets.insert(
+                asset,
+                RwLock::new(scan::Watch {
+                    set,
+                    hot_built: Instant::now(),
+                }),
+            );
+            let scanned = store.chain_state(asset)?.map(|c| c.cursor.height);
+            health.insert(
+                asset,
+                Mutex::new(AssetHealth {
+                    backend,
+                    scanned_height: scanned,
+                    ..AssetHealth::default()
+                }),
+            );
+            policies.insert(asset, policy);
+        }
+        let (last_seq, _) = watch::channel(store.last_seq()?);
+        let create_fences: Fences = Arc::new(
+            policies
+                .keys()
+                .map(|a| (*a, Arc::new(tokio::sync::Mutex::new(()))))
+                .collect(),
+        );
+        let writer = spawn_create_writer(store.clone(), policies.clone(), clock.clone(), create_fences.clone())?;
+        Ok(Engine {
+            store,
+            writer,
+            policies,
+            lag_policies,
+            create_fences,
+            watch_sets,
+            health,
+            last_seq,
+            webhook_wake: Arc::new(Notify::new()),
+            metrics,
+            started_at: clock.now(),
+            clock,
+        })
+    }
+
+    pub fn policy(&self, asset: Asset) -> Option<&AssetPolicy> {
+        self.policies.get(&asset)
+    }
+
+    pub fn assets(&self) -> Vec<Asset> {
+        let mut a: Vec<Asset> = self.policies.keys().copied().collect();
+        a.sort();
+        a
+    }
+
+    pub fn subscribe_events(&self) -> watch::Receiver<u64> {
+        self.last_seq.subscribe()
+    }
+
+    /// Creates an intent durably. Concurrent creates share one commit
+    /// (group commit, see `spawn_create_writer`); each answer comes only
+    /// after the commit that holds it.
+    pub async fn create_intent(self: &Arc<Self>, req: NewIntent) -> Result<CreateOutcome, CreateError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if !self.writer.send(CreateJob { req, reply }) {
+            return Err(CreateError::Failed("the intent writer has stopped".into()));
+        }
+        // The address is watched by the commit itself (the store's watch
+        // generation), whether or not this request is still waiting for it.
+        answer
+            .await
+            .map_err(|_| CreateError::Failed("the intent writer has stopped".into()))?
+    }
+
+    pub async fn cancel_intent(self: &Arc<Self>, id: String) -> anyhow::Result<CancelOutcome> {
+        let engine = self.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || engine.store.cancel_intent(&id, engine.clock.now())).await??;
+        if let CancelOutcome::Cancelled(_, events) = &outcome {
+            self.publish(events);
+        }
+        Ok(outcome)
+    }
+
+    /// Stops the intent writer once the creates queued are answered, and
+    /// joins its thread.
+    pub async fn stop_writer(self: &Arc<Self>) {
+        let engine = self.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.writer.stop()).await;
+    }
+
+    /// Tells feed readers, the webhook dispatcher and metrics about new events.
+    fn publish(&self, events: &[Event]) {
+        let Some(last) = events.last() else { return };
+        for e in events {
+            let asset = e.asset().map(|a| a.code()).unwrap_or("");
+            self.metrics
+                .transitions
+                .with_label_values(&[asset, e.kind.as_str()])
+                .inc();
+            if e.kind == EventType::IntentConfirmed
+                && let Some(intent) = &e.intent
+                && let (Some(detected), Some(confirmed)) = (intent.detected_at, intent.confirmed_at)
+            {
+                let secs = (confirmed - detected).num_milliseconds().max(0) as f64 / 1000.0;
+                self.metrics
+                    .detection_to_confirmation
+                    .with_label_values(&[asset])
+                    .observe(secs);
+            }
+        }
+        self.last_seq.send_replace(last.seq);
+        self.webhook_wake.notify_one();
+    }
+}

@@ -1,0 +1,149 @@
+//! The engine's side of the scan path: the plain data a poller puts in a
+//! scan request (cursor, stored tip, watch set), and applying what the
+//! source returned in one atomic store write.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use paywatch_chains::WatchSet;
+use paywatch_chains::watch::next_watch_version;
+use paywatch_state::{Applied, Asset, AssetPolicy, BlockRef, ScanUpdate, Store, StoreError};
+
+use super::Engine;
+
+/// How often the hot subset of a watch set is rebuilt from the open intents.
+const HOT_REFRESH: Duration = Duration::from_secs(600);
+
+/// One asset's watch set and when its hot subset was last rebuilt.
+pub(super) struct Watch {
+    pub(super) set: Arc<WatchSet>,
+    pub(super) hot_built: Instant,
+}
+
+/// Why a scan update was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Addresses were watched after the update was computed: the poller
+    /// redoes the step for them and applies again.
+    #[error("the watch set changed")]
+    WatchChanged,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} is not configured")]
+    NotConfigured(Asset),
+    #[error("the apply task failed: {0}")]
+    Task(String),
+}
+
+impl Engine {
+    /// The durably applied cursor, `None` before the first poll.
+    pub fn cursor(&self, asset: Asset) -> Result<Option<BlockRef>, StoreError> {
+        Ok(self.store.chain_state(asset)?.map(|c| c.cursor))
+    }
+
+    /// The highest tip height stored with the cursor, and when it rose.
+    pub fn stored_tip(&self, asset: Asset) -> Option<(u64, Option<DateTime<Utc>>)> {
+        let state = self.store.chain_state(asset).ok().flatten()?;
+        Some((state.tip.height, state.tip_rose_at))
+    }
+
+    /// Holds back intent creation of `asset` until the guard is dropped:
+    /// the last resort when creates keep changing the watch set faster than
+    /// even a one-block step can be redone.
+    pub async fn fence_creates(&self, asset: Asset) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let fence = self.create_fences.get(&asset)?.clone();
+        Some(fence.lock_owned().await)
+    }
+
+    /// Applies one scan step atomically, then tells feed readers, webhooks
+    /// and metrics.
+    pub async fn apply_scan(self: &Arc<Self>, asset: Asset, update: ScanUpdate) -> Result<(), ApplyError> {
+        let engine = self.clone();
+        let applied: Applied = tokio::task::spawn_blocking(move || {
+            let policy = engine.policies.get(&asset).ok_or(ApplyError::NotConfigured(asset))?;
+            engine
+                .store
+                .apply_scan_counted(policy, &update, engine.clock.now())
+                .map_err(|e| match e {
+                    StoreError::WatchChanged { .. } => ApplyError::WatchChanged,
+                    other => ApplyError::Store(other),
+                })
+        })
+        .await
+        .map_err(|e| ApplyError::Task(e.to_string()))??;
+        let code = asset.code();
+        let m = &self.metrics;
+        m.transfers
+            .with_label_values(&[code, "true"])
+            .inc_by(applied.matched_transfers);
+        m.transfers
+            .with_label_values(&[code, "false"])
+            .inc_by(applied.unmatched_transfers);
+        m.dust_transfers
+            .with_label_values(&[code])
+            .inc_by(applied.dust_transfers);
+        for e in &applied.events {
+            tracing::info!(
+                asset = code,
+                seq = e.seq,
+                event = e.kind.as_str(),
+                intent = e.intent.as_ref().map(|i| i.id.as_str()).unwrap_or("-"),
+                "event"
+            );
+        }
+        self.publish(&applied.events);
+        Ok(())
+    }
+
+    /// The watch set, complete up to the store's watch generation: what was
+    /// watched since the set was built is read from the store and added.
+    /// The hot subset is rebuilt now and then so that addresses of intents
+    /// long ended stop costing per-address mempool queries.
+    pub fn watch_set(&self, asset: Asset) -> Result<Arc<WatchSet>, StoreError> {
+        let Some(lock) = self.watch_sets.get(&asset) else {
+            return Ok(Arc::default());
+        };
+        let current = lock.read().unwrap_or_else(|p| p.into_inner()).set.clone();
+        let (generation, added) = self.store.watched_since(asset, current.generation)?;
+        let uses_hot = self
+            .health
+            .get(&asset)
+            .is_some_and(|h| h.lock().unwrap_or_else(|p| p.into_inner()).backend == "esplora");
+        let stale = uses_hot && lock.read().unwrap_or_else(|p| p.into_inner()).hot_built.elapsed() > HOT_REFRESH;
+        if added.is_empty() && !stale {
+            return Ok(current);
+        }
+        let mut guard = lock.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = (*guard.set).clone();
+        if generation > next.generation {
+            for address in added {
+                next.addresses.insert(address.clone());
+                next.hot.insert(address);
+            }
+            next.generation = generation;
+        }
+        if stale && let Some(policy) = self.policies.get(&asset) {
+            match hot_addresses(&self.store, policy) {
+                Ok(hot) => {
+                    next.hot = hot;
+                    guard.hot_built = Instant::now();
+                }
+                Err(e) => {
+                    tracing::warn!(asset = %asset, error = %e, "cannot rebuild the hot address set; keeping the old one")
+                }
+            }
+        }
+        next.version = next_watch_version();
+        guard.set = Arc::new(next);
+        Ok(guard.set.clone())
+    }
+}
+
+/// Configured addresses plus those of open intents.
+pub(super) fn hot_addresses(store: &Store, policy: &AssetPolicy) -> Result<HashSet<String>, StoreError> {
+    let mut hot: HashSet<String> = policy.addresses.iter().cloned().collect();
+    hot.extend(store.open_intent_addresses(policy.asset)?);
+    Ok(hot)
+}

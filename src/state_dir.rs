@@ -1,0 +1,58 @@
+//! What lives in the state directory: the store and the generated API token.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use paywatch_chains::Secret;
+use paywatch_state::Store;
+
+use crate::config::Config;
+
+pub const STORE_FILE: &str = "paywatch.redb";
+pub const TOKEN_FILE: &str = "api-token";
+
+pub fn open_store(state_dir: &Path) -> anyhow::Result<Arc<Store>> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .with_context(|| format!("failed to create state_dir {}", state_dir.display()))?;
+    let path = state_dir.join(STORE_FILE);
+    let store = Store::open(&path).with_context(|| {
+        format!(
+            "failed to open the store {} (is another paywatch running on this state_dir?)",
+            path.display()
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// The configured token, or `<state_dir>/api-token`, generated (mode 0600)
+/// at first start.
+pub fn api_token(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(t) = &config.api.token {
+        return Ok(t.clone());
+    }
+    let path = config.state_dir.join(TOKEN_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && !text.trim().is_empty()
+    {
+        return Ok(Secret::new(text.trim()));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("failed to generate an API token: {e}"))?;
+    let token = hex::encode(bytes);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "generated an API token");
+    Ok(Secret::new(token))
+}
