@@ -13,73 +13,48 @@ use paywatch_chains::utxo::source::UtxoSource;
 use paywatch_chains::xrpl::RippledSource;
 use paywatch_chains::{ChainError, ChainSource};
 
-use crate::config::{self, AssetConfig, Backend};
+use crate::config::defaults::{self, STEP_TIMEOUT_FACTOR};
+use crate::config::{AssetConfig, BackendConfig, ConfigError};
 use crate::engine::Engine;
 use crate::poller::{Poller, PollerConfig};
 
 pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
-    Ok(match asset.backend {
-        Backend::CoreRpc => {
-            let rpc =
-                RpcClient::new(asset.urls.clone(), asset.auth.clone(), asset.call_timeout)?.with_max_rps(asset.max_rps);
-            let backend = CoreRpc::new(rpc);
-            Arc::new(UtxoSource::new(
-                asset.asset,
-                asset.network,
-                backend,
-                asset.max_blocks_per_poll,
-            ))
+    let (urls, timeout, max_rps) = (asset.urls.clone(), asset.call_timeout, asset.max_rps);
+    let rpc = |auth: RpcAuth| anyhow::Ok(RpcClient::new(urls.clone(), auth, timeout)?.with_max_rps(max_rps));
+    let blocks = asset.max_blocks_per_poll;
+    Ok(match &asset.backend {
+        BackendConfig::CoreRpc { auth } => {
+            let backend = CoreRpc::new(rpc(auth.clone())?);
+            Arc::new(UtxoSource::new(asset.asset, asset.network, backend, blocks))
         }
-        Backend::Evm => {
-            let token = asset
-                .evm
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("evm settings missing"))?;
-            let rpc =
-                RpcClient::new(asset.urls.clone(), RpcAuth::None, asset.call_timeout)?.with_max_rps(asset.max_rps);
-            Arc::new(EvmSource::new(
-                asset.asset,
-                rpc,
-                &token.contract,
-                token.decimals,
-                token.chain_id,
-                asset.max_blocks_per_poll,
-            )?)
+        BackendConfig::Esplora => {
+            let backend = Esplora::new(urls.clone(), asset.asset, timeout)?.with_max_rps(max_rps);
+            Arc::new(UtxoSource::new(asset.asset, asset.network, backend, blocks))
         }
-        Backend::Rippled => {
-            let rpc =
-                RpcClient::new(asset.urls.clone(), RpcAuth::None, asset.call_timeout)?.with_max_rps(asset.max_rps);
-            Arc::new(RippledSource::new(
-                rpc,
-                asset.network,
-                asset.api_version,
-                asset.max_blocks_per_poll,
-                asset.policy.addresses.clone(),
-            ))
-        }
-        Backend::TronHttp => {
-            let tron = asset
-                .tron
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("tron settings missing"))?;
-            let endpoints = Endpoints::new(asset.urls.clone(), asset.call_timeout)?.with_max_rps(asset.max_rps);
+        BackendConfig::Evm(token) => Arc::new(EvmSource::new(
+            asset.asset,
+            rpc(RpcAuth::None)?,
+            &token.contract,
+            token.decimals,
+            token.chain_id,
+            blocks,
+        )?),
+        BackendConfig::Rippled { api_version } => Arc::new(RippledSource::new(
+            rpc(RpcAuth::None)?,
+            asset.network,
+            *api_version,
+            blocks,
+            asset.policy.addresses.clone(),
+        )),
+        BackendConfig::TronHttp(token) => {
+            let endpoints = Endpoints::new(urls.clone(), timeout)?.with_max_rps(max_rps);
             Arc::new(TronSource::new(
                 endpoints,
-                tron.api_key.clone(),
-                &tron.contract,
+                token.api_key.clone(),
+                &token.contract,
                 asset.network,
-                asset.max_blocks_per_poll,
+                blocks,
             )?)
-        }
-        Backend::Esplora => {
-            let backend =
-                Esplora::new(asset.urls.clone(), asset.asset, asset.call_timeout)?.with_max_rps(asset.max_rps);
-            Arc::new(UtxoSource::new(
-                asset.asset,
-                asset.network,
-                backend,
-                asset.max_blocks_per_poll,
-            ))
         }
     })
 }
@@ -88,12 +63,16 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
 /// definite answer that the configuration is wrong stops the start as a
 /// configuration error; a backend that does not answer does not: its poller
 /// repeats the checks before its first scan.
+/// Calls a start-up check may make in turn (genesis, then a contract's
+/// decimals, each with a failover): its time limit in call timeouts.
+const PREFLIGHT_CALLS: u32 = 4;
+
 pub async fn preflight(sources: &[(&AssetConfig, Arc<dyn ChainSource>)]) -> anyhow::Result<()> {
     for (asset, source) in sources {
-        match tokio::time::timeout(asset.call_timeout * 2, source.preflight()).await {
+        match tokio::time::timeout(asset.call_timeout * PREFLIGHT_CALLS, source.preflight()).await {
             Ok(Ok(())) => {}
             Ok(Err(ChainError::Config(message))) => {
-                return Err(config::ConfigError {
+                return Err(ConfigError {
                     key: format!("assets.{}", asset.asset),
                     message,
                 }
@@ -114,12 +93,12 @@ pub async fn preflight(sources: &[(&AssetConfig, Arc<dyn ChainSource>)]) -> anyh
 pub fn poller(asset: &AssetConfig, source: Arc<dyn ChainSource>, engine: &Arc<Engine>) -> Poller {
     let config = PollerConfig {
         interval: asset.poll_interval,
-        step_timeout: asset.call_timeout * config::STEP_TIMEOUT_FACTOR,
+        step_timeout: asset.call_timeout * STEP_TIMEOUT_FACTOR,
         max_blocks_per_poll: asset.max_blocks_per_poll,
         mempool: asset.policy.mempool,
-        backoff_initial: config::BACKOFF_INITIAL.min(asset.poll_interval),
+        backoff_initial: defaults::RETRY_INITIAL.min(asset.poll_interval),
         backoff_max: asset.retry_max.max(asset.poll_interval),
-        max_head_age: asset.max_lag.min(config::max_head_age(asset.asset)),
+        max_head_age: asset.max_lag.min(defaults::max_head_age(asset.asset)),
     };
     Poller::new(asset.asset, source, engine.clone(), config)
 }

@@ -1,4 +1,4 @@
-//! The command line (SPEC §7): `run`, `check-config`, and client commands that
+//! The command line (docs/cli.md): `run`, `check-config`, and client commands that
 //! talk to a running daemon's API.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::{self, Config};
 
-/// Exit code for a configuration the daemon refuses (SPEC §6).
+/// Exit code for a configuration the daemon refuses (docs/cli.md).
 pub const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
@@ -28,7 +28,7 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct ConfigArg {
     /// The configuration file.
-    #[arg(long, short, default_value = config::DEFAULT_CONFIG_PATH, env = "PAYWATCH_CONFIG")]
+    #[arg(long, short, default_value = config::defaults::CONFIG_PATH, env = "PAYWATCH_CONFIG")]
     config: PathBuf,
 }
 
@@ -36,7 +36,7 @@ struct ConfigArg {
 #[derive(clap::Args, Clone)]
 struct ClientArgs {
     /// The daemon's configuration, to find api.listen and the API token.
-    #[arg(long, short, global = true, default_value = config::DEFAULT_CONFIG_PATH, env = "PAYWATCH_CONFIG")]
+    #[arg(long, short, global = true, default_value = config::defaults::CONFIG_PATH, env = "PAYWATCH_CONFIG")]
     config: PathBuf,
     /// Base URL of the API (default: from the config's api.listen).
     #[arg(long, global = true, env = "PAYWATCH_URL")]
@@ -252,7 +252,7 @@ impl Client {
                 let listen = api
                     .and_then(|a| a.get("listen"))
                     .and_then(|l| l.as_str())
-                    .unwrap_or(config::DEFAULT_LISTEN);
+                    .unwrap_or(config::defaults::LISTEN);
                 format!("http://{listen}")
             }
         };
@@ -274,7 +274,7 @@ impl Client {
                 .and_then(|s| s.as_str())
                 .map(PathBuf::from)
                 .or_else(|| std::env::var("STATE_DIRECTORY").ok().map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from(config::DEFAULT_STATE_DIR));
+                .unwrap_or_else(|| PathBuf::from(config::defaults::STATE_DIR));
             token_from(&state_dir.join(crate::state_dir::TOKEN_FILE))?
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(90)).build()?;

@@ -42,6 +42,7 @@ pub async fn run(
             backend: a.backend.name(),
             max_lag: a.max_lag,
             refuse_when_lagging: a.refuse_when_lagging,
+            reads_mempool_per_address: a.backend.reads_mempool_per_address(),
         })
         .collect();
     let engine = Arc::new(engine::Engine::new(store.clone(), assets, metrics.clone(), clock)?);
@@ -54,7 +55,7 @@ pub async fn run(
         sources.push((asset, backends::source(asset)?));
     }
     if let Err(e) = backends::preflight(&sources).await {
-        engine.stop_writer().await;
+        engine.stop_writer(SHUTDOWN_GRACE).await;
         return Err(e);
     }
 
@@ -71,6 +72,7 @@ pub async fn run(
         });
     }
     tasks.spawn("poll-now signal", signals::poll_now_on_sigusr1(wakes, cancel.clone()));
+    tasks.spawn("intent writer", engine.clone().watch_writer(cancel.clone()));
     if let Some(webhook) = &config.webhook {
         let dispatcher = webhooks::Dispatcher::new(
             store.clone(),
@@ -114,7 +116,7 @@ pub async fn run(
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     cancel.cancel();
     tasks.join_all(SHUTDOWN_GRACE).await;
-    engine.stop_writer().await;
+    engine.stop_writer(SHUTDOWN_GRACE).await;
     outcome
 }
 

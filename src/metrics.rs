@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §9). One struct of handles; the `paywatch_`
+//! Prometheus metrics (docs/metrics.md). One struct of handles; the `paywatch_`
 //! prefix is applied here only; labels are bounded (asset, status, type,
 //! kind, outcome), never an address, txid, intent id or URL.
 

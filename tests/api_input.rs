@@ -1,4 +1,4 @@
-//! Every malformed request of SPEC §4 gets its 4xx and error code; no input,
+//! Every malformed request of docs/api.md gets its 4xx and error code; no input,
 //! however broken, yields a 5xx or stops the daemon.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,5 +1,5 @@
 //! The binary refuses bad configuration with exit code 2 and a message that
-//! names the key (SPEC §6); `check-config` validates without starting.
+//! names the key (docs/config.md); `check-config` validates without starting.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

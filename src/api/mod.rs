@@ -1,4 +1,4 @@
-//! The local HTTP API (SPEC §4): bearer-token auth on `/v1`, JSON bodies of
+//! The local HTTP API (docs/api.md, docs/openapi.json): bearer-token auth on `/v1`, JSON bodies of
 //! at most 64 KiB, one error format, and no input that yields a 5xx.
 //!
 //! `run(listener, app, shutdown)` takes its listener and shutdown future as
@@ -17,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use paywatch_chains::{Network, Secret};
 use paywatch_state::Asset;
 use serde_json::json;
@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 
-/// Largest accepted request body (SPEC §4).
+/// Largest accepted request body (docs/api.md).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest `wait` of the event feed long-poll, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 60;
@@ -81,26 +81,50 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult = Result<Response, ApiError>;
 
+/// The API's contract, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// Every route the daemon serves: path, whether it needs the API token, and
+/// its handlers. The router is built from this list, and a test checks it
+/// against `docs/openapi.json` both ways.
+pub fn routes() -> Vec<(&'static str, bool, MethodRouter<Arc<App>>)> {
+    vec![
+        ("/v1/intents", true, post(intents::create).get(intents::list)),
+        ("/v1/intents/{id}", true, get(intents::show)),
+        ("/v1/intents/{id}/cancel", true, post(intents::cancel)),
+        ("/v1/transfers", true, get(feed::transfers)),
+        ("/v1/events", true, get(feed::events)),
+        ("/v1/events/{id}", true, get(feed::event)),
+        ("/v1/events/{id}/deliveries", true, get(feed::deliveries)),
+        ("/v1/events/{id}/redeliver", true, post(feed::redeliver)),
+        ("/v1/status", true, get(status::status)),
+        ("/v1/openapi.json", true, get(openapi)),
+        ("/metrics", false, get(status::metrics)),
+        ("/healthz", false, get(status::healthz)),
+        ("/readyz", false, get(status::readyz)),
+    ]
+}
+
 pub fn router(app: Arc<App>) -> Router {
-    let v1 = Router::new()
-        .route("/v1/intents", post(intents::create).get(intents::list))
-        .route("/v1/intents/{id}", get(intents::show))
-        .route("/v1/intents/{id}/cancel", post(intents::cancel))
-        .route("/v1/transfers", get(feed::transfers))
-        .route("/v1/events", get(feed::events))
-        .route("/v1/events/{id}", get(feed::event))
-        .route("/v1/events/{id}/deliveries", get(feed::deliveries))
-        .route("/v1/events/{id}/redeliver", post(feed::redeliver))
-        .route("/v1/status", get(status::status))
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+    let (mut with_token, mut public) = (Router::new(), Router::new());
+    for (path, needs_token, handlers) in routes() {
+        if needs_token {
+            with_token = with_token.route(path, handlers);
+        } else {
+            public = public.route(path, handlers);
+        }
+    }
+    let with_token = with_token.route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
-        .merge(v1)
-        .route("/metrics", get(status::metrics))
-        .route("/healthz", get(status::healthz))
-        .route("/readyz", get(status::readyz))
+        .merge(with_token)
+        .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.

@@ -35,6 +35,9 @@ pub struct AssetSetup {
     pub backend: &'static str,
     pub max_lag: Duration,
     pub refuse_when_lagging: bool,
+    /// The backend reads the mempool per address (only those that can
+    /// still receive, the hot subset of the watch set, are asked for).
+    pub reads_mempool_per_address: bool,
 }
 
 pub struct Engine {
@@ -43,6 +46,8 @@ pub struct Engine {
     policies: HashMap<Asset, AssetPolicy>,
     lag_policies: HashMap<Asset, (Duration, bool)>,
     watch_sets: HashMap<Asset, RwLock<scan::Watch>>,
+    /// Assets whose watch sets keep a hot subset (see `AssetSetup`).
+    per_address_mempool: HashSet<Asset>,
     health: HashMap<Asset, Mutex<AssetHealth>>,
     /// Newest event seq, for long-polling feed readers.
     last_seq: watch::Sender<u64>,
@@ -66,8 +71,12 @@ impl Engine {
         let mut lag_policies = HashMap::new();
         let mut watch_sets = HashMap::new();
         let mut health = HashMap::new();
+        let mut per_address_mempool = HashSet::new();
         for setup in assets {
             let (policy, backend) = (setup.policy, setup.backend);
+            if setup.reads_mempool_per_address {
+                per_address_mempool.insert(policy.asset);
+            }
             let asset = policy.asset;
             lag_policies.insert(asset, (setup.max_lag, setup.refuse_when_lagging));
             store.watch_addresses(asset, &policy.addresses)?;
@@ -75,7 +84,7 @@ impl Engine {
             let addresses: HashSet<String> = addresses.into_iter().collect();
             // Only per-address mempool queries (esplora) use the hot subset;
             // building it reads every open intent, so skip it elsewhere.
-            let hot = if backend == "esplora" {
+            let hot = if setup.reads_mempool_per_address {
                 scan::hot_addresses(&store, &policy)?
             } else {
                 HashSet::new()
@@ -119,6 +128,7 @@ impl Engine {
             lag_policies,
             create_fences,
             watch_sets,
+            per_address_mempool,
             health,
             last_seq,
             webhook_wake: Arc::new(Notify::new()),
@@ -168,10 +178,28 @@ impl Engine {
     }
 
     /// Stops the intent writer once the creates queued are answered, and
-    /// joins its thread.
-    pub async fn stop_writer(self: &Arc<Self>) {
+    /// joins its thread (for at most `grace`: a commit stuck on the disk
+    /// must not hold the process).
+    pub async fn stop_writer(self: &Arc<Self>, grace: Duration) {
         let engine = self.clone();
-        let _ = tokio::task::spawn_blocking(move || engine.writer.stop()).await;
+        let joined = tokio::time::timeout(grace, tokio::task::spawn_blocking(move || engine.writer.stop())).await;
+        if joined.is_err() {
+            tracing::warn!("the intent writer did not stop within {grace:?}; exiting anyway");
+        }
+    }
+
+    /// Fails once the intent writer thread has ended (a panic): creates
+    /// could no longer be answered, so the daemon stops and is restarted.
+    pub async fn watch_writer(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if self.writer.ended() {
+                anyhow::bail!("the intent writer thread ended");
+            }
+        }
     }
 
     /// Tells feed readers, the webhook dispatcher and metrics about new events.

@@ -107,10 +107,7 @@ impl Engine {
         };
         let current = lock.read().unwrap_or_else(|p| p.into_inner()).set.clone();
         let (generation, added) = self.store.watched_since(asset, current.generation)?;
-        let uses_hot = self
-            .health
-            .get(&asset)
-            .is_some_and(|h| h.lock().unwrap_or_else(|p| p.into_inner()).backend == "esplora");
+        let uses_hot = self.per_address_mempool.contains(&asset);
         let stale = uses_hot && lock.read().unwrap_or_else(|p| p.into_inner()).hot_built.elapsed() > HOT_REFRESH;
         if added.is_empty() && !stale {
             return Ok(current);

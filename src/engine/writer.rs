@@ -25,6 +25,16 @@ impl Writer {
         }
     }
 
+    /// Whether the thread has ended (it only does once stopped, or on a
+    /// panic).
+    pub(super) fn ended(&self) -> bool {
+        self.thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(|t| t.is_finished())
+    }
+
     /// Ends the thread after the queued creates are answered, and waits
     /// for it (blocking: call from a blocking context).
     pub(super) fn stop(&self) {
@@ -75,7 +85,12 @@ pub(super) fn spawn_create_writer(
                     match jobs.recv_timeout(PARKED_RETRY) {
                         Ok(job) => Some(job),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            // Stopping with creates still parked: their fence
+                            // is released soon (pollers stop first).
+                            std::thread::sleep(PARKED_RETRY);
+                            None
+                        }
                     }
                 };
                 if next.is_none() && parked.is_empty() {

@@ -1,5 +1,5 @@
 //! Exact amounts. Every amount is a `rust_decimal::Decimal` held at its
-//! asset's scale (SPEC §1: never floats), written in JSON as a string.
+//! asset's scale (docs/assets.md: never floats), written in JSON as a string.
 
 use rust_decimal::Decimal;
 

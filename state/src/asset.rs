@@ -7,7 +7,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-/// One watched asset. The string form is the asset code of SPEC §1.
+/// One watched asset. The string form is the asset code (docs/assets.md).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Asset {
     #[serde(rename = "BTC")]
@@ -22,7 +22,7 @@ pub enum Asset {
     UsdtTrc20,
 }
 
-/// How a transfer is tied to an intent (SPEC §2 "Matching").
+/// How a transfer is tied to an intent (docs/matching.md).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchMode {
@@ -111,7 +111,7 @@ impl fmt::Display for Asset {
     }
 }
 
-/// The asset code was not one of SPEC §1.
+/// The asset code is not one of docs/assets.md.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown asset {0:?} (known: BTC, LTC, XRP, USDT_BSC, USDT_TRC20)")]
 pub struct UnknownAsset(pub String);

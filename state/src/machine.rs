@@ -1,4 +1,4 @@
-//! The intent lifecycle of SPEC §2 as pure functions: no I/O, no clock, no
+//! The intent lifecycle of docs/lifecycle.md as pure functions: no I/O, no clock, no
 //! store. The store calls them inside its write transaction; the tests below
 //! drive them through every transition as tables.
 //!
@@ -85,7 +85,7 @@ pub fn summarize(intent: &Intent, payments: &[Transfer], scanned_height: u64) ->
 /// detected to confirmed, and each step gets its own event.
 ///
 /// `expiry_scan_started` is the start of a scan that has just completed up to
-/// the tip; only such a scan may expire an intent (SPEC §3: expiry is judged
+/// the tip; only such a scan may expire an intent (docs/lifecycle.md: expiry is judged
 /// by the chain, not by a backend outage).
 pub fn step(
     intent: &mut Intent,

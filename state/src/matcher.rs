@@ -1,4 +1,4 @@
-//! Match keys: what ties a transfer to exactly one intent (SPEC §2 "Matching").
+//! Match keys: what ties a transfer to exactly one intent (docs/matching.md).
 //!
 //! Invariant: no two intents that can still receive (open, or ended within
 //! their late window) hold the same key. The store enforces it when it hands

@@ -1,5 +1,5 @@
 //! What is stored: intents, transfers, events and per-asset chain cursors,
-//! plus the JSON views the API and the webhooks show (SPEC §2, §4, §5).
+//! plus the JSON views the API and the webhooks show (docs/openapi.json, docs/api.md).
 //!
 //! Stored records keep only facts; what can be derived (received, flags,
 //! confirmations) is computed when a view is rendered, so it can never drift.
@@ -325,7 +325,7 @@ impl Transfer {
     }
 }
 
-/// One entry of the durable event log (SPEC §5).
+/// One entry of the durable event log (docs/durability.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: String,

@@ -133,7 +133,7 @@ impl PartialEq for Deriver {
 }
 
 impl AssetPolicy {
-    /// The defaults of SPEC §1 and §6 for `asset`, with the given addresses.
+    /// The defaults of docs/assets.md and docs/config.md for `asset`, with the given addresses.
     pub fn defaults(asset: Asset, addresses: Vec<String>) -> AssetPolicy {
         AssetPolicy {
             asset,

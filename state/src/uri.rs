@@ -1,4 +1,4 @@
-//! Payment URIs for QR codes (SPEC §2 `payment_uri`).
+//! Payment URIs for QR codes (`payment_uri` in docs/openapi.json).
 
 use rust_decimal::Decimal;
 

@@ -1,63 +1,9 @@
-//! Test harness for end-to-end tests: real nodes, the real `paywatch`
-//! binary, a webhook receiver and a loopback proxy that can simulate outages.
-//!
-//! A test that needs a node fails loudly when the node binary is missing
-//! (run `scripts/test.sh`, which installs it).
+//! The daemon's test harness: the shared test environment (nodes, fakes,
+//! receiver, proxies: the `paywatch-testenv` crate) and the real `paywatch`
+//! binary started on a config.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod anvil;
-pub mod configs;
-pub mod esplora;
-pub mod litecoind;
 pub mod paywatch;
-pub mod proxy;
-pub mod receiver;
-pub mod rippled;
-pub mod rpc_proxy;
-pub mod tron;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
-
-/// Installs the process-wide TLS provider (as the daemon's `main` does);
-/// reqwest clients cannot be built without one. Idempotent.
-pub fn install_tls() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The event types of one intent, in feed order.
-pub fn types_for(events: &[serde_json::Value], intent_id: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["intent"]["id"] == intent_id)
-        .map(|e| e["type"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// A free loopback port (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use paywatch_testenv::*;

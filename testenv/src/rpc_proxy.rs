@@ -1,5 +1,5 @@
-//! A JSON-RPC proxy in front of a node that behaves like the providers
-//! CHAINS.md describes: it caps `eth_getLogs` ranges with a provider's error
+//! A JSON-RPC proxy in front of a node that behaves the way real providers
+//! behave: it caps `eth_getLogs` ranges with a provider's error
 //! text, or refuses `eth_getLogs` altogether; and like a load balancer whose
 //! nodes lag each other: every other HTTP request is answered as a node
 //! `lag` blocks behind would (head, headers, logs cut at its head, no error).

@@ -1,0 +1,201 @@
+//! The configuration file (docs/config.md): one TOML file, unknown keys are
+//! errors, durations are strings (`"30s"`, `"15m"`, `"24h"`), secrets come
+//! from files or the environment and never from the command line.
+//!
+//! `Config::load` reads and validates everything (secret files included) and
+//! has no other side effect; every error names the key it is about.
+//!
+//! - `asset` — an `[assets.CODE]` table: the keys every backend shares
+//! - `backend` — each backend's own keys, typed, in `BackendConfig`
+//! - `defaults` — every default, named, in one place
+//! - `values` — durations, secret files, the error naming its key
+
+mod asset;
+mod backend;
+pub mod defaults;
+mod values;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use paywatch_chains::Secret;
+use paywatch_state::Asset;
+use serde::Deserialize;
+
+pub use self::asset::AssetConfig;
+pub use self::backend::{BackendConfig, EvmToken, TronToken};
+pub use self::values::{ConfigError, parse_duration};
+use self::values::{duration_or, err, read_secret, toml_message};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: Option<PathBuf>,
+    #[serde(default)]
+    api: RawApi,
+    webhook: Option<RawWebhook>,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    assets: BTreeMap<String, toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    secret_file: Option<PathBuf>,
+    timeout: Option<String>,
+    max_age: Option<String>,
+    retry_initial: Option<String>,
+    retry_max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub api: ApiConfig,
+    pub webhook: Option<WebhookConfig>,
+    pub log: LogConfig,
+    pub assets: Vec<AssetConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// From `api.token_file` or `PAYWATCH_API_TOKEN`; when `None` the daemon
+    /// generates `<state_dir>/api-token` at first start.
+    pub token: Option<Secret>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: Secret,
+    pub timeout: Duration,
+    pub max_age: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub json: bool,
+    pub level: String,
+}
+
+impl Config {
+    /// Reads and validates the file at `path` (and the secret files it names).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(path.display().to_string(), format!("cannot read: {e}")))?;
+        Config::parse(&text, |var| std::env::var(var).ok())
+    }
+
+    /// Validates config text; `env` looks up environment variables.
+    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| err("config", toml_message(&e)))?;
+        let state_dir = raw
+            .state_dir
+            .or_else(|| env("STATE_DIRECTORY").map(|s| PathBuf::from(s.split(':').next().unwrap_or_default())))
+            .unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR));
+
+        let listen_text = raw.api.listen.as_deref().unwrap_or(defaults::LISTEN);
+        let listen = listen_text
+            .parse::<SocketAddr>()
+            .map_err(|_| err("api.listen", format!("{listen_text:?} is not an IP:port address")))?;
+        let token = match (&raw.api.token_file, env("PAYWATCH_API_TOKEN")) {
+            (Some(file), _) => Some(read_secret("api.token_file", file)?),
+            (None, Some(t)) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
+            _ => None,
+        };
+
+        let webhook = raw.webhook.map(|w| parse_webhook(w, &env)).transpose()?;
+
+        let level = raw.log.level.unwrap_or_else(|| defaults::LOG_LEVEL.into());
+        let json = match raw.log.format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => return Err(err("log.format", format!("{other:?} is not \"text\" or \"json\""))),
+        };
+
+        let mut assets = Vec::new();
+        for (code, raw_asset) in raw.assets {
+            let key = format!("assets.{code}");
+            let asset: Asset = code.parse().map_err(|e| err(&key, e))?;
+            assets.push(asset::parse_asset(asset, &key, raw_asset)?);
+        }
+        if assets.is_empty() {
+            return Err(err(
+                "assets",
+                "no asset is configured; add at least one [assets.CODE] table",
+            ));
+        }
+        Ok(Config {
+            state_dir,
+            api: ApiConfig { listen, token },
+            webhook,
+            log: LogConfig { json, level },
+            assets,
+        })
+    }
+
+    pub fn asset(&self, asset: Asset) -> Option<&AssetConfig> {
+        self.assets.iter().find(|a| a.asset == asset)
+    }
+}
+
+fn parse_webhook(w: RawWebhook, env: &impl Fn(&str) -> Option<String>) -> Result<WebhookConfig, ConfigError> {
+    let url = reqwest::Url::parse(&w.url).map_err(|e| err("webhook.url", format!("{:?} is not a URL: {e}", w.url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(err("webhook.url", "must be an http or https URL"));
+    }
+    let secret = match (&w.secret_file, env("PAYWATCH_WEBHOOK_SECRET")) {
+        (Some(file), _) => read_secret("webhook.secret_file", file)?,
+        (None, Some(s)) if !s.trim().is_empty() => Secret::new(s.trim()),
+        _ => {
+            return Err(err(
+                "webhook.secret_file",
+                "webhooks need a signing secret: set secret_file or PAYWATCH_WEBHOOK_SECRET",
+            ));
+        }
+    };
+    let timeout = duration_or("webhook.timeout", w.timeout.as_deref(), defaults::WEBHOOK_TIMEOUT)?;
+    let max_age = duration_or("webhook.max_age", w.max_age.as_deref(), defaults::WEBHOOK_MAX_AGE)?;
+    let retry_initial = duration_or(
+        "webhook.retry_initial",
+        w.retry_initial.as_deref(),
+        defaults::WEBHOOK_RETRY_INITIAL,
+    )?;
+    let retry_max = duration_or("webhook.retry_max", w.retry_max.as_deref(), defaults::WEBHOOK_RETRY_MAX)?;
+    if retry_max < retry_initial {
+        return Err(err("webhook.retry_max", "must not be shorter than retry_initial"));
+    }
+    Ok(WebhookConfig {
+        url: w.url,
+        secret,
+        timeout,
+        max_age,
+        retry_initial,
+        retry_max,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+//! Unit tests of the configuration parser.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use paywatch_chains::Network;
+use paywatch_chains::rpc::RpcAuth;
+use paywatch_state::{Asset, MatchMode};
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, |_| None)
+}
+
+fn valid_ltc_mainnet() -> &'static str {
+    "ltc1qkehv22jw3dzxlwdj29wvh70m5nwanc3jyajwwz"
+}
+
+#[test]
+fn a_minimal_config_gets_the_documented_defaults() {
+    let c = parse(&format!(
+        "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://127.0.0.1:9332\"\naddresses = [\"{}\"]\n",
+        valid_ltc_mainnet()
+    ))
+    .expect("valid");
+    assert_eq!(c.api.listen.to_string(), defaults::LISTEN);
+    assert_eq!(c.state_dir, PathBuf::from(defaults::STATE_DIR));
+    let ltc = &c.assets[0];
+    assert_eq!(
+        (ltc.asset, ltc.network, ltc.policy.match_mode, ltc.policy.confirmations),
+        (Asset::Ltc, Network::Mainnet, MatchMode::Address, 6)
+    );
+    assert_eq!(ltc.policy.late_window, chrono::Duration::hours(24));
+    assert!(ltc.policy.mempool);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let cases = [
+        (
+            "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\nbogus = 1\n",
+            "bogus",
+        ),
+        (
+            "[api]\nlisten = \"nope\"\n[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\n",
+            "api.listen",
+        ),
+        (
+            "[assets.DOGE]\nbackend = \"core-rpc\"\nurl = \"http://x\"\n",
+            "assets.DOGE",
+        ),
+        (
+            "[assets.LTC]\nbackend = \"esplora2\"\nurl = \"http://x\"\n",
+            "assets.LTC.backend",
+        ),
+        (
+            "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\nnetwork = \"regtest\"\naddresses = [\"ltc1qkehv22jw3dzxlwdj29wvh70m5nwanc3jyajwwz\"]\n",
+            "assets.LTC.addresses[0]",
+        ),
+        (
+            "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\naddresses = [\"ltc1qkehv22jw3dzxlwdj29wvh70m5nwanc3jyajwwy\"]\n",
+            "assets.LTC.addresses[0]",
+        ),
+        (
+            "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\npoll_interval = \"5\"\n",
+            "assets.LTC.poll_interval",
+        ),
+        (
+            "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\nmatch = \"tag\"\n",
+            "assets.LTC.match",
+        ),
+        (
+            "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\nrpc_user = \"u\"\n",
+            "assets.LTC.rpc_password_file",
+        ),
+        (
+            "[webhook]\nurl = \"http://x\"\n[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\n",
+            "webhook.secret_file",
+        ),
+        ("", "assets"),
+    ];
+    for (text, key) in cases {
+        let e = parse(text).expect_err(key);
+        let shown = e.to_string();
+        assert!(shown.contains(key), "{key}: {shown}");
+    }
+}
+
+#[test]
+fn wrong_network_is_explained() {
+    let e = parse(&format!(
+        "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\nnetwork = \"regtest\"\naddresses = [\"{}\"]\n",
+        valid_ltc_mainnet()
+    ))
+    .expect_err("mainnet address on regtest");
+    assert!(e.to_string().contains("mainnet"), "{e}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+    assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    for bad in ["", "5", "s", "-5s", "1.5h", "0s", "5 weeks"] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn secrets_come_from_files_and_never_print() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_path = dir.path().join("pw");
+    std::fs::write(&secret_path, "s3cret-password\n").expect("write");
+    let c = parse(&format!(
+        "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\nrpc_user = \"u\"\nrpc_password_file = \"{}\"\n",
+        secret_path.display()
+    ))
+    .expect("valid");
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("s3cret-password"), "Debug leaks the secret: {debug}");
+    match &c.assets[0].backend {
+        BackendConfig::CoreRpc {
+            auth: RpcAuth::UserPassword { password, .. },
+        } => assert_eq!(password.expose(), "s3cret-password"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_key_of_another_backend_is_refused_naming_its_backend() {
+    let cases = [
+        (
+            "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\ncontract = \"x\"\n",
+            "assets.LTC.contract",
+            "\"evm\" and \"tron-http\"",
+        ),
+        (
+            "[assets.USDT_BSC]\nbackend = \"evm\"\nurl = \"http://x\"\nrpc_user = \"u\"\n",
+            "assets.USDT_BSC.rpc_user",
+            "\"core-rpc\"",
+        ),
+        (
+            "[assets.XRP]\nbackend = \"rippled\"\nurl = \"http://x\"\naddresses = [\"rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh\"]\nrpc_password_file = \"/nonexistent\"\n",
+            "assets.XRP.rpc_password_file",
+            "\"core-rpc\"",
+        ),
+        (
+            "[assets.BTC]\nbackend = \"esplora\"\nurl = \"http://x\"\napi_version = 2\n",
+            "assets.BTC.api_version",
+            "\"rippled\"",
+        ),
+    ];
+    for (text, key, owner) in cases {
+        let shown = parse(text).expect_err(key).to_string();
+        assert!(shown.contains(key) && shown.contains(owner), "{key}: {shown}");
+    }
+}
+
+#[test]
+fn each_backend_carries_its_own_settings() {
+    let c = parse(
+        "[assets.USDT_BSC]\nbackend = \"evm\"\nurl = \"http://x\"\naddresses = [\"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed\"]\nchain_id = 97\n\
+         [assets.XRP]\nbackend = \"rippled\"\nurl = \"http://x\"\naddresses = [\"rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh\"]\n",
+    )
+    .expect("valid");
+    let bsc = c.asset(Asset::UsdtBsc).expect("bsc");
+    match &bsc.backend {
+        BackendConfig::Evm(token) => {
+            assert_eq!((token.chain_id, token.decimals), (97, 18));
+            assert_eq!(token.contract, defaults::USDT_BSC_CONTRACT);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(bsc.max_blocks_per_poll, defaults::EVM_BLOCKS_PER_POLL);
+    let xrp = c.asset(Asset::Xrp).expect("xrp");
+    assert!(matches!(xrp.backend, BackendConfig::Rippled { api_version: 2 }));
+    assert_eq!(xrp.max_blocks_per_poll, defaults::XRP_LEDGERS_PER_POLL);
+}

@@ -1,0 +1,125 @@
+//! The HTTP API against its contract, `docs/openapi.json`, with the daemon
+//! run in-process (`paywatch::run` on a bound listener, stopped by a
+//! shutdown future): every route the daemon serves is documented with the
+//! methods it answers, and every documented route and method answers.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::rippled::{FakeRippled, MERCHANT};
+use serde_json::Value;
+
+const TOKEN: &str = "contract-test-token";
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_documented_and_every_documented_route_answers() {
+    let rippled = FakeRippled::start(90_000_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "state_dir = {:?}\n[assets.XRP]\nbackend = \"rippled\"\nurl = \"{}\"\naddresses = [\"{MERCHANT}\"]\npoll_interval = \"250ms\"\n",
+        dir.path().join("state"),
+        rippled.url
+    );
+    let config = paywatch::Config::parse(&text, |var| (var == "PAYWATCH_API_TOKEN").then(|| TOKEN.to_string()))
+        .expect("a valid config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(paywatch::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let http = reqwest::Client::new();
+    let spec: Value = common::wait_for("the OpenAPI document", Duration::from_secs(20), || async {
+        let answer = http
+            .get(format!("{base}/v1/openapi.json"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?;
+        answer.json().await.ok()
+    })
+    .await;
+    assert_eq!(spec["openapi"], "3.1.0");
+    let documented: BTreeMap<String, BTreeSet<String>> = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .map(|(path, item)| {
+            let methods = item
+                .as_object()
+                .expect("a path item")
+                .keys()
+                .map(|m| m.to_uppercase())
+                .filter(|m| METHODS.contains(&m.as_str()))
+                .collect();
+            (path.clone(), methods)
+        })
+        .collect();
+    let served: BTreeSet<String> = paywatch::api::routes()
+        .into_iter()
+        .map(|(path, _, _)| path.to_string())
+        .collect();
+    assert_eq!(
+        served,
+        documented.keys().cloned().collect::<BTreeSet<_>>(),
+        "the routes served and the paths documented differ"
+    );
+
+    // Every method on every served path: answered (not 405, not the
+    // "no such endpoint" fallback) exactly when documented.
+    for (path, methods) in &documented {
+        let concrete = path.replace("{id}", "pi_doesnotexist");
+        for method in METHODS {
+            let request = http
+                .request(method.parse().unwrap(), format!("{base}{concrete}"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body("{}");
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            let answered = status != 405 && body["error"]["message"] != "no such endpoint";
+            assert_eq!(
+                answered,
+                methods.contains(method),
+                "{method} {path}: HTTP {status} {body}"
+            );
+        }
+    }
+
+    // Routes behind the token refuse a request without it; public ones do not.
+    for (path, needs_token, _) in paywatch::api::routes() {
+        let concrete = path.replace("{id}", "pi_doesnotexist");
+        let method = documented[path].iter().next().expect("a method").clone();
+        let status = http
+            .request(method.parse().unwrap(), format!("{base}{concrete}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(
+            status == 401,
+            needs_token,
+            "{method} {path} without a token: HTTP {status}"
+        );
+        let secured = spec["paths"][path][method.to_lowercase()]["security"]
+            .as_array()
+            .map(Vec::len);
+        let public = secured == Some(0);
+        assert_eq!(public, !needs_token, "{method} {path}: documented security");
+    }
+
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), daemon)
+        .await
+        .expect("the daemon stops on its shutdown future")
+        .expect("the daemon task");
+    assert!(outcome.is_ok(), "{outcome:?}");
+}
