@@ -14,7 +14,7 @@ use bitcoin::{
     Txid, WPubkeyHash, Witness, block,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
-use paywatch_chains::utxo::source::{WatchMap, match_block};
+use paywatch_chains::utxo::matching::{WatchMap, match_block};
 use paywatch_state::{Asset, BlockRef};
 
 /// Deterministic pseudo-random bytes (xorshift), so runs are comparable.

@@ -32,7 +32,7 @@ pub enum AddressError {
 
 pub fn canonical_address(asset: Asset, network: Network, text: &str) -> Result<String, AddressError> {
     match asset {
-        Asset::Btc | Asset::Ltc => crate::utxo::source::parse_utxo_address(asset, network, text).map(|a| a.canonical),
+        Asset::Btc | Asset::Ltc => crate::utxo::matching::parse_utxo_address(asset, network, text).map(|a| a.canonical),
         Asset::UsdtBsc => crate::evm::parse_evm_address(text),
         Asset::Xrp => {
             let parsed = crate::xrpl::parse_xrp_address(network, text)?;

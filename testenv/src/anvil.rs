@@ -16,8 +16,8 @@ pub fn anvil_binary() -> PathBuf {
     if let Ok(p) = std::env::var("ANVIL") {
         return PathBuf::from(p);
     }
-    let local =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../.tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
     if local.exists() {
         return local;
     }
@@ -137,7 +137,7 @@ impl Anvil {
     /// whole supply on the first account; returns its checksummed address.
     pub async fn deploy_token(&self, decimals: u8) -> String {
         let bytecode =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts/TestToken.bin")).unwrap();
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/TestToken.bin")).unwrap();
         let data = format!(
             "{}{}{}",
             bytecode.trim(),

@@ -1,23 +1,20 @@
 //! Applying a chain `ScanUpdate`: rollback, new transfers, mempool
 //! disappearances, confirmations, expiry and the cursor, in one write.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
+use super::settle::{Affected, note, revert, settle_transfers, transition};
 use super::tables::*;
 use super::tx::Tx;
 use super::{Store, StoreError};
 use crate::amount::at_asset_scale;
-use crate::machine::{self, Arrival, ChainView, transfer_confirmed};
+use crate::machine::{self, Arrival};
 use crate::matcher::candidate_keys;
 use crate::model::*;
 use crate::scan::{Observation, ScanUpdate};
 use crate::{AssetPolicy, Event};
-
-/// Intents whose facts changed in this update, with the transfer that last
-/// changed them (the `transfer` of the event a transition emits).
-type Affected = BTreeMap<String, Option<Transfer>>;
 
 /// What one applied scan step produced.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -204,7 +201,7 @@ fn observation_key(policy: &AssetPolicy, obs: &Observation) -> TransferKey {
     }
 }
 
-fn unsettled_keys(tx: &Tx<'_>, code: &str) -> Result<Vec<String>, StoreError> {
+pub(super) fn unsettled_keys(tx: &Tx<'_>, code: &str) -> Result<Vec<String>, StoreError> {
     tx.keys_in(UNSETTLED, &format!("{code}/"), &format!("{code}0"))
 }
 
@@ -463,143 +460,5 @@ fn prune_blocks(tx: &mut Tx<'_>, policy: &AssetPolicy, cursor: u64) -> Result<()
             |_, _| false,
         )
         .map_err(super::db_err)?;
-    Ok(())
-}
-
-fn revert(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut Affected) -> Result<(), StoreError> {
-    t.status = TransferStatus::Reverted;
-    tx.unmark(UNSETTLED, &t.key.encode())?;
-    match outside_open_intent(tx, &t)? {
-        Some(intent) => announce(tx, t, EventType::TransferReverted, intent.as_ref(), now),
-        None => {
-            tx.put_transfer(&t)?;
-            note(affected, &t);
-            Ok(())
-        }
-    }
-}
-
-/// Stores a transfer and sends its own `transfer.confirmed` or
-/// `transfer.reverted`, remembering which was said last.
-fn announce(
-    tx: &mut Tx<'_>,
-    mut t: Transfer,
-    kind: EventType,
-    intent: Option<&Intent>,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    t.confirmed_announced = kind == EventType::TransferConfirmed;
-    t.reverted_announced = kind == EventType::TransferReverted;
-    tx.put_transfer(&t)?;
-    tx.emit(kind, intent, Some(&t), now)
-}
-
-/// For a transfer that counts toward no open intent (unmatched, late, or on
-/// an intent that has ended), `Some` with its intent if any: such transfers
-/// get `transfer.confirmed` / `transfer.reverted` of their own. `None` when
-/// it counts toward an open intent, whose lifecycle reports it.
-fn outside_open_intent(tx: &Tx<'_>, t: &Transfer) -> Result<Option<Option<Intent>>, StoreError> {
-    let Some(id) = &t.intent_id else {
-        return Ok(Some(None));
-    };
-    let intent = tx.intent(id)?;
-    match intent {
-        Some(i) if i.status.is_open() && !t.late => Ok(None),
-        other => Ok(Some(other)),
-    }
-}
-
-/// Marks pending transfers confirmed once deep (and final) enough.
-fn settle_transfers(
-    tx: &mut Tx<'_>,
-    policy: &AssetPolicy,
-    update: &ScanUpdate,
-    now: DateTime<Utc>,
-    affected: &mut Affected,
-) -> Result<(), StoreError> {
-    let chain = ChainView {
-        scanned_height: update.cursor.height,
-        finalized: update.tip.finalized,
-    };
-    for key in unsettled_keys(tx, policy.asset.code())? {
-        let Some(mut t) = tx.transfer(&key)? else {
-            continue;
-        };
-        if t.status == TransferStatus::Reverted {
-            tx.unmark(UNSETTLED, &key)?; // left over by an older version
-            continue;
-        }
-        let required = match &t.intent_id {
-            Some(id) => tx
-                .intent(id)?
-                .map(|i| i.confirmations_required)
-                .unwrap_or(policy.confirmations),
-            None => policy.confirmations,
-        };
-        if transfer_confirmed(&t, required, &chain) {
-            t.status = TransferStatus::Confirmed;
-            tx.unmark(UNSETTLED, &key)?;
-            match outside_open_intent(tx, &t)? {
-                // Said already, or its confirmed intent said it (unless a
-                // revert was announced since).
-                Some(intent)
-                    if t.confirmed_announced
-                        || (!t.reverted_announced
-                            && !t.late
-                            && intent.as_ref().is_some_and(|i| i.status == IntentStatus::Confirmed)) =>
-                {
-                    tx.put_transfer(&t)?
-                }
-                Some(intent) => announce(tx, t, EventType::TransferConfirmed, intent.as_ref(), now)?,
-                None => {
-                    tx.put_transfer(&t)?;
-                    note(affected, &t);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Remembers that a transfer changed its (on-time) intent's facts.
-fn note(affected: &mut Affected, t: &Transfer) {
-    if let (Some(id), false) = (&t.intent_id, t.late) {
-        affected.insert(id.clone(), Some(t.clone()));
-    }
-}
-
-/// Runs the lifecycle on one intent and emits an event per transition, each
-/// with the snapshot right after it.
-fn transition(
-    tx: &mut Tx<'_>,
-    id: &str,
-    cause: Option<&Transfer>,
-    now: DateTime<Utc>,
-    expiry_scan_started: Option<DateTime<Utc>>,
-) -> Result<(), StoreError> {
-    let Some(mut intent) = tx.intent(id)? else {
-        return Ok(());
-    };
-    let payments = tx.payments_of(&intent)?;
-    let before = intent.status;
-    let mut kinds = Vec::new();
-    while let Some(kind) = machine::step(&mut intent, &payments, now, expiry_scan_started) {
-        kinds.push((kind, intent.clone()));
-    }
-    if kinds.is_empty() {
-        return Ok(());
-    }
-    if before.is_open() && !intent.status.is_open() {
-        tx.unmark(
-            OPEN_BY_EXPIRY,
-            &expiry_key(intent.asset.code(), intent.expires_at.timestamp_millis(), &intent.id),
-        )?;
-    }
-    tx.count_status(intent.asset, Some(before), intent.status)?;
-    tx.put_intent(&intent)?;
-    for (kind, snapshot) in kinds {
-        let transfer = if kind == EventType::IntentExpired { None } else { cause };
-        tx.emit(kind, Some(&snapshot), transfer, now)?;
-    }
     Ok(())
 }

@@ -16,6 +16,7 @@
 mod apply;
 mod feed;
 mod intents;
+mod settle;
 mod tables;
 mod tx;
 
