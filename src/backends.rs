@@ -19,8 +19,8 @@ use crate::engine::Engine;
 use crate::poller::{Poller, PollerConfig};
 
 pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
-    let (urls, timeout, max_rps) = (asset.urls.clone(), asset.call_timeout, asset.max_rps);
-    let rpc = |auth: RpcAuth| anyhow::Ok(RpcClient::new(urls.clone(), auth, timeout)?.with_max_rps(max_rps));
+    let endpoints = || Endpoints::new(asset.urls.clone(), asset.call_timeout).map(|e| e.with_max_rps(asset.max_rps));
+    let rpc = |auth: RpcAuth| anyhow::Ok(RpcClient::new(endpoints()?, auth));
     let blocks = asset.max_blocks_per_poll;
     Ok(match &asset.backend {
         BackendConfig::CoreRpc { auth } => {
@@ -28,7 +28,7 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
             Arc::new(UtxoSource::new(asset.asset, asset.network, backend, blocks))
         }
         BackendConfig::Esplora => {
-            let backend = Esplora::new(urls.clone(), asset.asset, timeout)?.with_max_rps(max_rps);
+            let backend = Esplora::new(endpoints()?, asset.asset);
             Arc::new(UtxoSource::new(asset.asset, asset.network, backend, blocks))
         }
         BackendConfig::Evm(token) => Arc::new(EvmSource::new(
@@ -46,16 +46,13 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
             blocks,
             asset.policy.addresses.clone(),
         )),
-        BackendConfig::TronHttp(token) => {
-            let endpoints = Endpoints::new(urls.clone(), timeout)?.with_max_rps(max_rps);
-            Arc::new(TronSource::new(
-                endpoints,
-                token.api_key.clone(),
-                &token.contract,
-                asset.network,
-                blocks,
-            )?)
-        }
+        BackendConfig::TronHttp(token) => Arc::new(TronSource::new(
+            endpoints()?,
+            token.api_key.clone(),
+            &token.contract,
+            asset.network,
+            blocks,
+        )?),
     })
 }
 

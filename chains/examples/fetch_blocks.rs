@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use paywatch_chains::http::Endpoints;
 use paywatch_chains::rpc::{RpcAuth, RpcClient};
 use paywatch_chains::{ChainError, Secret};
 use serde_json::json;
@@ -23,7 +24,7 @@ async fn main() -> Result<(), ChainError> {
         user: user.clone(),
         password: Secret::new(password.clone()),
     };
-    let rpc = RpcClient::new(vec![url.clone()], auth, Duration::from_secs(30))?;
+    let rpc = RpcClient::new(Endpoints::new(vec![url.clone()], Duration::from_secs(30))?, auth);
     let (from, to): (u64, u64) = (from.parse().unwrap_or(0), to.parse().unwrap_or(0));
     let started = Instant::now();
     let mut bytes = 0usize;

@@ -3,7 +3,6 @@
 //! `ChainError::Rpc` rather than failed over.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -30,17 +29,8 @@ pub struct RpcClient {
 }
 
 impl RpcClient {
-    pub fn new(urls: Vec<String>, auth: RpcAuth, timeout: Duration) -> Result<RpcClient, ChainError> {
-        Ok(RpcClient {
-            endpoints: Endpoints::new(urls, timeout)?,
-            auth,
-        })
-    }
-
-    /// Limits each endpoint to `max_rps` requests per second (0: no limit).
-    pub fn with_max_rps(mut self, max_rps: f64) -> RpcClient {
-        self.endpoints = self.endpoints.with_max_rps(max_rps);
-        self
+    pub fn new(endpoints: Endpoints, auth: RpcAuth) -> RpcClient {
+        RpcClient { endpoints, auth }
     }
 
     pub fn endpoints(&self) -> &Endpoints {

@@ -75,12 +75,8 @@ pub trait ChainSource: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
-    /// Each endpoint's health, for status and metrics.
-    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
-        Vec::new()
-    }
-
-    /// The step failed because the endpoint that answered lacked data
-    /// (`ChainError::Unavailable`): prefer the other endpoints for a while.
-    fn demote_endpoint(&self, _reason: &str) {}
+    /// The backend's endpoints: their health for status and metrics, and
+    /// the one to leave alone for a while after it answered without data it
+    /// should have had (`ChainError::Behind`).
+    fn endpoints(&self) -> &crate::http::Endpoints;
 }

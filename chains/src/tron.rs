@@ -403,12 +403,8 @@ impl ChainSource for TronSource {
         })
     }
 
-    fn demote_endpoint(&self, reason: &str) {
-        self.endpoints.demote_last(reason);
-    }
-
-    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
-        self.endpoints.statuses()
+    fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
     }
 
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {

@@ -51,13 +51,13 @@ pub trait BlockReader: Send + Sync {
     fn fetch(&self, height: u64) -> BoxFuture<'_, Result<Option<Linked<Self::Block>>, ChainError>>;
 }
 
-/// One walk step over `req`, at most `max_blocks` blocks past the cursor (or
+/// One walk step over `req`, at most `max_blocks_per_poll` blocks past the cursor (or
 /// the fork point): `read` turns each block, in order, into its watched
 /// transfers.
 pub async fn walk<R: BlockReader>(
     reader: &R,
     req: ScanRequest<'_>,
-    max_blocks: u64,
+    max_blocks_per_poll: u64,
     mut read: impl FnMut(&BlockRef, R::Block) -> Result<Vec<Observation>, ChainError>,
 ) -> Result<ScanBatch, ChainError> {
     let fork = find_fork(
@@ -73,7 +73,7 @@ pub async fn walk<R: BlockReader>(
         ..ScanBatch::default()
     };
     let mut prev = fork.unwrap_or_else(|| req.from.clone());
-    let last = req.to.min(prev.height + max_blocks.max(1));
+    let last = req.to.min(prev.height + max_blocks_per_poll.max(1));
     let mut fetches = futures_util::stream::iter(prev.height + 1..=last)
         .map(|height| reader.fetch(height))
         .buffered(PREFETCH_BLOCKS);

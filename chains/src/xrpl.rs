@@ -362,12 +362,8 @@ impl ChainSource for RippledSource {
         self.warnings.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn demote_endpoint(&self, reason: &str) {
-        self.rpc.endpoints().demote_last(reason);
-    }
-
-    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
-        self.rpc.endpoints().statuses()
+    fn endpoints(&self) -> &crate::http::Endpoints {
+        self.rpc.endpoints()
     }
 
     fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>> {

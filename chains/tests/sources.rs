@@ -105,14 +105,12 @@ async fn litecoin_blocks_are_walked_and_a_reorg_is_found_from_the_stored_hashes(
     paywatch_testenv::install_tls();
     let node = Litecoind::start().await;
     let rpc = RpcClient::new(
-        vec![node.url()],
+        Endpoints::new(vec![node.url()], Duration::from_secs(10)).unwrap(),
         RpcAuth::UserPassword {
             user: "u".into(),
             password: paywatch_chains::Secret::new(RPC_PASSWORD),
         },
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    );
     let source = UtxoSource::new(Asset::Ltc, Network::Regtest, CoreRpc::new(rpc), 50);
     source.preflight().await.expect("Litecoin regtest genesis");
     let merchant = node.new_address().await;

@@ -180,13 +180,13 @@ impl Poller {
         let result = self.round(started_at, cancel, &mut report).await;
         report.duration = t0.elapsed();
         report.warnings = self.source.warnings();
-        report.endpoints = self.source.endpoints();
+        report.endpoints = self.source.endpoints().statuses();
         if let Err(e) = &result {
             if matches!(e, PollError::Cancelled) {
                 return Err(PollError::Cancelled);
             }
             if let PollError::Chain(ChainError::Behind(reason)) = e {
-                self.source.demote_endpoint(reason);
+                self.source.endpoints().demote_last(reason);
             }
             report.error = Some((e.kind(), e.to_string()));
         }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use paywatch_chains::http::Endpoints;
 use paywatch_chains::source::{BoxFuture, ChainSource, ScanBatch, ScanRequest};
 use paywatch_chains::{ChainError, RecentBlocks};
 use paywatch_state::{Asset, AssetPolicy, BlockRef, ChainTip, CreateOutcome, IntentStatus, NewIntent, Store};
@@ -16,15 +17,26 @@ use crate::engine::{AssetSetup, Engine};
 
 /// A chain the test moves by hand: blocks by height, and the tip the
 /// backend reports (which may lag the blocks it has).
-#[derive(Default)]
 struct ScriptedChain {
     blocks: Mutex<BTreeMap<u64, String>>,
     tip: Mutex<u64>,
     /// The `known` hashes of the last scan request.
     last_known: Mutex<RecentBlocks>,
+    /// Never called: the scripted chain answers by itself.
+    endpoints: Endpoints,
 }
 
 impl ScriptedChain {
+    fn new() -> ScriptedChain {
+        ScriptedChain {
+            blocks: Mutex::default(),
+            tip: Mutex::default(),
+            last_known: Mutex::default(),
+            endpoints: Endpoints::new(vec!["http://127.0.0.1:1".into()], std::time::Duration::from_secs(1))
+                .expect("endpoints"),
+        }
+    }
+
     fn grow_to(&self, height: u64) {
         let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
         for h in 0..=height {
@@ -49,6 +61,10 @@ impl ChainSource for ScriptedChain {
 
     fn preflight(&self) -> BoxFuture<'_, Result<(), ChainError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
     }
 
     fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>> {
@@ -122,7 +138,7 @@ fn world() -> World {
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().expect("metrics"));
     let engine = Engine::new(store, vec![setup], metrics, clock.clone()).expect("engine");
     World {
-        chain: std::sync::Arc::new(ScriptedChain::default()),
+        chain: std::sync::Arc::new(ScriptedChain::new()),
         clock,
         engine: std::sync::Arc::new(engine),
         _dir: dir,

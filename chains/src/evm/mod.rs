@@ -209,12 +209,8 @@ impl ChainSource for EvmSource {
         }
     }
 
-    fn demote_endpoint(&self, reason: &str) {
-        self.rpc.endpoints().demote_last(reason);
-    }
-
-    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
-        self.rpc.endpoints().statuses()
+    fn endpoints(&self) -> &crate::http::Endpoints {
+        self.rpc.endpoints()
     }
 
     fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>> {

@@ -68,12 +68,8 @@ impl UtxoBackend for CoreRpc {
         })
     }
 
-    fn demote_endpoint(&self, reason: &str) {
-        self.rpc.endpoints().demote_last(reason);
-    }
-
-    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
-        self.rpc.endpoints().statuses()
+    fn endpoints(&self) -> &crate::http::Endpoints {
+        self.rpc.endpoints()
     }
 
     fn on_best_chain<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>> {

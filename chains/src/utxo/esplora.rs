@@ -6,7 +6,6 @@
 //! the whole mempool to every client.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bitcoin::{ScriptBuf, Txid};
 use paywatch_state::Asset;
@@ -55,20 +54,11 @@ struct MempoolVout {
 }
 
 impl Esplora {
-    pub fn new(urls: Vec<String>, asset: Asset, timeout: Duration) -> Result<Esplora, ChainError> {
-        Ok(Esplora {
-            endpoints: Endpoints::new(urls, timeout)?,
-            asset,
-        })
+    pub fn new(endpoints: Endpoints, asset: Asset) -> Esplora {
+        Esplora { endpoints, asset }
     }
 
     /// GET `path`; `None` on 404 (a height above the tip, an unknown block).
-    /// Limits each endpoint to `max_rps` requests per second (0: no limit).
-    pub fn with_max_rps(mut self, max_rps: f64) -> Esplora {
-        self.endpoints = self.endpoints.with_max_rps(max_rps);
-        self
-    }
-
     async fn get(&self, call: &str, path: &str) -> Result<Option<Vec<u8>>, ChainError> {
         self.endpoints
             .send(
@@ -151,12 +141,8 @@ impl UtxoBackend for Esplora {
         })
     }
 
-    fn demote_endpoint(&self, reason: &str) {
-        self.endpoints.demote_last(reason);
-    }
-
-    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
-        self.endpoints.statuses()
+    fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
     }
 
     fn on_best_chain<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>> {

@@ -221,6 +221,7 @@ mod tests {
     /// can prove a replacement.
     struct ListingOnly {
         listing: Mutex<MempoolTxs>,
+        endpoints: crate::http::Endpoints,
     }
 
     impl UtxoBackend for ListingOnly {
@@ -236,10 +237,9 @@ mod tests {
         fn raw_block<'a>(&'a self, _hash: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ChainError>> {
             Box::pin(async { Err(ChainError::Config("unused".into())) })
         }
-        fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
-            Vec::new()
+        fn endpoints(&self) -> &crate::http::Endpoints {
+            &self.endpoints
         }
-        fn demote_endpoint(&self, _reason: &str) {}
         fn on_best_chain<'a>(&'a self, _hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>> {
             Box::pin(async { Ok(None) })
         }
@@ -270,6 +270,11 @@ mod tests {
         let (a, b) = (Txid::from_byte_array([1; 32]), Txid::from_byte_array([2; 32]));
         let backend = ListingOnly {
             listing: Mutex::new(vec![(a, paying(50_000, 7))]),
+            endpoints: crate::http::Endpoints::new(
+                vec!["http://127.0.0.1:1".into()],
+                std::time::Duration::from_secs(1),
+            )
+            .expect("endpoints"),
         };
         let source = UtxoSource::new(Asset::Ltc, Network::Regtest, backend, 10);
         let watch = WatchSet {

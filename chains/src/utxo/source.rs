@@ -38,15 +38,13 @@ pub type MempoolTxs = Vec<(Txid, Arc<MempoolTx>)>;
 /// What differs between the node-RPC and Esplora backends.
 pub trait UtxoBackend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
-    /// Best block height and hash; checks the backend serves `network`.
+    /// Best block height and hash.
     fn tip(&self) -> BoxFuture<'_, Result<(u64, String), ChainError>>;
     /// The hash at `height` on the best chain; `None` above the tip.
     fn block_hash(&self, height: u64) -> BoxFuture<'_, Result<Option<String>, ChainError>>;
     fn raw_block<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ChainError>>;
-    /// Each endpoint's health.
-    fn endpoints(&self) -> Vec<crate::http::EndpointStatus>;
-    /// See `ChainSource::demote_endpoint`.
-    fn demote_endpoint(&self, reason: &str);
+    /// See `ChainSource::endpoints`.
+    fn endpoints(&self) -> &crate::http::Endpoints;
     /// Whether the block is on the backend's best chain; `None` when the
     /// backend does not know the block at all.
     fn on_best_chain<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<bool>, ChainError>>;
@@ -212,11 +210,7 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
         Box::pin(async move { Ok(Some(self.read_mempool(watch, pending).await?)) })
     }
 
-    fn endpoints(&self) -> Vec<crate::http::EndpointStatus> {
+    fn endpoints(&self) -> &crate::http::Endpoints {
         self.backend.endpoints()
-    }
-
-    fn demote_endpoint(&self, reason: &str) {
-        self.backend.demote_endpoint(reason);
     }
 }
