@@ -56,17 +56,27 @@ pub fn source(asset: &AssetConfig) -> anyhow::Result<Arc<dyn ChainSource>> {
     })
 }
 
-/// Runs every source's start-up checks (chain, contract, decimals). A
-/// definite answer that the configuration is wrong stops the start as a
-/// configuration error; a backend that does not answer does not: its poller
-/// repeats the checks before its first scan.
 /// Calls a start-up check may make in turn (genesis, then a contract's
 /// decimals, each with a failover): its time limit in call timeouts.
 const PREFLIGHT_CALLS: u32 = 4;
 
+/// Runs every source's start-up checks (chain, contract, decimals), all at
+/// once so that the start stays within systemd's limit. A definite answer
+/// that the configuration is wrong stops the start as a configuration
+/// error; a backend on another chain stops only its asset; a backend that
+/// does not answer does not stop anything: its poller repeats the checks
+/// before its first scan.
 pub async fn preflight(sources: &[(&AssetConfig, Arc<dyn ChainSource>)]) -> anyhow::Result<()> {
-    for (asset, source) in sources {
-        match tokio::time::timeout(asset.call_timeout * PREFLIGHT_CALLS, source.preflight()).await {
+    let mut checks = tokio::task::JoinSet::new();
+    for (index, (asset, source)) in sources.iter().enumerate() {
+        let (source, limit) = (source.clone(), asset.call_timeout * PREFLIGHT_CALLS);
+        checks.spawn(async move { (index, tokio::time::timeout(limit, source.preflight()).await) });
+    }
+    let mut outcomes: Vec<_> = checks.join_all().await;
+    outcomes.sort_by_key(|(index, _)| *index);
+    for (index, outcome) in outcomes {
+        let asset = sources[index].0;
+        match outcome {
             Ok(Ok(())) => {}
             Ok(Err(ChainError::Config(message))) => {
                 return Err(ConfigError {

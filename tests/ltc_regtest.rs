@@ -436,3 +436,35 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_nothing() {
     }
     assert_eq!(pw.terminate().code(), Some(0), "SIGTERM exits 0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr1_polls_every_asset_now() {
+    let node = Litecoind::start().await;
+    let address = node.new_address().await;
+    let url = node.url();
+    let pw = Paywatch::start(
+        |dir| {
+            std::fs::write(dir.join("ltc-rpc-password"), common::litecoind::RPC_PASSWORD).unwrap();
+            format!(
+                "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"{url}\"\nrpc_user = \"u\"\nrpc_password_file = \"{}\"\n\
+                 network = \"regtest\"\naddresses = [\"{address}\"]\nconfirmations = 1\nmempool = false\npoll_interval = \"1h\"\n",
+                dir.join("ltc-rpc-password").display()
+            )
+        },
+        None,
+    )
+    .await;
+    let intent = pw.ltc_intent("0.5").await;
+    let id = intent["id"].as_str().unwrap();
+    node.send(&address, "0.5").await;
+    node.mine(1).await;
+    // The next poll is an hour away: nothing is seen on its own.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(pw.intent(id).await["status"], "awaiting");
+    let signalled = std::process::Command::new("kill")
+        .args(["-USR1", &pw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    pw.wait_event("intent.confirmed", Some(id)).await;
+}

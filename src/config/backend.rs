@@ -221,7 +221,7 @@ pub fn parse_backend(asset: Asset, key: &str, name: &str, keys: toml::Table) -> 
             };
             BackendConfig::Rippled { api_version }
         }
-        _ => {
+        "tron-http" => {
             let raw: TronKeys = typed(key, keys)?;
             let contract = raw
                 .contract
@@ -236,6 +236,7 @@ pub fn parse_backend(asset: Asset, key: &str, name: &str, keys: toml::Table) -> 
                 .transpose()?;
             BackendConfig::TronHttp(TronToken { contract, api_key })
         }
+        other => return Err(err(k("backend"), format!("{other:?} is not a backend for {asset}"))),
     })
 }
 

@@ -178,3 +178,25 @@ fn each_backend_carries_its_own_settings() {
     assert!(matches!(xrp.backend, BackendConfig::Rippled { api_version: 2 }));
     assert_eq!(xrp.max_blocks_per_poll, defaults::XRP_LEDGERS_PER_POLL);
 }
+
+#[test]
+fn defaults_that_payment_uris_and_budgets_depend_on() {
+    let c = parse(
+        "[assets.USDT_BSC]\nbackend = \"evm\"\nurl = \"http://x\"\naddresses = [\"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed\"]\n\
+         [assets.USDT_TRC20]\nbackend = \"tron-http\"\nurl = \"https://api.trongrid.io\"\naddresses = [\"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t\"]\n",
+    )
+    .expect("valid");
+    let bsc = c.asset(Asset::UsdtBsc).expect("bsc");
+    assert_eq!(bsc.policy.contract.as_deref(), Some(defaults::USDT_BSC_CONTRACT));
+    assert_eq!(bsc.policy.chain_id, Some(defaults::BSC_CHAIN_ID));
+    assert_eq!(bsc.policy.expires_in, chrono::Duration::minutes(30));
+    assert_eq!(bsc.max_rps, 0.0);
+    let tron = c.asset(Asset::UsdtTrc20).expect("tron");
+    assert_eq!(
+        tron.policy.contract.as_deref(),
+        Some(paywatch_chains::tron::USDT_TRC20_CONTRACT)
+    );
+    assert_eq!(tron.max_rps, defaults::TRONGRID_MAX_RPS);
+    assert_eq!(tron.poll_interval, defaults::POLL_INTERVAL);
+    assert_eq!(tron.max_lag, defaults::max_lag(Asset::UsdtTrc20));
+}

@@ -178,12 +178,19 @@ impl Engine {
     }
 
     /// Stops the intent writer once the creates queued are answered, and
-    /// joins its thread (for at most `grace`: a commit stuck on the disk
-    /// must not hold the process).
+    /// joins its thread, for at most `grace`: a commit stuck on the disk
+    /// must not hold the process (the join runs on a thread of its own,
+    /// which the runtime does not wait for).
     pub async fn stop_writer(self: &Arc<Self>, grace: Duration) {
+        let (joined, done) = tokio::sync::oneshot::channel();
         let engine = self.clone();
-        let joined = tokio::time::timeout(grace, tokio::task::spawn_blocking(move || engine.writer.stop())).await;
-        if joined.is_err() {
+        let spawned = std::thread::Builder::new()
+            .name("intent-writer-join".into())
+            .spawn(move || {
+                engine.writer.stop();
+                let _ = joined.send(());
+            });
+        if spawned.is_err() || tokio::time::timeout(grace, done).await.is_err() {
             tracing::warn!("the intent writer did not stop within {grace:?}; exiting anyway");
         }
     }

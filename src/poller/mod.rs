@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use paywatch_chains::http::EndpointStatus;
 use paywatch_chains::source::{ChainSource, RecentBlocks, ScanBatch, ScanRequest};
 use paywatch_chains::{ChainError, WatchSet};
-use paywatch_state::{Asset, BlockRef, ChainTip, MempoolView, ScanUpdate, StoreError};
+use paywatch_state::{Asset, BLOCKS_KEPT, BlockRef, ChainTip, MempoolView, ScanUpdate, StoreError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,17 @@ fn head_seen(engine: &Engine, asset: Asset, clock: &dyn Clock) -> (u64, Instant)
         .and_then(|rose| (clock.now() - rose).to_std().ok())
         .unwrap_or_default();
     (height, Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
+}
+
+/// Mirrors in `known` what applying a step stored: hashes above a rollback
+/// point removed, the step's blocks added, those beyond the store's window
+/// dropped.
+fn keep_in_step(known: &mut RecentBlocks, (rollback_to, blocks, cursor): (Option<u64>, Vec<BlockRef>, u64)) {
+    if let Some(fork) = rollback_to {
+        known.split_off(&(fork + 1));
+    }
+    known.extend(blocks.into_iter().map(|b| (b.height, b.hash)));
+    *known = known.split_off(&cursor.saturating_sub(BLOCKS_KEPT));
 }
 
 /// The outcome of one round.
@@ -223,6 +234,9 @@ impl Poller {
         // up over many steps needs no fresh tip per step.
         let mut tip = self.step(cancel, "tip", self.source.tip()).await?;
         let mut tip_fresh = true;
+        // The stored block hashes below the cursor, read once a round and
+        // kept in step with what each applied step stores.
+        let mut known: Option<RecentBlocks> = None;
         loop {
             // Per step, not per round: an intent created during a long
             // catch-up is watched from the next step on (and the store
@@ -234,9 +248,11 @@ impl Poller {
                 // First poll ever: start at the tip. No intent exists yet
                 // (creation waits for this), so nothing older can be owed.
                 // The anchor is for good: the chain identity is checked
-                // again now, in case another endpoint answered the tip than
-                // the start-up checks.
+                // again now, and the tip read after it (another endpoint
+                // may have answered the tip than the checks).
                 self.step(cancel, "preflight", self.source.preflight()).await?;
+                tip = self.step(cancel, "tip", self.source.tip()).await?;
+                report.tip = Some(tip.clone());
                 let mempool = self.mempool(cancel, &watch, &[]).await?;
                 let here = BlockRef {
                     height: tip.height,
@@ -278,8 +294,11 @@ impl Poller {
             let behind_seen = tip.height < best_seen;
             let head_stale = head_age > self.config.max_head_age;
             let to = tip.height.min(from.height + self.config.max_blocks_per_poll);
-            let known = self.engine.store.recent_blocks(self.asset, from.height)?;
-            let batch = self.scan(cancel, &from, to, &watch, &known).await?;
+            let known = match &mut known {
+                Some(known) => known,
+                None => known.insert(self.engine.store.recent_blocks(self.asset, from.height)?),
+            };
+            let batch = self.scan(cancel, &from, to, &watch, known).await?;
             // A backend below what paywatch already scanned is behind (a
             // lagging backup, another node behind a load balancer) unless it
             // proved a reorg to a shorter chain: nothing it says can move the
@@ -315,7 +334,9 @@ impl Poller {
                 round_started_at: (reached_tip && !behind_seen && !head_stale).then_some(started_at),
                 watch_generation: Some(watch.generation),
             };
-            self.apply(cancel, update, watch, Some((&from, &known))).await?;
+            let stored = (update.rollback_to, update.blocks.clone(), update.cursor.height);
+            self.apply(cancel, update, watch, Some((&from, known))).await?;
+            keep_in_step(known, stored);
             self.raise_best_tip(tip.height);
             if reached_tip {
                 if behind_seen {

@@ -22,6 +22,8 @@ struct ScriptedChain {
     tip: Mutex<u64>,
     /// The `known` hashes of the last scan request.
     last_known: Mutex<RecentBlocks>,
+    /// Scans from this height on fail (a connection lost mid-round).
+    fail_scans_from: Mutex<Option<u64>>,
     /// Never called: the scripted chain answers by itself.
     endpoints: Endpoints,
 }
@@ -32,6 +34,7 @@ impl ScriptedChain {
             blocks: Mutex::default(),
             tip: Mutex::default(),
             last_known: Mutex::default(),
+            fail_scans_from: Mutex::default(),
             endpoints: Endpoints::new(vec!["http://127.0.0.1:1".into()], std::time::Duration::from_secs(1))
                 .expect("endpoints"),
         }
@@ -81,6 +84,13 @@ impl ChainSource for ScriptedChain {
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
         Box::pin(async move {
             *self.last_known.lock().unwrap_or_else(|p| p.into_inner()) = req.known.clone();
+            let failing = *self.fail_scans_from.lock().unwrap_or_else(|p| p.into_inner());
+            if failing.is_some_and(|from| req.from.height >= from) {
+                return Err(ChainError::Transport {
+                    url: "scripted".into(),
+                    message: "connection reset".into(),
+                });
+            }
             let blocks: Vec<BlockRef> = (req.from.height + 1..=req.to)
                 .map(|height| BlockRef {
                     height,
@@ -228,6 +238,41 @@ async fn a_stuck_head_expires_nothing_until_the_chain_moves_again() {
     // The chain moves: that round counts, and the intent expires.
     w.chain.grow_to(101);
     poller.poll_once(&cancel).await.expect("a round at a new head");
+    assert_eq!(status(&w, &id), IntentStatus::Expired);
+    w.engine.stop_writer(std::time::Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backend_behind_the_best_tip_seen_expires_nothing() {
+    let w = world();
+    let poller = poller(&w);
+    let cancel = CancellationToken::new();
+    w.chain.grow_to(100);
+    poller.poll_once(&cancel).await.expect("first round");
+    let id = create(&w, 60).await;
+    w.clock.advance(120);
+    // A round sees the head at 130, applies one step and loses its backend.
+    w.chain.grow_to(130);
+    *w.chain.fail_scans_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(110);
+    poller.poll_once(&cancel).await.expect_err("cut off mid-round");
+    assert_eq!(
+        w.engine.cursor(Asset::Ltc).expect("cursor").map(|c| c.height),
+        Some(110)
+    );
+    *w.chain.fail_scans_from.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    // A backup at 115 is ahead of the cursor but behind the head seen: its
+    // blocks are applied, its round proves nothing about expiry.
+    w.chain.report_tip(115);
+    let behind = poller.poll_once(&cancel).await.expect_err("behind the best tip");
+    assert!(matches!(behind, PollError::Chain(ChainError::Behind(_))), "{behind}");
+    assert_eq!(
+        w.engine.cursor(Asset::Ltc).expect("cursor").map(|c| c.height),
+        Some(115)
+    );
+    assert_eq!(status(&w, &id), IntentStatus::Awaiting);
+    // Back at the head: the round counts.
+    w.chain.report_tip(130);
+    poller.poll_once(&cancel).await.expect("a round at the head");
     assert_eq!(status(&w, &id), IntentStatus::Expired);
     w.engine.stop_writer(std::time::Duration::from_secs(5)).await;
 }

@@ -32,6 +32,6 @@ pub use model::{
 };
 pub use scan::{AddressDeriver, AssetPolicy, Deriver, MempoolView, Observation, ScanUpdate};
 pub use store::{
-    Applied, CancelOutcome, CreateError, CreateOutcome, DeliveryAttempt, IntentFilter, NewIntent, OutboxEntry,
-    OutboxStats, Store, StoreError, TransferFilter,
+    Applied, BLOCKS_KEPT, CancelOutcome, CreateError, CreateOutcome, DeliveryAttempt, IntentFilter, NewIntent,
+    OutboxEntry, OutboxStats, Store, StoreError, TransferFilter,
 };

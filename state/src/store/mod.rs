@@ -28,6 +28,7 @@ use redb::{Database, ReadableDatabase};
 pub use apply::Applied;
 pub use feed::{DeliveryAttempt, OutboxEntry, OutboxStats, TransferFilter};
 pub use intents::{CancelOutcome, CreateError, CreateOutcome, IntentFilter, NewIntent};
+pub use tables::BLOCKS_KEPT;
 
 use crate::Asset;
 use crate::model::ChainState;
