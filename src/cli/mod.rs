@@ -1,0 +1,210 @@
+//! The command line (docs/cli.md): `run`, `check-config`, and client commands that
+//! talk to a running daemon's API.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+
+mod client;
+
+use self::client::{client_command, events, intent, print_json};
+
+/// Exit code for a configuration the daemon refuses (docs/cli.md).
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "paywatch",
+    version,
+    about = "Watches BTC, LTC, XRP and USDT (BEP20, TRC20) for incoming payments"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, short, default_value = config::defaults::CONFIG_PATH, env = "PAYWATCH_CONFIG")]
+    config: PathBuf,
+}
+
+/// How client commands reach the daemon.
+#[derive(clap::Args, Clone)]
+struct ClientArgs {
+    /// The daemon's configuration, to find api.listen and the API token.
+    #[arg(long, short, global = true, default_value = config::defaults::CONFIG_PATH, env = "PAYWATCH_CONFIG")]
+    config: PathBuf,
+    /// Base URL of the API (default: from the config's api.listen).
+    #[arg(long, global = true, env = "PAYWATCH_URL")]
+    url: Option<String>,
+    /// File holding the API token (default: PAYWATCH_API_TOKEN, then the config's).
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run(ConfigArg),
+    /// Validate a configuration file and exit (0 valid, 2 invalid).
+    CheckConfig(ConfigArg),
+    /// Create, show, list or cancel payment intents.
+    Intent {
+        #[command(subcommand)]
+        action: IntentAction,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the daemon's status.
+    Status(ClientArgs),
+    /// Print the event feed (one JSON event per line).
+    Events {
+        /// Start after this seq.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep waiting for new events.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum IntentAction {
+    Create {
+        #[arg(long)]
+        asset: String,
+        /// Decimal amount, e.g. 0.084215.
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        external_id: Option<String>,
+        /// Seconds until it expires.
+        #[arg(long)]
+        expires_in: Option<u64>,
+        #[arg(long)]
+        confirmations: Option<u32>,
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long)]
+        tag: Option<u32>,
+        /// A JSON object echoed in events.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        asset: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        after: Option<String>,
+    },
+    Cancel {
+        id: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    // One TLS crypto provider for every HTTPS client of the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(arg) => run_daemon(&arg.config),
+        Command::CheckConfig(arg) => match Config::load(&arg.config) {
+            Ok(c) => {
+                println!("{}: valid", arg.config.display());
+                for a in &c.assets {
+                    println!(
+                        "  {}: backend {}, network {}, match {}, {} address(es), {} confirmations",
+                        a.asset,
+                        a.backend.name(),
+                        a.network,
+                        a.policy.match_mode,
+                        a.policy.addresses.len(),
+                        a.policy.confirmations
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("paywatch: invalid configuration {}: {e}", arg.config.display());
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Intent { action, client } => client_command(&client, |c| intent(c, action)),
+        Command::Status(client) => client_command(&client, |c| {
+            Box::pin(async move { print_json(c.get("/v1/status").await?) })
+        }),
+        Command::Events { after, follow, client } => {
+            client_command(&client, move |c| Box::pin(events(c, after, follow)))
+        }
+    }
+}
+
+fn run_daemon(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("paywatch: invalid configuration {}: {e}", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logs(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("paywatch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listen = config.api.listen;
+    let daemon = async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("failed to listen on {listen} (api.listen)"))?;
+        crate::run(config, listener, async {
+            let signal = crate::signals::shutdown_signal().await;
+            tracing::info!(signal, "signal received");
+        })
+        .await
+    };
+    match runtime.block_on(daemon) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<config::ConfigError>().is_some() => {
+            tracing::error!(error = %e, "configuration refused by the backend");
+            eprintln!("paywatch: invalid configuration {}: {e}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "paywatch stopped on an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(log: &config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if log.json {
+        builder.json().init();
+    } else {
+        // journald adds its own timestamps; colours only on a terminal.
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init();
+    }
+}
