@@ -70,13 +70,7 @@ pub fn parse_xrp_address(network: Network, text: &str) -> Result<XrpAddress, Add
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
-
-    fn fixture(name: &str) -> Value {
-        let path = format!("{}/testdata/xrp/{name}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        serde_json::from_str(&text).expect("fixture json")
-    }
+    use crate::xrpl::fixture;
 
     #[test]
     fn x_addresses_decode_like_xrpl_js() {

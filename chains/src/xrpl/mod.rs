@@ -29,6 +29,14 @@ pub use self::address::{XrpAddress, parse_xrp_address};
 use self::payments::index_of;
 pub use self::payments::{covers, payment_observation};
 
+/// A recorded rippled answer from `testdata/xrp/`.
+#[cfg(test)]
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/testdata/xrp/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("fixture json")
+}
+
 /// `lsfRequireDestTag`: the account refuses payments without a tag.
 const LSF_REQUIRE_DEST_TAG: u64 = 0x0002_0000;
 const PAGE_LIMIT: u32 = 200;

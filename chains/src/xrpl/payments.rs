@@ -93,15 +93,10 @@ pub fn covers(complete_ledgers: &str, from: u64, to: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::xrpl::fixture;
     use serde_json::json;
 
     use super::*;
-
-    fn fixture(name: &str) -> Value {
-        let path = format!("{}/testdata/xrp/{name}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        serde_json::from_str(&text).expect("fixture json")
-    }
 
     fn watched(addresses: &[&str]) -> HashSet<String> {
         addresses.iter().map(|a| a.to_string()).collect()

@@ -148,12 +148,7 @@ impl Store {
                 Ok(kind) => kind,
                 Err(refused) => return Ok(CancelOutcome::Refused(refused)),
             };
-            tx.unmark(
-                OPEN_BY_EXPIRY,
-                &expiry_key(intent.asset.code(), intent.expires_at.timestamp_millis(), &intent.id),
-            )?;
-            tx.count_status(intent.asset, Some(before), intent.status)?;
-            tx.put_intent(&intent)?;
+            tx.put_transitioned(&intent, before)?;
             tx.emit(kind, Some(&intent), None, now)?;
             let view = tx.intent_view(&intent)?;
             Ok(CancelOutcome::Cancelled(Box::new(view), std::mem::take(&mut tx.events)))

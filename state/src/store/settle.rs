@@ -147,14 +147,7 @@ pub(super) fn transition(
     if kinds.is_empty() {
         return Ok(());
     }
-    if before.is_open() && !intent.status.is_open() {
-        tx.unmark(
-            OPEN_BY_EXPIRY,
-            &expiry_key(intent.asset.code(), intent.expires_at.timestamp_millis(), &intent.id),
-        )?;
-    }
-    tx.count_status(intent.asset, Some(before), intent.status)?;
-    tx.put_intent(&intent)?;
+    tx.put_transitioned(&intent, before)?;
     for (kind, snapshot) in kinds {
         let transfer = if kind == EventType::IntentExpired { None } else { cause };
         tx.emit(kind, Some(&snapshot), transfer, now)?;

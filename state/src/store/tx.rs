@@ -164,6 +164,20 @@ impl<'a> Tx<'a> {
         self.put_json(INTENTS, &intent.id, intent)
     }
 
+    /// Stores an intent after a transition from `before`: the status
+    /// counts follow, and one that left the open states leaves the expiry
+    /// index.
+    pub fn put_transitioned(&mut self, intent: &Intent, before: IntentStatus) -> Result<(), StoreError> {
+        if before.is_open() && !intent.status.is_open() {
+            self.unmark(
+                OPEN_BY_EXPIRY,
+                &expiry_key(intent.asset.code(), intent.expires_at.timestamp_millis(), &intent.id),
+            )?;
+        }
+        self.count_status(intent.asset, Some(before), intent.status)?;
+        self.put_intent(intent)
+    }
+
     pub fn transfer(&self, key: &str) -> Result<Option<Transfer>, StoreError> {
         self.get_json(TRANSFERS, key)
     }
