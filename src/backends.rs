@@ -72,7 +72,13 @@ pub async fn preflight(sources: &[(&AssetConfig, Arc<dyn ChainSource>)]) -> anyh
         let (source, limit) = (source.clone(), asset.call_timeout * PREFLIGHT_CALLS);
         checks.spawn(async move { (index, tokio::time::timeout(limit, source.preflight()).await) });
     }
-    let mut outcomes: Vec<_> = checks.join_all().await;
+    let mut outcomes = Vec::new();
+    while let Some(joined) = checks.join_next().await {
+        match joined {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => tracing::error!(error = %e, "a start-up check failed to run; its poller repeats it"),
+        }
+    }
     outcomes.sort_by_key(|(index, _)| *index);
     for (index, outcome) in outcomes {
         let asset = sources[index].0;

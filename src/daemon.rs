@@ -21,7 +21,7 @@ use crate::{api, backends, engine, metrics, signals, state_dir, webhooks};
 
 /// How long shutdown waits for tasks to finish in-flight work before it
 /// aborts them.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the daemon on `listener` until `shutdown` resolves (Ok) or a
 /// critical task fails (Err naming it).
@@ -55,7 +55,7 @@ pub async fn run(
         sources.push((asset, backends::source(asset)?));
     }
     if let Err(e) = backends::preflight(&sources).await {
-        engine.stop_writer(SHUTDOWN_GRACE).await;
+        let _ = engine.stop_writer(SHUTDOWN_GRACE).await;
         return Err(e);
     }
 
@@ -116,7 +116,7 @@ pub async fn run(
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     cancel.cancel();
     tasks.join_all(SHUTDOWN_GRACE).await;
-    engine.stop_writer(SHUTDOWN_GRACE).await;
+    let _ = engine.stop_writer(SHUTDOWN_GRACE).await;
     outcome
 }
 

@@ -181,7 +181,11 @@ fn run_daemon(path: &Path) -> ExitCode {
         })
         .await
     };
-    match runtime.block_on(daemon) {
+    let outcome = runtime.block_on(daemon);
+    // Blocking work still stuck (a commit waiting on the disk) must not
+    // hold the exit: each commit is atomic, what did not finish is redone.
+    runtime.shutdown_timeout(crate::daemon::SHUTDOWN_GRACE);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<config::ConfigError>().is_some() => {
             tracing::error!(error = %e, "configuration refused by the backend");

@@ -178,10 +178,10 @@ impl Engine {
     }
 
     /// Stops the intent writer once the creates queued are answered, and
-    /// joins its thread, for at most `grace`: a commit stuck on the disk
+    /// joins its thread, for at most `grace` (true once joined): a commit stuck on the disk
     /// must not hold the process (the join runs on a thread of its own,
     /// which the runtime does not wait for).
-    pub async fn stop_writer(self: &Arc<Self>, grace: Duration) {
+    pub async fn stop_writer(self: &Arc<Self>, grace: Duration) -> bool {
         let (joined, done) = tokio::sync::oneshot::channel();
         let engine = self.clone();
         let spawned = std::thread::Builder::new()
@@ -190,9 +190,11 @@ impl Engine {
                 engine.writer.stop();
                 let _ = joined.send(());
             });
-        if spawned.is_err() || tokio::time::timeout(grace, done).await.is_err() {
+        let stopped = spawned.is_ok() && matches!(tokio::time::timeout(grace, done).await, Ok(Ok(())));
+        if !stopped {
             tracing::warn!("the intent writer did not stop within {grace:?}; exiting anyway");
         }
+        stopped
     }
 
     /// Fails once the intent writer thread has ended (a panic): creates

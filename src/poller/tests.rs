@@ -239,7 +239,12 @@ async fn a_stuck_head_expires_nothing_until_the_chain_moves_again() {
     w.chain.grow_to(101);
     poller.poll_once(&cancel).await.expect("a round at a new head");
     assert_eq!(status(&w, &id), IntentStatus::Expired);
-    w.engine.stop_writer(std::time::Duration::from_secs(5)).await;
+    // The join's time limit is real time, not the paused clock.
+    tokio::time::resume();
+    assert!(
+        w.engine.stop_writer(std::time::Duration::from_secs(5)).await,
+        "the intent writer is joined"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -274,5 +279,10 @@ async fn a_backend_behind_the_best_tip_seen_expires_nothing() {
     w.chain.report_tip(130);
     poller.poll_once(&cancel).await.expect("a round at the head");
     assert_eq!(status(&w, &id), IntentStatus::Expired);
-    w.engine.stop_writer(std::time::Duration::from_secs(5)).await;
+    // The join's time limit is real time, not the paused clock.
+    tokio::time::resume();
+    assert!(
+        w.engine.stop_writer(std::time::Duration::from_secs(5)).await,
+        "the intent writer is joined"
+    );
 }

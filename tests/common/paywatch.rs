@@ -127,12 +127,12 @@ impl Paywatch {
         }
     }
 
-    /// SIGKILL: no chance to clean up.
     /// The running daemon's process id (to send it signals).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("paywatch is running").id()
     }
 
+    /// SIGKILL: no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
