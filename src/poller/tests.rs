@@ -212,14 +212,30 @@ async fn a_catch_up_applies_every_step_with_the_stored_hashes_below_its_cursor()
     assert_eq!(known[&115], w.chain.hash(115));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_stuck_head_expires_nothing_until_the_chain_moves_again() {
+/// A poller anchored at block 100, and an intent expiring in a minute.
+async fn anchored_with_an_intent() -> (World, Poller, CancellationToken, String) {
     let w = world();
     let poller = poller(&w);
     let cancel = CancellationToken::new();
     w.chain.grow_to(100);
     poller.poll_once(&cancel).await.expect("first round");
     let id = create(&w, 60).await;
+    (w, poller, cancel, id)
+}
+
+/// Stops the intent writer, checking that it is joined (its time limit is
+/// real time, not the paused clock).
+async fn stopped(w: &World) {
+    tokio::time::resume();
+    assert!(
+        w.engine.stop_writer(std::time::Duration::from_secs(5)).await,
+        "the intent writer is joined"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_head_expires_nothing_until_the_chain_moves_again() {
+    let (w, poller, cancel, id) = anchored_with_an_intent().await;
     // Past the expiry, on a backend whose head has not moved for longer
     // than a head may: the round proves nothing about blocks after it.
     w.clock.advance(120);
@@ -239,22 +255,12 @@ async fn a_stuck_head_expires_nothing_until_the_chain_moves_again() {
     w.chain.grow_to(101);
     poller.poll_once(&cancel).await.expect("a round at a new head");
     assert_eq!(status(&w, &id), IntentStatus::Expired);
-    // The join's time limit is real time, not the paused clock.
-    tokio::time::resume();
-    assert!(
-        w.engine.stop_writer(std::time::Duration::from_secs(5)).await,
-        "the intent writer is joined"
-    );
+    stopped(&w).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_backend_behind_the_best_tip_seen_expires_nothing() {
-    let w = world();
-    let poller = poller(&w);
-    let cancel = CancellationToken::new();
-    w.chain.grow_to(100);
-    poller.poll_once(&cancel).await.expect("first round");
-    let id = create(&w, 60).await;
+    let (w, poller, cancel, id) = anchored_with_an_intent().await;
     w.clock.advance(120);
     // A round sees the head at 130, applies one step and loses its backend.
     w.chain.grow_to(130);
@@ -279,10 +285,5 @@ async fn a_backend_behind_the_best_tip_seen_expires_nothing() {
     w.chain.report_tip(130);
     poller.poll_once(&cancel).await.expect("a round at the head");
     assert_eq!(status(&w, &id), IntentStatus::Expired);
-    // The join's time limit is real time, not the paused clock.
-    tokio::time::resume();
-    assert!(
-        w.engine.stop_writer(std::time::Duration::from_secs(5)).await,
-        "the intent writer is joined"
-    );
+    stopped(&w).await;
 }
