@@ -1,5 +1,7 @@
 //! Creating, cancelling, reading and listing intents.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Duration, Utc};
 use redb::ReadableTable;
 use rust_decimal::Decimal;
@@ -108,12 +110,11 @@ impl Store {
         req: NewIntent,
         now: DateTime<Utc>,
     ) -> Result<CreateOutcome, CreateError> {
-        // Refusals are answers, not failures: the transaction commits nothing
-        // for them but must not turn them into store errors.
-        self.write(|tx| match create_in(tx, policy, &req, now) {
-            Err(CreateError::Store(e)) => Err(e),
-            answer => Ok(answer),
-        })?
+        // Refusals are answers, not failures: they must not turn into
+        // store errors.
+        self.create_intents(vec![(policy, req)], now)?
+            .pop()
+            .unwrap_or_else(|| Err(CreateError::Failed("no answer".into())))
     }
 
     /// Creates several intents in one durable transaction (group commit):
@@ -124,7 +125,19 @@ impl Store {
         requests: Vec<(&AssetPolicy, NewIntent)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<CreateOutcome, CreateError>>, StoreError> {
-        self.write(|tx| {
+        let to_sync: Vec<&AssetPolicy> = {
+            let synced = self.pools_synced.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = HashSet::new();
+            requests
+                .iter()
+                .map(|(policy, _)| *policy)
+                .filter(|p| uses_pool(p) && !synced.contains(&p.asset) && seen.insert(p.asset))
+                .collect()
+        };
+        let answers = self.write(|tx| {
+            for policy in &to_sync {
+                sync_pool(tx, policy)?;
+            }
             let mut answers = Vec::with_capacity(requests.len());
             for (policy, req) in &requests {
                 match create_in(tx, policy, req, now) {
@@ -133,7 +146,10 @@ impl Store {
                 }
             }
             Ok(answers)
-        })
+        })?;
+        let mut synced = self.pools_synced.lock().unwrap_or_else(|p| p.into_inner());
+        synced.extend(to_sync.iter().map(|p| p.asset));
+        Ok(answers)
     }
 
     /// `awaiting` -> `cancelled`; the address, tag or amount stays reserved
@@ -410,6 +426,63 @@ fn derive_fresh(
     Err(CreateError::NoFreeAddress(asset))
 }
 
+/// Candidates looked at per create before falling back to a scan of the
+/// pool: an entry may be stale (its address handed out explicitly since).
+const POOL_CANDIDATES: usize = 64;
+
+/// Whether creates of `policy` take addresses from a configured pool.
+pub(super) fn uses_pool(policy: &AssetPolicy) -> bool {
+    policy.match_mode == MatchMode::Address && policy.deriver.is_none() && !policy.addresses.is_empty()
+}
+
+/// Brings the pool index in line with the configured addresses: new ones
+/// are queued as free now, in config order; removed ones leave it (their
+/// queued entries are skipped when met). Once per asset and process.
+pub(super) fn sync_pool(tx: &mut Tx<'_>, policy: &AssetPolicy) -> Result<(), StoreError> {
+    let code = policy.asset.code();
+    let configured: HashSet<&str> = policy.addresses.iter().map(String::as_str).collect();
+    for key in tx.keys_in(POOL_MEMBERS, &format!("{code}/"), &format!("{code}0"))? {
+        if !configured.contains(&key[code.len() + 1..]) {
+            tx.unmark(POOL_MEMBERS, &key)?;
+        }
+    }
+    for (order, address) in policy.addresses.iter().enumerate() {
+        let member = pool_member_key(code, address);
+        if !tx.has(POOL_MEMBERS, &member)? {
+            tx.mark(POOL_MEMBERS, &member)?;
+            tx.mark(POOL_FREE, &pool_free_key(code, 0, order as u64, address))?;
+        }
+    }
+    Ok(())
+}
+
+/// The pool address free the longest, from the index: the same cost with a
+/// hundred addresses or a hundred thousand. Each candidate is taken off the
+/// index and checked against its match key, as any address is.
+fn take_from_pool(
+    tx: &mut Tx<'_>,
+    policy: &AssetPolicy,
+    amount: Decimal,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
+    let code = policy.asset.code();
+    let due = pool_free_key(code, now.timestamp_millis().max(0) as u64 + 1, 0, "");
+    for entry in tx.first_keys_in(POOL_FREE, &format!("{code}/"), &due, POOL_CANDIDATES)? {
+        tx.unmark(POOL_FREE, &entry)?;
+        let Some(address) = entry.splitn(4, '/').nth(3) else {
+            continue;
+        };
+        if !tx.has(POOL_MEMBERS, &pool_member_key(code, address))? {
+            continue; // no longer configured
+        }
+        let key = match_key(policy.asset, MatchMode::Address, address, None, amount).unwrap_or_default();
+        if key_free(tx, &key, now)? {
+            return Ok(Some(address.to_string()));
+        }
+    }
+    Ok(None)
+}
+
 /// Picks the address, tag and pay amount so that the match-key invariant holds.
 fn allocate(
     tx: &mut Tx<'_>,
@@ -448,6 +521,12 @@ fn allocate(
             if let Some(deriver) = &policy.deriver {
                 return derive_fresh(tx, asset, deriver, req.amount, now);
             }
+            if let Some(a) = take_from_pool(tx, policy, req.amount, now)? {
+                return Ok((a, None, req.amount));
+            }
+            // The index had nothing free; a pool address may still be free
+            // that it does not list (held by an intent that ended before
+            // this version kept the index): look at each, as before.
             for a in &policy.addresses {
                 let key = match_key(asset, MatchMode::Address, a, None, req.amount).unwrap_or_default();
                 if key_free(tx, &key, now)? {

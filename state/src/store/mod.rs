@@ -70,6 +70,9 @@ pub const CACHE_BYTES: usize = 128 * 1024 * 1024;
 /// Handle to the open store; cheap to share behind an `Arc`.
 pub struct Store {
     db: Database,
+    /// Assets whose pool index was brought in line with the configured
+    /// pool by this process (see `intents::sync_pool`).
+    pools_synced: std::sync::Mutex<std::collections::HashSet<Asset>>,
 }
 
 impl Store {
@@ -79,7 +82,10 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(db_err)?;
-        let store = Store { db };
+        let store = Store {
+            db,
+            pools_synced: std::sync::Mutex::default(),
+        };
         store.write(|tx| tx.init_schema())?;
         Ok(store)
     }

@@ -56,6 +56,23 @@ pub const EVENT_IDS: TableDefinition<&str, u64> = TableDefinition::new("event_id
 /// asset code -> JSON `ChainState`.
 pub const CHAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("chains");
 
+/// The addresses of each asset's configured pool (`address` mode without
+/// an xpub): `CODE/ADDRESS`.
+pub const POOL_MEMBERS: TableDefinition<&str, ()> = TableDefinition::new("pool_members");
+/// Pool addresses that can be handed out, by when they become free:
+/// `CODE/FREE_AT_MS/ORDER/ADDRESS` (never used ones at 0, in config order;
+/// released ones at their intent's end plus its late window). An entry is a
+/// candidate, checked against the match key before it is handed out.
+pub const POOL_FREE: TableDefinition<&str, ()> = TableDefinition::new("pool_free");
+
+pub fn pool_member_key(asset: &str, address: &str) -> String {
+    format!("{asset}/{address}")
+}
+
+pub fn pool_free_key(asset: &str, free_at_ms: u64, order: u64, address: &str) -> String {
+    format!("{asset}/{free_at_ms:020}/{order:010}/{address}")
+}
+
 /// How many applied block hashes are kept per asset for reorg detection.
 pub const BLOCKS_KEPT: u64 = 2_000;
 

@@ -55,6 +55,8 @@ impl<'a> Tx<'a> {
         self.txn.open_table(WATCH_LOG).map_err(db_err)?;
         self.txn.open_table(DELIVERIES).map_err(db_err)?;
         self.txn.open_table(EVENT_IDS).map_err(db_err)?;
+        self.txn.open_table(POOL_MEMBERS).map_err(db_err)?;
+        self.txn.open_table(POOL_FREE).map_err(db_err)?;
         match self.meta("schema_version")? {
             0 => self.set_meta("schema_version", SCHEMA_VERSION),
             found if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
@@ -143,6 +145,23 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    /// At most `limit` keys of a set table in `[from, to)`, in order.
+    pub fn first_keys_in(
+        &self,
+        def: TableDefinition<&str, ()>,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let t = self.txn.open_table(def).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t.range(from..to).map_err(db_err)?.take(limit) {
+            let (k, _) = entry.map_err(db_err)?;
+            out.push(k.value().to_string());
+        }
+        Ok(out)
+    }
+
     /// Keys of a set table in `[from, to)`.
     pub fn keys_in(&self, def: TableDefinition<&str, ()>, from: &str, to: &str) -> Result<Vec<String>, StoreError> {
         let t = self.txn.open_table(def).map_err(db_err)?;
@@ -166,13 +185,20 @@ impl<'a> Tx<'a> {
 
     /// Stores an intent after a transition from `before`: the status
     /// counts follow, and one that left the open states leaves the expiry
-    /// index.
+    /// index (and queues its pool address for when its late window ends).
     pub fn put_transitioned(&mut self, intent: &Intent, before: IntentStatus) -> Result<(), StoreError> {
         if before.is_open() && !intent.status.is_open() {
+            let code = intent.asset.code();
             self.unmark(
                 OPEN_BY_EXPIRY,
-                &expiry_key(intent.asset.code(), intent.expires_at.timestamp_millis(), &intent.id),
+                &expiry_key(code, intent.expires_at.timestamp_millis(), &intent.id),
             )?;
+            // A pool address is free again once the late window has passed.
+            if self.has(POOL_MEMBERS, &pool_member_key(code, &intent.address))? {
+                let ended = intent.ended_at.unwrap_or(intent.expires_at);
+                let free_at = (ended + crate::machine::late_window(intent)).timestamp_millis().max(0) as u64;
+                self.mark(POOL_FREE, &pool_free_key(code, free_at, 0, &intent.address))?;
+            }
         }
         self.count_status(intent.asset, Some(before), intent.status)?;
         self.put_intent(intent)

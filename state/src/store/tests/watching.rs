@@ -193,3 +193,71 @@ fn a_confirmed_payment_reverted_by_a_deep_reorg_and_mined_again_is_announced_bot
         (IntentStatus::Confirmed, TransferStatus::Confirmed, false)
     );
 }
+
+#[test]
+fn pool_addresses_come_from_the_index_in_order_and_return_after_the_late_window() {
+    let pool: Vec<String> = ["P0", "P1", "P2"].iter().map(|a| a.to_string()).collect();
+    let policy = AssetPolicy::defaults(crate::Asset::Ltc, pool.clone());
+    let (dir, store, mut chain) = setup(&policy);
+    let take =
+        |store: &Store, policy: &AssetPolicy, at| store.create_intent(policy, new_intent(crate::Asset::Ltc, "1"), at);
+    let handed: Vec<String> = (0..3).map(|_| created(take(&store, &policy, t(1))).address).collect();
+    assert_eq!(handed, pool, "never-used addresses first, in config order");
+    assert!(matches!(
+        take(&store, &policy, t(1)),
+        Err(CreateError::NoFreeAddress(_))
+    ));
+
+    // All three expire; a round past the deadline ends them.
+    let deadline = t(1) + policy.expires_in;
+    store
+        .apply_scan(
+            &policy,
+            &chain.update(vec![], Some(vec![]), Some(deadline + Duration::seconds(1))),
+            deadline + Duration::seconds(1),
+        )
+        .unwrap();
+    // Within the late window their match keys stay reserved.
+    assert!(matches!(
+        take(&store, &policy, deadline + Duration::hours(1)),
+        Err(CreateError::NoFreeAddress(_))
+    ));
+    let after = deadline + policy.late_window + Duration::minutes(1);
+    let again = created(take(&store, &policy, after)).address;
+    assert!(pool.contains(&again));
+
+    // Restarted with P0 removed and P3 added: P3 is free, P0 is never handed out again.
+    drop(store);
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let changed = AssetPolicy::defaults(crate::Asset::Ltc, vec!["P1".into(), "P2".into(), "P3".into()]);
+    let mut seen = vec![again.clone()];
+    while let Ok(CreateOutcome::Created(v)) = take(&store, &changed, after) {
+        assert!(!seen.contains(&v.address), "{} handed out twice", v.address);
+        seen.push(v.address);
+    }
+    seen.sort();
+    let expected: Vec<String> = if again == "P0" {
+        vec!["P0", "P1", "P2", "P3"]
+    } else {
+        vec!["P1", "P2", "P3"]
+    }
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(seen, expected, "every configured address once, P0 never again");
+}
+
+#[test]
+fn an_address_given_explicitly_is_not_handed_out_again_from_the_pool() {
+    let policy = AssetPolicy::defaults(crate::Asset::Ltc, vec!["P0".into(), "P1".into()]);
+    let (_dir, store, _chain) = setup(&policy);
+    let mut explicit = new_intent(crate::Asset::Ltc, "1");
+    explicit.address = Some("P1".into());
+    created(store.create_intent(&policy, explicit, t(1)));
+    let first = created(store.create_intent(&policy, new_intent(crate::Asset::Ltc, "1"), t(1)));
+    assert_eq!(first.address, "P0");
+    assert!(matches!(
+        store.create_intent(&policy, new_intent(crate::Asset::Ltc, "1"), t(1)),
+        Err(CreateError::NoFreeAddress(_))
+    ));
+}
