@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::tables::*;
-use super::tx::{Tx, render_intent};
+use super::tx::{Tx, pool_free_at_ms, render_intent};
 use super::{Store, StoreError, db_err};
 use crate::ids::{new_id, random_u32};
 use crate::machine::{self, NotCancellable, holds_match_key};
@@ -476,8 +476,20 @@ fn take_from_pool(
             continue; // no longer configured
         }
         let key = match_key(policy.asset, MatchMode::Address, address, None, amount).unwrap_or_default();
-        if key_free(tx, &key, now)? {
-            return Ok(Some(address.to_string()));
+        let holder = match tx.get_str(MATCH_KEYS, &key)? {
+            Some(id) => tx.intent(&id)?,
+            None => None,
+        };
+        match holder {
+            Some(intent) if holds_match_key(&intent, now) => {
+                // Held by an ended intent: back in the queue for when its
+                // late window ends. An open holder puts it back itself when
+                // it ends (`Tx::put_transitioned`).
+                if intent.ended_at.is_some() {
+                    tx.mark(POOL_FREE, &pool_free_key(code, pool_free_at_ms(&intent), 0, address))?;
+                }
+            }
+            _ => return Ok(Some(address.to_string())),
         }
     }
     Ok(None)

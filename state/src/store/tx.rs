@@ -23,6 +23,22 @@ pub struct Tx<'a> {
     pub new_dust: u64,
 }
 
+/// When an ended intent's pool address is free again: the end of its late
+/// window, rounded up to the millisecond (the key is held until the exact
+/// instant, and an entry is only taken once due).
+pub fn pool_free_at_ms(intent: &Intent) -> u64 {
+    let ended = intent.ended_at.unwrap_or(intent.expires_at);
+    let free = ended
+        .checked_add_signed(crate::machine::late_window(intent))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let ms = free.timestamp_millis().max(0) as u64;
+    if free.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
+        ms
+    } else {
+        ms + 1
+    }
+}
+
 impl<'a> Tx<'a> {
     pub fn new(txn: &'a WriteTransaction) -> Tx<'a> {
         Tx {
@@ -195,9 +211,10 @@ impl<'a> Tx<'a> {
             )?;
             // A pool address is free again once the late window has passed.
             if self.has(POOL_MEMBERS, &pool_member_key(code, &intent.address))? {
-                let ended = intent.ended_at.unwrap_or(intent.expires_at);
-                let free_at = (ended + crate::machine::late_window(intent)).timestamp_millis().max(0) as u64;
-                self.mark(POOL_FREE, &pool_free_key(code, free_at, 0, &intent.address))?;
+                self.mark(
+                    POOL_FREE,
+                    &pool_free_key(code, pool_free_at_ms(intent), 0, &intent.address),
+                )?;
             }
         }
         self.count_status(intent.asset, Some(before), intent.status)?;

@@ -261,3 +261,76 @@ fn an_address_given_explicitly_is_not_handed_out_again_from_the_pool() {
         Err(CreateError::NoFreeAddress(_))
     ));
 }
+
+/// The pool addresses queued as free, with when: (free_at_ms, address).
+fn queued(store: &Store) -> Vec<(u64, String)> {
+    let r = store.read().unwrap();
+    let t = r.open_table(super::super::tables::POOL_FREE).unwrap();
+    redb::ReadableTable::iter(&t)
+        .unwrap()
+        .map(|e| {
+            let key = e.unwrap().0.value().to_string();
+            let parts: Vec<&str> = key.splitn(4, '/').collect();
+            (parts[1].parse().unwrap(), parts[3].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_pool_address_asked_for_too_early_stays_queued_for_the_end_of_its_late_window() {
+    let policy = AssetPolicy::defaults(crate::Asset::Ltc, vec!["P0".into()]);
+    let (_dir, store, mut chain) = setup(&policy);
+    // Times with sub-millisecond parts, as the system clock gives them.
+    let start = t(1) + Duration::nanoseconds(123_456);
+    created(store.create_intent(&policy, new_intent(crate::Asset::Ltc, "1"), start));
+    assert!(queued(&store).is_empty(), "handed out: off the queue");
+    let ended = start + policy.expires_in + Duration::nanoseconds(700_001);
+    store
+        .apply_scan(&policy, &chain.update(vec![], Some(vec![]), Some(ended)), ended)
+        .unwrap();
+    let free_at = ended + policy.late_window;
+    let due_ms = free_at.timestamp_millis() as u64 + 1;
+    assert_eq!(
+        queued(&store),
+        [(due_ms, "P0".to_string())],
+        "queued for the end of the late window, rounded up"
+    );
+    // Asked for within the same millisecond the window ends in: still
+    // held, and still queued (not lost).
+    let early = free_at - Duration::nanoseconds(1);
+    assert!(matches!(
+        store.create_intent(&policy, new_intent(crate::Asset::Ltc, "1"), early),
+        Err(CreateError::NoFreeAddress(_))
+    ));
+    assert_eq!(queued(&store), [(due_ms, "P0".to_string())]);
+    let after = free_at + Duration::milliseconds(1);
+    assert_eq!(
+        created(store.create_intent(&policy, new_intent(crate::Asset::Ltc, "1"), after)).address,
+        "P0"
+    );
+    assert!(queued(&store).is_empty());
+}
+
+#[test]
+fn a_pool_address_still_reserved_when_first_queued_is_queued_again_not_lost() {
+    // P0 served an intent (given explicitly) before it joined the pool: its
+    // end queued nothing, and P0 joins the queue as never used.
+    let before = AssetPolicy::defaults(crate::Asset::Ltc, vec!["P1".into()]);
+    let (dir, store, mut chain) = setup(&before);
+    let mut explicit = new_intent(crate::Asset::Ltc, "1");
+    explicit.address = Some("P0".into());
+    created(store.create_intent(&before, explicit, t(1)));
+    let ended = t(1) + before.expires_in + Duration::seconds(1);
+    store
+        .apply_scan(&before, &chain.update(vec![], Some(vec![]), Some(ended)), ended)
+        .unwrap();
+    drop(store);
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let after = AssetPolicy::defaults(crate::Asset::Ltc, vec!["P0".into(), "P1".into()]);
+    // Within P0's late window: P1 is handed out, P0 goes back in the queue
+    // for when its window ends.
+    let v = created(store.create_intent(&after, new_intent(crate::Asset::Ltc, "1"), ended + Duration::hours(1)));
+    assert_eq!(v.address, "P1");
+    let free_at_ms = (ended + before.late_window).timestamp_millis() as u64;
+    assert_eq!(queued(&store), [(free_at_ms, "P0".to_string())]);
+}
