@@ -31,7 +31,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let store = state_dir::open_store(&config.state_dir)?;
-    let token = state_dir::api_token(&config)?;
+    let tokens = state_dir::api_tokens(&config)?;
     let metrics = Arc::new(metrics::Metrics::new().context("failed to build metrics")?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let assets = config
@@ -89,7 +89,7 @@ pub async fn run(
     let listen = listener.local_addr().ok();
     let app = Arc::new(api::App {
         engine: engine.clone(),
-        token,
+        tokens,
         networks: config.assets.iter().map(|a| (a.asset, a.network)).collect(),
         webhooks_disabled: config.webhook.is_none(),
     });

@@ -9,7 +9,7 @@ use anyhow::Context;
 use paywatch_chains::Secret;
 use paywatch_state::Store;
 
-use crate::config::Config;
+use crate::config::{ApiToken, Config};
 
 pub const STORE_FILE: &str = "paywatch.redb";
 pub const TOKEN_FILE: &str = "api-token";
@@ -28,6 +28,15 @@ pub fn open_store(state_dir: &Path) -> anyhow::Result<Arc<Store>> {
         )
     })?;
     Ok(Arc::new(store))
+}
+
+/// The API's tokens: the named ones of `api.tokens_file`, else the one
+/// token (configured, or generated) as `default` with every scope.
+pub fn api_tokens(config: &Config) -> anyhow::Result<Vec<ApiToken>> {
+    if !config.api.tokens.is_empty() {
+        return Ok(config.api.tokens.clone());
+    }
+    Ok(vec![ApiToken::default_token(api_token(config)?)])
 }
 
 /// The configured token, or `<state_dir>/api-token`, generated (mode 0600)

@@ -123,3 +123,94 @@ async fn every_route_is_documented_and_every_documented_route_answers() {
         .expect("the daemon task");
     assert!(outcome.is_ok(), "{outcome:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_tokens_get_what_their_scopes_allow() {
+    let rippled = FakeRippled::start(90_000_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        "[[token]]\nname = \"dashboard\"\ntoken = \"dashboard-token-0123456789\"\nscopes = [\"read\"]\n\
+         [[token]]\nname = \"shop\"\ntoken = \"shop-token-0123456789abcdef\"\nscopes = [\"read\", \"write\"]\n\
+         [[token]]\nname = \"operator\"\ntoken = \"operator-token-0123456789ab\"\nscopes = [\"read\", \"manual\"]\n",
+    )
+    .unwrap();
+    let text = format!(
+        "state_dir = {:?}\n[api]\ntokens_file = {:?}\n[assets.XRP]\nbackend = \"rippled\"\nurl = \"{}\"\naddresses = [\"{MERCHANT}\"]\npoll_interval = \"250ms\"\n",
+        dir.path().join("state"),
+        tokens,
+        rippled.url
+    );
+    // The single-token variable is not a way in once named tokens are set.
+    let config = paywatch::Config::parse(&text, |var| (var == "PAYWATCH_API_TOKEN").then(|| TOKEN.to_string()))
+        .expect("a valid config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(paywatch::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let call = |method: &str, path: &str, token: &str, body: Value| {
+        let request = http
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body);
+        async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (shop, dashboard, operator) = (
+        "shop-token-0123456789abcdef",
+        "dashboard-token-0123456789",
+        "operator-token-0123456789ab",
+    );
+    let order = serde_json::json!({"asset": "XRP", "amount": "12.5"});
+    let intent = common::wait_for("the shop's create", Duration::from_secs(20), || {
+        let create = call("POST", "/v1/intents", shop, order.clone());
+        async move {
+            let (status, body) = create.await;
+            (status == 201).then_some(body)
+        }
+    })
+    .await;
+    let id = intent["id"].as_str().unwrap().to_string();
+
+    let (status, body) = call("POST", "/v1/intents", dashboard, order.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("insufficient_scope")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("dashboard"),
+        "{body}"
+    );
+    let (status, _) = call("GET", &format!("/v1/intents/{id}"), dashboard, Value::Null).await;
+    assert_eq!(status, 200);
+    let (status, _) = call("POST", &format!("/v1/intents/{id}/cancel"), operator, Value::Null).await;
+    assert_eq!(status, 403, "cancelling is not a manual action");
+    let (status, _) = call("POST", &format!("/v1/intents/{id}/cancel"), shop, Value::Null).await;
+    assert_eq!(status, 200);
+    let (status, body) = call("GET", "/v1/events?after=0", operator, Value::Null).await;
+    assert_eq!(status, 200);
+    let event = body["events"][0]["id"].as_str().expect("an event").to_string();
+    let (status, _) = call("POST", &format!("/v1/events/{event}/redeliver"), shop, Value::Null).await;
+    assert_eq!(status, 403, "redelivering is a manual action");
+    let (status, body) = call("POST", &format!("/v1/events/{event}/redeliver"), operator, Value::Null).await;
+    assert!(status != 401 && status != 403, "{status} {body}");
+    for refused in [TOKEN, "not-a-token-at-all-000000"] {
+        let (status, _) = call("GET", "/v1/status", refused, Value::Null).await;
+        assert_eq!(status, 401, "{refused}");
+    }
+
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), daemon)
+        .await
+        .expect("the daemon stops")
+        .expect("the daemon task");
+    assert!(outcome.is_ok(), "{outcome:?}");
+}

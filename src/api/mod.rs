@@ -4,26 +4,28 @@
 //! `run(listener, app, shutdown)` takes its listener and shutdown future as
 //! parameters, so tests bind port 0 and share the production path.
 
+mod auth;
 mod feed;
 mod intents;
 mod status;
+
+pub use auth::{Caller, required_scope};
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use paywatch_chains::{Network, Secret};
+use paywatch_chains::Network;
 use paywatch_state::Asset;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+use crate::config::ApiToken;
 use crate::engine::Engine;
 
 /// Largest accepted request body (docs/api.md).
@@ -34,7 +36,9 @@ pub const MAX_WAIT_SECONDS: u64 = 60;
 /// Shared state of the handlers.
 pub struct App {
     pub engine: Arc<Engine>,
-    pub token: Secret,
+    /// The API's clients (one `default` token with every scope unless
+    /// `api.tokens_file` names several).
+    pub tokens: Vec<ApiToken>,
     pub networks: HashMap<Asset, Network>,
     /// No `[webhook]` configured: nothing to redeliver to.
     pub webhooks_disabled: bool,
@@ -114,7 +118,7 @@ pub fn router(app: Arc<App>) -> Router {
             public = public.route(path, handlers);
         }
     }
-    let with_token = with_token.route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+    let with_token = with_token.route_layer(middleware::from_fn_with_state(app.clone(), auth::require_token));
     Router::new()
         .merge(with_token)
         .merge(public)
@@ -148,31 +152,6 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "method not allowed on this endpoint",
     )
-}
-
-async fn require_token(State(app): State<Arc<App>>, headers: HeaderMap, request: Request, next: Next) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) if tokens_equal(token, app.token.expose()) => next.run(request).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong API token").into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send Authorization: Bearer <token>",
-        )
-        .into_response(),
-    }
-}
-
-/// Compares in time independent of where the tokens differ (and of their
-/// lengths): both are hashed first, then every byte is compared.
-fn tokens_equal(a: &str, b: &str) -> bool {
-    let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    ha.iter().zip(hb.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Query parameters as (name, value) pairs; the handlers reject unknown names.
@@ -228,16 +207,5 @@ pub fn asset_param(app: &App, pairs: &[(String, String)]) -> Result<Option<Asset
                 )),
                 other => Ok(other),
             }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn token_comparison() {
-        assert!(super::tokens_equal("abc", "abc"));
-        assert!(!super::tokens_equal("abc", "abd"));
-        assert!(!super::tokens_equal("abc", "abcd"));
-        assert!(!super::tokens_equal("", "abc"));
     }
 }

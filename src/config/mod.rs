@@ -8,11 +8,13 @@
 //! - `asset` — an `[assets.CODE]` table: the keys every backend shares
 //! - `backend` — each backend's own keys, typed, in `BackendConfig`
 //! - `defaults` — every default, named, in one place
+//! - `tokens` — named API tokens with scopes
 //! - `values` — durations, secret files, the error naming its key
 
 mod asset;
 mod backend;
 pub mod defaults;
+mod tokens;
 mod values;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use serde::Deserialize;
 
 pub use self::asset::AssetConfig;
 pub use self::backend::{BackendConfig, EvmToken, TronToken};
+pub use self::tokens::{ApiToken, Scope};
 pub use self::values::{ConfigError, parse_duration};
 use self::values::{duration_or, err, read_secret, toml_message};
 
@@ -47,6 +50,7 @@ struct RawConfig {
 struct RawApi {
     listen: Option<String>,
     token_file: Option<PathBuf>,
+    tokens_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +86,9 @@ pub struct ApiConfig {
     /// From `api.token_file` or `PAYWATCH_API_TOKEN`; when `None` the daemon
     /// generates `<state_dir>/api-token` at first start.
     pub token: Option<Secret>,
+    /// From `api.tokens_file`: named tokens with scopes. When given, they
+    /// are the only tokens (`token` is not used).
+    pub tokens: Vec<ApiToken>,
 }
 
 #[derive(Clone, Debug)]
@@ -125,6 +132,16 @@ impl Config {
             (None, Some(t)) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
             _ => None,
         };
+        let tokens = match (&raw.api.tokens_file, &raw.api.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "api.tokens_file",
+                    "use either api.token_file (one token) or api.tokens_file (named tokens with scopes)",
+                ));
+            }
+            (Some(file), None) => tokens::read_tokens("api.tokens_file", file)?,
+            (None, _) => Vec::new(),
+        };
 
         let webhook = raw.webhook.map(|w| parse_webhook(w, &env)).transpose()?;
 
@@ -149,7 +166,7 @@ impl Config {
         }
         Ok(Config {
             state_dir,
-            api: ApiConfig { listen, token },
+            api: ApiConfig { listen, token, tokens },
             webhook,
             log: LogConfig { json, level },
             assets,

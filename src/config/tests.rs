@@ -200,3 +200,72 @@ fn defaults_that_payment_uris_and_budgets_depend_on() {
     assert_eq!(tron.poll_interval, defaults::POLL_INTERVAL);
     assert_eq!(tron.max_lag, defaults::max_lag(Asset::UsdtTrc20));
 }
+
+#[test]
+fn named_tokens_are_checked_and_exclusive_with_the_single_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let asset = "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\n";
+    let good = write(
+        "good.toml",
+        "[[token]]\nname = \"shop\"\ntoken = \"shop-token-0123456789\"\nscopes = [\"read\", \"write\"]\n",
+    );
+    let c = parse(&format!("[api]\ntokens_file = {good:?}\n{asset}")).expect("valid");
+    assert_eq!(c.api.tokens.len(), 1);
+    assert_eq!(c.api.tokens[0].name, "shop");
+    assert!(c.api.tokens[0].scopes.contains(&Scope::Write) && !c.api.tokens[0].scopes.contains(&Scope::Manual));
+    assert!(
+        !format!("{c:?}").contains("shop-token-0123456789"),
+        "Debug leaks a token"
+    );
+
+    let cases = [
+        (
+            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789\"\nscopes = [\"admin\"]\n",
+            "\"admin\" is not a scope",
+        ),
+        (
+            "[[token]]\nname = \"a\"\ntoken = \"short\"\nscopes = [\"read\"]\n",
+            "shorter than 16",
+        ),
+        (
+            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789\"\nscopes = []\n",
+            "has no scope",
+        ),
+        (
+            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789\"\nscopes = [\"read\"]\n[[token]]\nname = \"a\"\ntoken = \"b-token-0123456789\"\nscopes = [\"read\"]\n",
+            "used twice",
+        ),
+        (
+            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789\"\nscopes = [\"read\"]\n[[token]]\nname = \"b\"\ntoken = \"a-token-0123456789\"\nscopes = [\"read\"]\n",
+            "same token",
+        ),
+        ("", "no [[token]]"),
+        (
+            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789\"\nscopes = [\"read\"]\nrole = 1\n",
+            "role",
+        ),
+    ];
+    for (i, (text, expected)) in cases.into_iter().enumerate() {
+        let path = write(&format!("bad{i}.toml"), text);
+        let shown = parse(&format!("[api]\ntokens_file = {path:?}\n{asset}"))
+            .expect_err(expected)
+            .to_string();
+        assert!(
+            shown.contains("api.tokens_file") && shown.contains(expected),
+            "{expected}: {shown}"
+        );
+        assert!(!shown.contains("a-token-0123456789"), "a token in an error: {shown}");
+    }
+    let single = write("single", "one-token-0123456789");
+    let both = parse(&format!(
+        "[api]\ntokens_file = {good:?}\ntoken_file = {single:?}\n{asset}"
+    ))
+    .expect_err("both")
+    .to_string();
+    assert!(both.contains("api.tokens_file"), "{both}");
+}

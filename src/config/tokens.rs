@@ -1,0 +1,133 @@
+//! Named API tokens with scopes, from `api.tokens_file`: several clients
+//! (the shop, a dashboard, an operator) each with its own token, name and
+//! rights. Without the file, the one token of `api.token_file` (or
+//! `PAYWATCH_API_TOKEN`, or the generated one) is named `default` and has
+//! every scope.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use paywatch_chains::Secret;
+use serde::Deserialize;
+
+use super::values::{ConfigError, err};
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Read intents, transfers, events, deliveries, status.
+    Read,
+    /// Create and cancel intents.
+    Write,
+    /// Manual actions on the record (redelivering an event).
+    Manual,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Manual];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Manual => "manual",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// One API client: its name (shown in logs and audit records, never the
+/// secret), its token and its scopes.
+#[derive(Clone, Debug)]
+pub struct ApiToken {
+    pub name: String,
+    pub secret: Secret,
+    pub scopes: BTreeSet<Scope>,
+}
+
+impl ApiToken {
+    /// The single-token setup: every scope.
+    pub fn default_token(secret: Secret) -> ApiToken {
+        ApiToken {
+            name: "default".into(),
+            secret,
+            scopes: Scope::ALL.into_iter().collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    token: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    token: String,
+    scopes: Vec<String>,
+}
+
+/// Reads and checks the tokens file: `[[token]]` tables with `name`,
+/// `token` and `scopes`; names and tokens unique, at least one token.
+pub fn read_tokens(key: &str, path: &Path) -> Result<Vec<ApiToken>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?;
+    let file: TokensFile = toml::from_str(&text).map_err(|e| {
+        // toml's message may quote the offending line, a secret: keep only
+        // where it is.
+        let at = e.span().map(|s| format!(" at byte {}", s.start)).unwrap_or_default();
+        err(
+            key,
+            format!("{} is not a tokens file{at}: {}", path.display(), e.message()),
+        )
+    })?;
+    if file.token.is_empty() {
+        return Err(err(key, format!("{} lists no [[token]]", path.display())));
+    }
+    let mut tokens: Vec<ApiToken> = Vec::new();
+    for (i, raw) in file.token.into_iter().enumerate() {
+        let entry = format!("{key} token[{i}]");
+        let name = raw.name.trim().to_string();
+        if name.is_empty() {
+            return Err(err(entry, "name is empty"));
+        }
+        let secret = raw.token.trim().to_string();
+        if secret.len() < 16 {
+            return Err(err(
+                entry,
+                format!("the token of {name:?} is shorter than 16 characters"),
+            ));
+        }
+        let mut scopes = BTreeSet::new();
+        for s in &raw.scopes {
+            let scope = Scope::parse(s).ok_or_else(|| {
+                err(
+                    &entry,
+                    format!("{s:?} is not a scope; use \"read\", \"write\" or \"manual\""),
+                )
+            })?;
+            scopes.insert(scope);
+        }
+        if scopes.is_empty() {
+            return Err(err(entry, format!("{name:?} has no scope")));
+        }
+        if tokens.iter().any(|t| t.name == name) {
+            return Err(err(entry, format!("the name {name:?} is used twice")));
+        }
+        if tokens.iter().any(|t| t.secret.expose() == secret) {
+            return Err(err(entry, format!("{name:?} has the same token as another entry")));
+        }
+        tokens.push(ApiToken {
+            name,
+            secret: Secret::new(secret),
+            scopes,
+        });
+    }
+    Ok(tokens)
+}
