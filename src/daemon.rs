@@ -32,6 +32,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = state_dir::open_store(&config.state_dir)?;
     let tokens = state_dir::api_tokens(&config)?;
+    if !config.api.tokens.is_empty() && config.api.token.is_some() {
+        tracing::warn!("PAYWATCH_API_TOKEN is set but api.tokens_file names the tokens: the variable is not accepted");
+    }
     let metrics = Arc::new(metrics::Metrics::new().context("failed to build metrics")?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let assets = config

@@ -93,6 +93,18 @@ async fn every_route_is_documented_and_every_documented_route_answers() {
         }
     }
 
+    // Each documented operation's scope is the one the daemon requires.
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let Some(documented) = operation.get("x-paywatch-scope") else {
+                continue;
+            };
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let required = paywatch::api::required_scope(&method, path).map(|s| s.as_str());
+            assert_eq!(required, documented.as_str(), "{method} {path}");
+        }
+    }
+
     // Routes behind the token refuse a request without it; public ones do not.
     for (path, needs_token, _) in paywatch::api::routes() {
         let concrete = path.replace("{id}", "pi_doesnotexist");

@@ -14,22 +14,28 @@ use sha2::{Digest, Sha256};
 use super::{ApiError, App};
 use crate::config::Scope;
 
-/// The authenticated caller, for the handlers (audit records, logs).
+/// The authenticated caller, for the handlers (logged with every change).
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub name: String,
 }
 
-/// The scope a route needs: reads need `read`; redelivering an event is a
-/// manual action; every other change needs `write`.
-pub fn required_scope(method: &Method, route: &str) -> Scope {
+/// Routes that change state, with the scope each needs. A route that
+/// changes state and is not listed here is refused to every token (fail
+/// closed): a new route gets its scope here or it does not answer.
+const CHANGES: [(&str, Scope); 3] = [
+    ("/v1/intents", Scope::Write),
+    ("/v1/intents/{id}/cancel", Scope::Write),
+    ("/v1/events/{id}/redeliver", Scope::Manual),
+];
+
+/// The scope a route needs: `read` for reads, the listed scope for
+/// changes; `None` for a change nobody may make.
+pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
     if method == Method::GET || method == Method::HEAD {
-        Scope::Read
-    } else if route.ends_with("/redeliver") {
-        Scope::Manual
-    } else {
-        Scope::Write
+        return Some(Scope::Read);
     }
+    CHANGES.iter().find(|(r, _)| *r == route).map(|(_, scope)| *scope)
 }
 
 pub(super) async fn require_token(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
@@ -63,7 +69,14 @@ pub(super) async fn require_token(State(app): State<Arc<App>>, mut request: Requ
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    let needed = required_scope(request.method(), &route);
+    let Some(needed) = required_scope(request.method(), &route) else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("no scope allows {} {route}", request.method()),
+        )
+        .into_response();
+    };
     if !token.scopes.contains(&needed) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -104,12 +117,21 @@ mod tests {
 
     #[test]
     fn reads_changes_and_manual_actions_need_their_scopes() {
-        assert_eq!(required_scope(&Method::GET, "/v1/intents"), Scope::Read);
-        assert_eq!(required_scope(&Method::POST, "/v1/intents"), Scope::Write);
-        assert_eq!(required_scope(&Method::POST, "/v1/intents/{id}/cancel"), Scope::Write);
+        assert_eq!(required_scope(&Method::GET, "/v1/intents"), Some(Scope::Read));
+        assert_eq!(required_scope(&Method::POST, "/v1/intents"), Some(Scope::Write));
+        assert_eq!(
+            required_scope(&Method::POST, "/v1/intents/{id}/cancel"),
+            Some(Scope::Write)
+        );
         assert_eq!(
             required_scope(&Method::POST, "/v1/events/{id}/redeliver"),
-            Scope::Manual
+            Some(Scope::Manual)
         );
+        assert_eq!(
+            required_scope(&Method::POST, "/v1/intents/{id}/mark-paid"),
+            None,
+            "unlisted: refused"
+        );
+        assert_eq!(required_scope(&Method::POST, ""), None, "no matched route: refused");
     }
 }

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use paywatch_state::store::TransferFilter;
 use serde_json::json;
 
-use super::{ApiError, ApiResult, App, MAX_WAIT_SECONDS, int_param, only_params, param, query_pairs};
+use super::{ApiError, ApiResult, App, Caller, MAX_WAIT_SECONDS, int_param, only_params, param, query_pairs};
 
 const EVENTS_DEFAULT: u64 = 100;
 const EVENTS_MAX: u64 = 1000;
@@ -101,8 +101,13 @@ pub async fn deliveries(State(app): State<Arc<App>>, Path(id): Path<String>) -> 
 
 /// `POST /v1/events/{id}/redeliver`: queue the event for webhook delivery
 /// again (a receiver that lost it, or one given up after `max_age`).
-pub async fn redeliver(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+pub async fn redeliver(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let event = find_event(&app, &id)?;
+    tracing::info!(caller = %caller.name, event = %id, "redelivery requested");
     if app.webhooks_disabled {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -3,19 +3,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use paywatch_chains::xrpl::parse_xrp_address;
 use paywatch_chains::{Network, canonical_address};
 use paywatch_state::amount::parse_amount;
 use paywatch_state::{Asset, CancelOutcome, CreateError, CreateOutcome, IntentFilter, IntentStatus, NewIntent};
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, ApiResult, App, MAX_BODY_BYTES, int_param, only_params, param, query_pairs};
+use super::{ApiError, ApiResult, App, Caller, MAX_BODY_BYTES, int_param, only_params, param, query_pairs};
 
 pub const MAX_EXTERNAL_ID_CHARS: usize = 128;
 pub const MAX_METADATA_BYTES: usize = 4096;
@@ -36,9 +36,15 @@ const CREATE_FIELDS: [&str; 8] = [
     "tag",
 ];
 
-pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let bytes = read_body(&headers, body).await?;
     let req = parse_create(&app.networks, &bytes)?;
+    tracing::debug!(caller = %caller.name, asset = %req.asset, "create requested");
     if app.engine.refuses_new_intents(req.asset) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -266,8 +272,13 @@ pub async fn show(State(app): State<Arc<App>>, path: Result<Path<String>, PathRe
     }
 }
 
-pub async fn cancel(State(app): State<Arc<App>>, path: Result<Path<String>, PathRejection>) -> ApiResult {
+pub async fn cancel(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
     let id = intent_id(path)?;
+    tracing::info!(caller = %caller.name, intent = %id, "cancel requested");
     match app.engine.cancel_intent(id.clone()).await.map_err(ApiError::internal)? {
         CancelOutcome::NotFound => Err(ApiError::new(
             StatusCode::NOT_FOUND,

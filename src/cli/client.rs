@@ -70,6 +70,10 @@ impl Client {
             t.trim().to_string()
         } else if let Some(path) = api.and_then(|a| a.get("token_file")).and_then(|p| p.as_str()) {
             token_from(Path::new(path))?
+        } else if api.is_some_and(|a| a.contains_key("tokens_file")) {
+            anyhow::bail!(
+                "the daemon uses named tokens (api.tokens_file): pass one with --token-file or PAYWATCH_API_TOKEN"
+            );
         } else {
             let state_dir = file
                 .as_ref()

@@ -212,42 +212,54 @@ fn named_tokens_are_checked_and_exclusive_with_the_single_token() {
     let asset = "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://x\"\n";
     let good = write(
         "good.toml",
-        "[[token]]\nname = \"shop\"\ntoken = \"shop-token-0123456789\"\nscopes = [\"read\", \"write\"]\n",
+        "[[token]]\nname = \"shop\"\ntoken = \"shop-token-0123456789abcd\"\nscopes = [\"read\", \"write\"]\n",
     );
     let c = parse(&format!("[api]\ntokens_file = {good:?}\n{asset}")).expect("valid");
     assert_eq!(c.api.tokens.len(), 1);
     assert_eq!(c.api.tokens[0].name, "shop");
     assert!(c.api.tokens[0].scopes.contains(&Scope::Write) && !c.api.tokens[0].scopes.contains(&Scope::Manual));
     assert!(
-        !format!("{c:?}").contains("shop-token-0123456789"),
+        !format!("{c:?}").contains("shop-token-0123456789abcd"),
         "Debug leaks a token"
     );
 
     let cases = [
         (
-            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789\"\nscopes = [\"admin\"]\n",
+            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789abcdefg\"\nscopes = [\"admin\"]\n",
             "\"admin\" is not a scope",
         ),
         (
             "[[token]]\nname = \"a\"\ntoken = \"short\"\nscopes = [\"read\"]\n",
-            "shorter than 16",
+            "at least 24",
         ),
         (
-            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789\"\nscopes = []\n",
+            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789abcdefg\"\nscopes = []\n",
             "has no scope",
         ),
         (
-            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789\"\nscopes = [\"read\"]\n[[token]]\nname = \"a\"\ntoken = \"b-token-0123456789\"\nscopes = [\"read\"]\n",
+            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789abcdefg\"\nscopes = [\"read\"]\n[[token]]\nname = \"a\"\ntoken = \"b-token-0123456789abcdefg\"\nscopes = [\"read\"]\n",
             "used twice",
         ),
         (
-            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789\"\nscopes = [\"read\"]\n[[token]]\nname = \"b\"\ntoken = \"a-token-0123456789\"\nscopes = [\"read\"]\n",
+            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789abcdefg\"\nscopes = [\"read\"]\n[[token]]\nname = \"b\"\ntoken = \"a-token-0123456789abcdefg\"\nscopes = [\"read\"]\n",
             "same token",
+        ),
+        (
+            "[[token]]\nname = \"a\"\ntoken = 1234567890123456789012345\nscopes = [\"read\"]\n",
+            "not a tokens file",
+        ),
+        (
+            "[[token]]\nname = \"a b\"\ntoken = \"a-token-0123456789abcdefg\"\nscopes = [\"read\"]\n",
+            "must be letters",
         ),
         ("", "no [[token]]"),
         (
-            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789\"\nscopes = [\"read\"]\nrole = 1\n",
+            "[[token]]\nname = \"a\"\ntoken = \"a-token-0123456789abcdefg\"\nscopes = [\"read\"]\nrole = 1\n",
             "role",
+        ),
+        (
+            "[[token]]\nname = \"a\"\ntoken = 12345678\nscopes = [\"read\"]\n",
+            "quoted string",
         ),
     ];
     for (i, (text, expected)) in cases.into_iter().enumerate() {
@@ -259,7 +271,10 @@ fn named_tokens_are_checked_and_exclusive_with_the_single_token() {
             shown.contains("api.tokens_file") && shown.contains(expected),
             "{expected}: {shown}"
         );
-        assert!(!shown.contains("a-token-0123456789"), "a token in an error: {shown}");
+        assert!(
+            !shown.contains("a-token-0123456789abcdefg") && !shown.contains("12345678"),
+            "a token in an error: {shown}"
+        );
     }
     let single = write("single", "one-token-0123456789");
     let both = parse(&format!(

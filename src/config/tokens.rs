@@ -59,6 +59,10 @@ impl ApiToken {
     }
 }
 
+/// A token sent as `Authorization: Bearer ...`: long enough not to be
+/// guessed.
+const MIN_TOKEN_CHARS: usize = 24;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokensFile {
@@ -70,8 +74,24 @@ struct TokensFile {
 #[serde(deny_unknown_fields)]
 struct RawToken {
     name: String,
-    token: String,
+    /// Read as any value, so that a mistyped one (a bare number) is refused
+    /// without its value in the message.
+    token: toml::Value,
     scopes: Vec<String>,
+}
+
+/// A parser message with the values it quotes between backticks left out
+/// (an invalid value may be a token); field names stay.
+fn without_quoted(message: &str) -> String {
+    if !message.starts_with("invalid") {
+        return message.to_string();
+    }
+    message
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { "…" } else { part })
+        .collect::<Vec<_>>()
+        .join("`")
 }
 
 /// Reads and checks the tokens file: `[[token]]` tables with `name`,
@@ -84,7 +104,11 @@ pub fn read_tokens(key: &str, path: &Path) -> Result<Vec<ApiToken>, ConfigError>
         let at = e.span().map(|s| format!(" at byte {}", s.start)).unwrap_or_default();
         err(
             key,
-            format!("{} is not a tokens file{at}: {}", path.display(), e.message()),
+            format!(
+                "{} is not a tokens file{at}: {}",
+                path.display(),
+                without_quoted(e.message())
+            ),
         )
     })?;
     if file.token.is_empty() {
@@ -94,14 +118,21 @@ pub fn read_tokens(key: &str, path: &Path) -> Result<Vec<ApiToken>, ConfigError>
     for (i, raw) in file.token.into_iter().enumerate() {
         let entry = format!("{key} token[{i}]");
         let name = raw.name.trim().to_string();
-        if name.is_empty() {
-            return Err(err(entry, "name is empty"));
-        }
-        let secret = raw.token.trim().to_string();
-        if secret.len() < 16 {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
             return Err(err(
                 entry,
-                format!("the token of {name:?} is shorter than 16 characters"),
+                format!("name {name:?} must be letters, digits, '_', '.' or '-'"),
+            ));
+        }
+        let Some(secret) = raw.token.as_str().map(|t| t.trim().to_string()) else {
+            return Err(err(entry, format!("the token of {name:?} must be a quoted string")));
+        };
+        if secret.len() < MIN_TOKEN_CHARS || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err(
+                entry,
+                format!(
+                    "the token of {name:?} must be at least {MIN_TOKEN_CHARS} visible ASCII characters, without spaces"
+                ),
             ));
         }
         let mut scopes = BTreeSet::new();
