@@ -351,3 +351,53 @@ async fn lagging_load_balancer(logs_only: bool) {
         );
     }
 }
+
+/// The BIP44 account key (m/44'/60'/0') of the "abandon ... about" test
+/// mnemonic, as a wallet exports it; its receive address 0 is the published
+/// 0x9858EfFD232B4033E47d90003D41EC34EcaEda94 (chains/src/account_key.rs).
+const ABANDON_BSC_ACCOUNT_XPUB: &str =
+    "xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_addresses_derived_from_an_account_xpub_each_find_their_order() {
+    let node = Anvil::start().await;
+    let token = node.deploy_token(18).await;
+    let url = node.url();
+    let pw = Paywatch::start(
+        |_| {
+            format!(
+                "[assets.USDT_BSC]\nbackend = \"evm\"\nurl = \"{url}\"\ncontract = \"{token}\"\nmatch = \"address\"\n\
+                 xpub = \"{ABANDON_BSC_ACCOUNT_XPUB}\"\npoll_interval = \"250ms\"\ntimeout = \"2s\"\nretry_max = \"1s\"\n"
+            )
+        },
+        None,
+    )
+    .await;
+    let first = intent(&pw, "10").await;
+    let second = intent(&pw, "10").await;
+    assert_eq!(first["address"], "0x9858EfFD232B4033E47d90003D41EC34EcaEda94");
+    assert_ne!(first["address"], second["address"], "an address of its own per intent");
+    assert_eq!(
+        first["pay_amount"], "10.000000000000000000",
+        "no unique-amount offset needed"
+    );
+    // An exchange withdrawal with its fee deducted still finds its order, by
+    // address: underpaid, not unmatched.
+    let (first_id, second_id) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
+    node.transfer(&token, first["address"].as_str().unwrap(), usdt(9, 0))
+        .await;
+    node.transfer(&token, second["address"].as_str().unwrap(), usdt(10, 0))
+        .await;
+    let detected = pw.wait_event("intent.detected", Some(first_id)).await;
+    assert_eq!(detected["intent"]["received"], "9.000000000000000000");
+    assert!(
+        detected["intent"]["flags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("underpaid")),
+        "{detected}"
+    );
+    pw.wait_event("intent.detected", Some(second_id)).await;
+    let unmatched = pw.get("/v1/transfers?unmatched=true&asset=USDT_BSC").await;
+    assert_eq!(unmatched["transfers"].as_array().map(Vec::len), Some(0), "{unmatched}");
+}

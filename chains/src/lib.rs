@@ -17,8 +17,10 @@
 //! - `xrpl` — XRP: addresses, X-addresses, the `rippled` backend
 //! - `tron` — USDT on Tron: addresses, the `tron-http` backend
 //! - `address` — address validation for every asset, one entry point
+//! - `account_key` — exclusive USDT addresses derived from an account xpub
 //! - `error`, `network`, `secret` — shared small types
 
+pub mod account_key;
 pub mod address;
 mod error;
 pub mod evm;

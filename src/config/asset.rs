@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use paywatch_chains::account_key::AccountKeyDeriver;
 use paywatch_chains::utxo::xpub::XpubDeriver;
 use paywatch_chains::{Network, canonical_address};
 use paywatch_state::amount::parse_amount;
@@ -182,10 +183,10 @@ fn parse_policy(
     let mut policy = AssetPolicy::defaults(asset, addresses);
     policy.match_mode = match_mode;
     if let Some(xpub) = &raw.xpub {
-        if !matches!(asset, Asset::Btc | Asset::Ltc) {
+        if asset == Asset::Xrp {
             return Err(err(
                 k("xpub"),
-                format!("{asset} does not derive addresses from an xpub"),
+                "XRP does not derive addresses from an xpub (use match = \"tag\")",
             ));
         }
         if match_mode != MatchMode::Address {
@@ -194,9 +195,16 @@ fn parse_policy(
                 "xpub needs match = \"address\" (one derived address per intent)",
             ));
         }
-        let deriver = XpubDeriver::parse(asset, network, xpub).map_err(|e| err(k("xpub"), e))?;
+        // BTC/LTC: an account key or descriptor; USDT: the BIP44 account key
+        // of coin type 60 (BSC) or 195 (Tron).
+        let deriver: Arc<dyn AddressDeriver> = match asset {
+            Asset::Btc | Asset::Ltc => {
+                Arc::new(XpubDeriver::parse(asset, network, xpub).map_err(|e| err(k("xpub"), e))?)
+            }
+            _ => Arc::new(AccountKeyDeriver::parse(asset, xpub).map_err(|e| err(k("xpub"), e))?),
+        };
         deriver.derive(0).map_err(|e| err(k("xpub"), e))?;
-        policy.deriver = Some(Deriver(Arc::new(deriver)));
+        policy.deriver = Some(Deriver(deriver));
     }
     if let Some(c) = raw.confirmations {
         if c == 0 || c > 10_000 {

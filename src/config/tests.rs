@@ -284,3 +284,29 @@ fn named_tokens_are_checked_and_exclusive_with_the_single_token() {
     .to_string();
     assert!(both.contains("api.tokens_file"), "{both}");
 }
+
+#[test]
+fn usdt_takes_an_account_xpub_with_match_address_and_xrp_none() {
+    let tron = "xpub6D1AabNHCupeiLM65ZR9UStMhJ1vCpyV4XbZdyhMZBiJXALQtmn9p42VTQckoHVn8WNqS7dqnJokZHAHcHGoaQgmv8D45oNUKx6DZMNZBCd";
+    let c = parse(&format!(
+        "[assets.USDT_TRC20]\nbackend = \"tron-http\"\nurl = \"http://x\"\nmatch = \"address\"\nxpub = \"{tron}\"\n"
+    ))
+    .expect("valid");
+    let deriver = c.assets[0].policy.deriver.as_ref().expect("a deriver");
+    assert_eq!(deriver.0.derive(0).expect("0"), "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH");
+    let amount_mode = parse(&format!(
+        "[assets.USDT_TRC20]\nbackend = \"tron-http\"\nurl = \"http://x\"\naddresses = [\"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t\"]\nxpub = \"{tron}\"\n"
+    ))
+    .expect_err("amount mode")
+    .to_string();
+    assert!(
+        amount_mode.contains("assets.USDT_TRC20.xpub") && amount_mode.contains("match"),
+        "{amount_mode}"
+    );
+    let xrp = parse(&format!(
+        "[assets.XRP]\nbackend = \"rippled\"\nurl = \"http://x\"\nmatch = \"address\"\nxpub = \"{tron}\"\n"
+    ))
+    .expect_err("xrp")
+    .to_string();
+    assert!(xrp.contains("assets.XRP.xpub"), "{xrp}");
+}
