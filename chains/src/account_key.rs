@@ -22,20 +22,31 @@ pub struct AccountKeyDeriver {
 }
 
 impl AccountKeyDeriver {
-    /// An account key (`xpub...` or `tpub...`) for USDT_BSC or USDT_TRC20.
+    /// An account key (`xpub...` or `tpub...`) for USDT_BSC or USDT_TRC20,
+    /// optionally with its key origin (`[fingerprint/44'/60'/0']xpub...`),
+    /// which is then checked against the asset's coin type.
     pub fn parse(asset: Asset, text: &str) -> Result<AccountKeyDeriver, String> {
-        if !matches!(asset, Asset::UsdtBsc | Asset::UsdtTrc20) {
-            return Err(format!("{asset} does not derive account-key addresses"));
-        }
+        let coin = match asset {
+            Asset::UsdtBsc => 60,
+            Asset::UsdtTrc20 => 195,
+            _ => return Err(format!("{asset} does not derive account-key addresses")),
+        };
         let text = text.trim();
-        let key: Xpub = text
+        let key_text = match text.strip_prefix('[') {
+            Some(rest) => {
+                let (origin, key) = rest.split_once(']').ok_or("unclosed key origin '['")?;
+                check_origin(origin, coin)?;
+                key
+            }
+            None => text,
+        };
+        let key: Xpub = key_text
             .parse()
             .map_err(|e| format!("not an extended public key (xpub...): {e}"))?;
-        if key.depth != 3 {
+        if key.depth != 3 || !key.child_number.is_hardened() {
             return Err(format!(
-                "the key is at depth {}, not an account key (m/44'/{}'/0', depth 3): export the account's xpub",
-                key.depth,
-                if asset == Asset::UsdtBsc { 60 } else { 195 }
+                "the key is at depth {}, not an account key (m/44'/{coin}'/N', depth 3, hardened): export the account's xpub",
+                key.depth
             ));
         }
         Ok(AccountKeyDeriver {
@@ -58,6 +69,30 @@ impl AccountKeyDeriver {
         let mut account = [0u8; 20];
         account.copy_from_slice(&hash[12..]);
         Ok(account)
+    }
+}
+
+/// A key origin `fingerprint/44'/COIN'/N'` must be a BIP44 account of
+/// `coin` (a Bitcoin or BSC key given for Tron derives addresses no Tron
+/// wallet shows).
+fn check_origin(origin: &str, coin: u32) -> Result<(), String> {
+    let steps: Vec<&str> = origin.split('/').skip(1).collect();
+    let hardened = |step: &str| {
+        step.strip_suffix('\'')
+            .or_else(|| step.strip_suffix('h'))
+            .map(str::to_string)
+    };
+    match steps.as_slice() {
+        [purpose, coin_type, account]
+            if hardened(purpose).as_deref() == Some("44")
+                && hardened(coin_type).as_deref() == Some(coin.to_string().as_str())
+                && hardened(account).is_some_and(|a| a.parse::<u32>().is_ok()) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "the key origin [{origin}] is not a BIP44 account of coin type {coin} (44'/{coin}'/N')"
+        )),
     }
 }
 
@@ -115,6 +150,20 @@ mod tests {
 
     const ABANDON_BSC_ACCOUNT_XPUB: &str = "xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt";
     const ABANDON_TRON_ACCOUNT_XPUB: &str = "xpub6D1AabNHCupeiLM65ZR9UStMhJ1vCpyV4XbZdyhMZBiJXALQtmn9p42VTQckoHVn8WNqS7dqnJokZHAHcHGoaQgmv8D45oNUKx6DZMNZBCd";
+
+    #[test]
+    fn a_key_origin_must_name_the_assets_coin_type() {
+        let bsc = format!("[d90c6a4f/44'/60'/0']{}", account_xpub("m/44'/60'/0'"));
+        let parsed = AccountKeyDeriver::parse(Asset::UsdtBsc, &bsc).expect("bsc with its origin");
+        assert_eq!(
+            parsed.derive(0).expect("0"),
+            "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
+        );
+        let refused = AccountKeyDeriver::parse(Asset::UsdtTrc20, &bsc)
+            .err()
+            .expect("a BSC key for Tron");
+        assert!(refused.contains("coin type 195"), "{refused}");
+    }
 
     #[test]
     fn only_account_keys_of_usdt_assets() {

@@ -404,7 +404,8 @@ fn key_free(tx: &Tx<'_>, key: &str, now: DateTime<Utc>) -> Result<bool, StoreErr
 
 /// Hands out the next derived address. The index counter moves in the same
 /// transaction as the intent, so no address is ever handed out twice; one
-/// already holding a key (given explicitly to an earlier intent) is skipped.
+/// paywatch already watches (configured, given explicitly, or derived
+/// before) is skipped.
 fn derive_fresh(
     tx: &mut Tx<'_>,
     asset: Asset,
@@ -418,6 +419,13 @@ fn derive_fresh(
         let index32 = u32::try_from(index).map_err(|_| CreateError::NoFreeAddress(asset))?;
         tx.set_meta(&counter, index + 1)?;
         let address = deriver.0.derive(index32).map_err(CreateError::NotAllowed)?;
+        // An address paywatch ever watched is not fresh: a configured shared
+        // address (which the account's first derived address often is), one
+        // given explicitly, or one derived under another numbering. Handing
+        // it out would route other payments to it to this intent.
+        if tx.has(WATCHED, &format!("{}/{address}", asset.code()))? {
+            continue;
+        }
         let key = match_key(asset, MatchMode::Address, &address, None, amount).unwrap_or_default();
         if tx.get_str(MATCH_KEYS, &key)?.is_none() && key_free(tx, &key, now)? {
             return Ok((address, None, amount));

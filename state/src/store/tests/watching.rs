@@ -334,3 +334,18 @@ fn a_pool_address_still_reserved_when_first_queued_is_queued_again_not_lost() {
     let free_at_ms = (ended + before.late_window).timestamp_millis() as u64;
     assert_eq!(queued(&store), [(free_at_ms, "P0".to_string())]);
 }
+
+#[test]
+fn a_derived_address_already_watched_is_skipped() {
+    // D0 was the shared address of `amount` mode before the switch to
+    // derived addresses: handing it out would route its payments here.
+    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec![]);
+    policy.match_mode = MatchMode::Address;
+    policy.deriver = Some(crate::Deriver(std::sync::Arc::new(FakeDeriver)));
+    let (_dir, store, _chain) = setup(&policy);
+    store
+        .watch_addresses(crate::Asset::UsdtTrc20, &["D0".to_string()])
+        .unwrap();
+    let first = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "1"), t(1)));
+    assert_eq!(first.address, "D1");
+}
