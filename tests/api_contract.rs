@@ -14,6 +14,39 @@ use common::rippled::{FakeRippled, MERCHANT};
 use serde_json::Value;
 
 const TOKEN: &str = "contract-test-token";
+
+/// The daemon run in-process on a loopback port, with `PAYWATCH_API_TOKEN`
+/// set to `TOKEN`.
+struct InProcess {
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcess {
+    async fn start(config: &str) -> InProcess {
+        let config = paywatch::Config::parse(config, |var| (var == "PAYWATCH_API_TOKEN").then(|| TOKEN.to_string()))
+            .expect("a valid config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(paywatch::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        InProcess { base, stop, task }
+    }
+
+    /// Stops it through its shutdown future: it returns Ok, its tasks and
+    /// the intent writer joined.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the daemon stops on its shutdown future")
+            .expect("the daemon task");
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+}
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,14 +58,8 @@ async fn every_route_is_documented_and_every_documented_route_answers() {
         dir.path().join("state"),
         rippled.url
     );
-    let config = paywatch::Config::parse(&text, |var| (var == "PAYWATCH_API_TOKEN").then(|| TOKEN.to_string()))
-        .expect("a valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(paywatch::run(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let daemon = InProcess::start(&text).await;
+    let base = daemon.base.clone();
 
     let http = reqwest::Client::new();
     let spec: Value = common::wait_for("the OpenAPI document", Duration::from_secs(20), || async {
@@ -128,12 +155,7 @@ async fn every_route_is_documented_and_every_documented_route_answers() {
         assert_eq!(public, !needs_token, "{method} {path}: documented security");
     }
 
-    stop.send(()).unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(20), daemon)
-        .await
-        .expect("the daemon stops on its shutdown future")
-        .expect("the daemon task");
-    assert!(outcome.is_ok(), "{outcome:?}");
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,14 +177,8 @@ async fn named_tokens_get_what_their_scopes_allow() {
         rippled.url
     );
     // The single-token variable is not a way in once named tokens are set.
-    let config = paywatch::Config::parse(&text, |var| (var == "PAYWATCH_API_TOKEN").then(|| TOKEN.to_string()))
-        .expect("a valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(paywatch::run(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let daemon = InProcess::start(&text).await;
+    let base = daemon.base.clone();
     let http = reqwest::Client::new();
     let call = |method: &str, path: &str, token: &str, body: Value| {
         let request = http
@@ -219,10 +235,5 @@ async fn named_tokens_get_what_their_scopes_allow() {
         assert_eq!(status, 401, "{refused}");
     }
 
-    stop.send(()).unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(20), daemon)
-        .await
-        .expect("the daemon stops")
-        .expect("the daemon task");
-    assert!(outcome.is_ok(), "{outcome:?}");
+    daemon.stop().await;
 }
