@@ -307,7 +307,7 @@ pub fn status_error<T>(url: &str, status: u16) -> Verdict<T> {
         url: redact_url(url),
         status,
     };
-    if status == 429 || status >= 500 {
+    if status >= 500 {
         Verdict::TryNext(e)
     } else {
         Verdict::Fail(e)

@@ -167,13 +167,19 @@ impl Engine {
             .map_err(|_| CreateError::Failed("the intent writer has stopped".into()))?
     }
 
+    /// Cancels an intent. The commit and the wake-up of feed readers and
+    /// webhooks happen together on a blocking thread, so a client that hangs
+    /// up mid-request cannot leave a committed cancel unannounced.
     pub async fn cancel_intent(self: &Arc<Self>, id: String) -> anyhow::Result<CancelOutcome> {
         let engine = self.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || engine.store.cancel_intent(&id, engine.clock.now())).await??;
-        if let CancelOutcome::Cancelled(_, events) = &outcome {
-            self.publish(events);
-        }
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = engine.store.cancel_intent(&id, engine.clock.now())?;
+            if let CancelOutcome::Cancelled(_, events) = &outcome {
+                engine.publish(events);
+            }
+            anyhow::Ok(outcome)
+        })
+        .await??;
         Ok(outcome)
     }
 

@@ -272,11 +272,10 @@ impl ChainSource for RippledSource {
                     "the server holds ledgers {complete:?}, not all of {from}-{to}; waiting for a server with that history"
                 )));
             }
-            let watched: HashSet<String> = req.watch.addresses.iter().cloned().collect();
             let mut seen = HashSet::new();
             for account in &req.watch.addresses {
                 for entry in self.account_tx(account, from, to).await? {
-                    if let Some(obs) = payment_observation(&entry, &watched)
+                    if let Some(obs) = payment_observation(&entry, &req.watch.addresses)
                         && obs.block.as_ref().is_some_and(|b| (from..=to).contains(&b.height))
                         && seen.insert(obs.txid.clone())
                     {
