@@ -18,6 +18,10 @@ pub struct Metrics {
     pub poll_errors: IntCounterVec,
     /// Refreshed from the store at scrape time.
     pub intents: IntGaugeVec,
+    /// Deposit accounts by status; refreshed from the store at scrape time.
+    pub accounts: IntGaugeVec,
+    /// Deposits recorded to accounts; refreshed from the store at scrape time.
+    pub deposits: IntGaugeVec,
     pub transitions: IntCounterVec,
     pub transfers: IntCounterVec,
     pub detection_to_confirmation: HistogramVec,
@@ -76,6 +80,11 @@ impl Metrics {
                 &["asset", "kind"],
             )?,
             intents: IntGaugeVec::new(opts("intents", "Intents by status."), &["asset", "status"])?,
+            accounts: IntGaugeVec::new(opts("accounts", "Deposit accounts by status."), &["asset", "status"])?,
+            deposits: IntGaugeVec::new(
+                opts("deposits", "Deposits recorded to accounts, reverted ones included."),
+                &["asset"],
+            )?,
             transitions: IntCounterVec::new(
                 opts("transitions_total", "Events emitted, by type."),
                 &["asset", "type"],
@@ -159,6 +168,8 @@ impl Metrics {
         r.register(Box::new(m.poll_duration.clone()))?;
         r.register(Box::new(m.poll_errors.clone()))?;
         r.register(Box::new(m.intents.clone()))?;
+        r.register(Box::new(m.accounts.clone()))?;
+        r.register(Box::new(m.deposits.clone()))?;
         r.register(Box::new(m.transitions.clone()))?;
         r.register(Box::new(m.transfers.clone()))?;
         r.register(Box::new(m.detection_to_confirmation.clone()))?;

@@ -230,6 +230,40 @@ async fn named_tokens_get_what_their_scopes_allow() {
     assert_eq!(status, 403, "redelivering is a manual action");
     let (status, body) = call("POST", &format!("/v1/events/{event}/redeliver"), operator, Value::Null).await;
     assert!(status != 401 && status != 403, "{status} {body}");
+    // Accounts are created and closed with `write`; assignments and
+    // resolutions are manual actions, recorded under the token's name.
+    let customer = serde_json::json!({"asset": "XRP", "external_id": "customer-7"});
+    let (status, body) = call("POST", "/v1/accounts", dashboard, customer.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    let (status, account) = call("POST", "/v1/accounts", shop, customer).await;
+    assert_eq!(status, 201, "{account}");
+    let account_id = account["id"].as_str().unwrap();
+    let (status, _) = call(
+        "POST",
+        &format!("/v1/accounts/{account_id}/close"),
+        operator,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 403, "closing an account is not a manual action");
+    let (status, _) = call("GET", &format!("/v1/accounts/{account_id}"), dashboard, Value::Null).await;
+    assert_eq!(status, 200);
+    let (_, open) = call("POST", "/v1/intents", shop, order.clone()).await;
+    let open_id = open["id"].as_str().unwrap();
+    let resolve = format!("/v1/intents/{open_id}/resolve");
+    let decision = serde_json::json!({"status": "expired", "reason": "customer cancelled by phone"});
+    let (status, _) = call("POST", &resolve, shop, decision.clone()).await;
+    assert_eq!(status, 403, "resolving is a manual action");
+    let (status, _) = call("POST", "/v1/transfers/XRP:AB:0/assign", shop, decision.clone()).await;
+    assert_eq!(status, 403, "assigning is a manual action");
+    let (status, resolved) = call("POST", &resolve, operator, decision).await;
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(resolved["audit"]["actor"], "operator");
+    let (status, audit) = call("GET", "/v1/audit", dashboard, Value::Null).await;
+    assert_eq!((status, audit["audit"][0]["actor"].as_str()), (200, Some("operator")));
     for refused in [TOKEN, "not-a-token-at-all-000000"] {
         let (status, _) = call("GET", "/v1/status", refused, Value::Null).await;
         assert_eq!(status, 401, "{refused}");

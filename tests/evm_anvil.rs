@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::anvil::{Anvil, usdt};
+use common::anvil::{ABANDON_BSC_ACCOUNT_XPUB, Anvil, usdt};
 use common::paywatch::Paywatch;
 use common::rpc_proxy::RpcProxy;
 use common::{types_for, wait_for};
@@ -351,12 +351,6 @@ async fn lagging_load_balancer(logs_only: bool) {
         );
     }
 }
-
-/// The BIP44 account key (m/44'/60'/0') of the "abandon ... about" test
-/// mnemonic, as a wallet exports it; its receive address 0 is the published
-/// 0x9858EfFD232B4033E47d90003D41EC34EcaEda94 (chains/src/account_key.rs).
-const ABANDON_BSC_ACCOUNT_XPUB: &str =
-    "xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exclusive_addresses_derived_from_an_account_xpub_each_find_their_order() {

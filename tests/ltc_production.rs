@@ -36,6 +36,10 @@ async fn an_intent_whose_client_hung_up_is_watched_all_the_same() {
             .await
             .unwrap();
         socket.write_all(request.as_bytes()).await.unwrap();
+        // Hung up at once, or after the daemon may have read the request:
+        // on a loaded machine a reset at once can beat the read (nothing
+        // committed), so later hang-ups make sure some commits lose their client.
+        tokio::time::sleep(Duration::from_millis([0, 1, 2, 5, 10, 25][n])).await;
         socket.set_zero_linger().unwrap();
         drop(socket);
         // It retries with the same external_id and gets the intent.

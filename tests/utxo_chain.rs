@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::litecoind::Litecoind;
+use common::litecoind::{Litecoind, TPUB};
 use common::paywatch::{Paywatch, start_ltc};
 use common::proxy::Proxy;
 use common::rpc_proxy::RpcProxy;
@@ -214,9 +214,6 @@ async fn coinbase_payments_confirm_only_after_100_blocks() {
     node.mine(1).await;
     pw.wait_event("intent.confirmed", Some(id)).await;
 }
-
-const TPUB: &str =
-    "tpubDDPRy5xWxJTuVmsh7YRzK8o2EdMWgn4t41fTLxXRgyRN7EKvN2L8BKCFC1gUfPu8Xp6rr667Yc26zrXsiBZsgBc8dQiYnhPNk2Q7CsBrer5";
 
 async fn core_derive(node: &Litecoind, descriptor: &str, count: u32) -> Vec<String> {
     let info = node.rpc("getdescriptorinfo", json!([descriptor])).await;

@@ -23,9 +23,13 @@ pub struct Caller {
 /// Routes that change state, with the scope each needs. A route that
 /// changes state and is not listed here is refused to every token (fail
 /// closed): a new route gets its scope here or it does not answer.
-const CHANGES: [(&str, Scope); 3] = [
+const CHANGES: [(&str, Scope); 7] = [
     ("/v1/intents", Scope::Write),
     ("/v1/intents/{id}/cancel", Scope::Write),
+    ("/v1/accounts", Scope::Write),
+    ("/v1/accounts/{id}/close", Scope::Write),
+    ("/v1/intents/{id}/resolve", Scope::Manual),
+    ("/v1/transfers/{id}/assign", Scope::Manual),
     ("/v1/events/{id}/redeliver", Scope::Manual),
 ];
 
@@ -125,6 +129,15 @@ mod tests {
         );
         assert_eq!(
             required_scope(&Method::POST, "/v1/events/{id}/redeliver"),
+            Some(Scope::Manual)
+        );
+        assert_eq!(required_scope(&Method::POST, "/v1/accounts"), Some(Scope::Write));
+        assert_eq!(
+            required_scope(&Method::POST, "/v1/transfers/{id}/assign"),
+            Some(Scope::Manual)
+        );
+        assert_eq!(
+            required_scope(&Method::POST, "/v1/intents/{id}/resolve"),
             Some(Scope::Manual)
         );
         assert_eq!(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use paywatch_state::store::TransferFilter;
@@ -47,9 +47,14 @@ pub async fn events(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Api
 }
 
 /// Transfers newest first; `unmatched=true` lists unmatched and late ones.
-pub async fn transfers(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> ApiResult {
+pub async fn transfers(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
     let pairs = query_pairs(raw.as_deref());
-    only_params(&pairs, &["unmatched", "asset", "limit", "after"])?;
+    only_params(
+        &pairs,
+        &["unmatched", "asset", "limit", "after", "format", "from", "to"],
+    )?;
+    let csv = super::export::wants_csv(&headers, &pairs)?;
+    let range = super::export::date_range(&pairs, csv)?;
     let unmatched = match param(&pairs, "unmatched") {
         None | Some("") | Some("false") => false,
         Some("true") => true,
@@ -60,6 +65,17 @@ pub async fn transfers(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> 
             ));
         }
     };
+    if csv {
+        for name in ["limit", "after"] {
+            if param(&pairs, name).is_some_and(|v| !v.is_empty()) {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("{name} does not apply to the CSV export (it streams every row from..to)"),
+                ));
+            }
+        }
+        return super::export::transfers(&app, range, super::asset_param(&app, &pairs)?, unmatched);
+    }
     let before = match param(&pairs, "after") {
         None | Some("") => None,
         Some(_) => Some(int_param(&pairs, "after", 0, 0, u64::MAX)?),

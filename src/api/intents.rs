@@ -62,7 +62,7 @@ pub async fn create(
     }
 }
 
-fn create_error(e: CreateError) -> ApiError {
+pub fn create_error(e: CreateError) -> ApiError {
     let message = e.to_string();
     match e {
         CreateError::ExternalIdConflict(_) => ApiError::new(StatusCode::CONFLICT, "external_id_conflict", message),
@@ -107,17 +107,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::By
 
 /// Validates a create request body field by field.
 pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<NewIntent, ApiError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}")))?;
-    let Value::Object(obj) = value else {
-        return Err(ApiError::bad_request("invalid_request", "body must be a JSON object"));
-    };
-    if let Some(unknown) = obj.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(
-            "unknown_field",
-            format!("unknown field {unknown:?}; allowed: {}", CREATE_FIELDS.join(", ")),
-        ));
-    }
+    let obj = super::json_object(bytes, &CREATE_FIELDS)?;
     let asset = match obj.get("asset") {
         Some(Value::String(code)) => code
             .parse::<Asset>()
@@ -165,25 +155,7 @@ pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<
             ));
         }
     };
-    let metadata = match obj.get("metadata") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(Value::Object(m)) => {
-            let v = Value::Object(m.clone());
-            if serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(usize::MAX) > MAX_METADATA_BYTES {
-                return Err(ApiError::bad_request(
-                    "invalid_metadata",
-                    format!("metadata is limited to {MAX_METADATA_BYTES} bytes of JSON"),
-                ));
-            }
-            v
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_metadata",
-                "metadata must be a JSON object",
-            ));
-        }
-    };
+    let metadata = parse_metadata(&obj)?;
     let expires_in = optional_int(&obj, "expires_in", "invalid_expires_in", 1, MAX_EXPIRES_IN_SECONDS)?;
     let confirmations =
         optional_int(&obj, "confirmations", "invalid_confirmations", 1, MAX_CONFIRMATIONS)?.map(|c| c as u32);
@@ -225,6 +197,27 @@ pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<
     })
 }
 
+/// The optional `metadata` object of a create request.
+pub fn parse_metadata(obj: &Map<String, Value>) -> Result<Value, ApiError> {
+    match obj.get("metadata") {
+        None | Some(Value::Null) => Ok(Value::Object(Map::new())),
+        Some(Value::Object(m)) => {
+            let v = Value::Object(m.clone());
+            if serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(usize::MAX) > MAX_METADATA_BYTES {
+                return Err(ApiError::bad_request(
+                    "invalid_metadata",
+                    format!("metadata is limited to {MAX_METADATA_BYTES} bytes of JSON"),
+                ));
+            }
+            Ok(v)
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_metadata",
+            "metadata must be a JSON object",
+        )),
+    }
+}
+
 fn optional_int(
     obj: &Map<String, Value>,
     field: &str,
@@ -248,7 +241,7 @@ fn optional_int(
     }
 }
 
-fn intent_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub fn intent_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(id) = path.map_err(|_| ApiError::bad_request("invalid_id", "malformed intent id"))?;
     if !id.starts_with("pi_") || id.len() > 64 {
         return Err(ApiError::new(
@@ -294,9 +287,23 @@ pub async fn cancel(
     }
 }
 
-pub async fn list(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> ApiResult {
+pub async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
     let pairs = query_pairs(raw.as_deref());
-    only_params(&pairs, &["status", "asset", "external_id", "limit", "after"])?;
+    only_params(
+        &pairs,
+        &[
+            "status",
+            "asset",
+            "external_id",
+            "limit",
+            "after",
+            "format",
+            "from",
+            "to",
+        ],
+    )?;
+    let csv = super::export::wants_csv(&headers, &pairs)?;
+    let range = super::export::date_range(&pairs, csv)?;
     let status = match param(&pairs, "status") {
         None | Some("") => None,
         Some(s) => Some(IntentStatus::parse(s).ok_or_else(|| {
@@ -306,6 +313,17 @@ pub async fn list(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> ApiRe
             )
         })?),
     };
+    if csv {
+        for name in ["external_id", "limit", "after"] {
+            if param(&pairs, name).is_some_and(|v| !v.is_empty()) {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("{name} does not apply to the CSV export (it streams every row from..to)"),
+                ));
+            }
+        }
+        return super::export::intents(&app, range, super::asset_param(&app, &pairs)?, status);
+    }
     let filter = IntentFilter {
         status,
         asset: super::asset_param(&app, &pairs)?,

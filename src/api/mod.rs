@@ -4,9 +4,12 @@
 //! `run(listener, app, shutdown)` takes its listener and shutdown future as
 //! parameters, so tests bind port 0 and share the production path.
 
+mod accounts;
 mod auth;
+mod export;
 mod feed;
 mod intents;
+mod manual;
 mod status;
 
 pub use auth::{Caller, required_scope};
@@ -96,7 +99,14 @@ pub fn routes() -> Vec<(&'static str, bool, MethodRouter<Arc<App>>)> {
         ("/v1/intents", true, post(intents::create).get(intents::list)),
         ("/v1/intents/{id}", true, get(intents::show)),
         ("/v1/intents/{id}/cancel", true, post(intents::cancel)),
+        ("/v1/intents/{id}/resolve", true, post(manual::resolve)),
+        ("/v1/accounts", true, post(accounts::create).get(accounts::find)),
+        ("/v1/accounts/{id}", true, get(accounts::show)),
+        ("/v1/accounts/{id}/transfers", true, get(accounts::transfers)),
+        ("/v1/accounts/{id}/close", true, post(accounts::close)),
         ("/v1/transfers", true, get(feed::transfers)),
+        ("/v1/transfers/{id}/assign", true, post(manual::assign)),
+        ("/v1/audit", true, get(manual::audit)),
         ("/v1/events", true, get(feed::events)),
         ("/v1/events/{id}", true, get(feed::event)),
         ("/v1/events/{id}/deliveries", true, get(feed::deliveries)),
@@ -159,6 +169,22 @@ pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .into_owned()
         .collect()
+}
+
+/// A JSON object body with only the `allowed` fields.
+pub fn json_object(bytes: &[u8], allowed: &[&str]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}")))?;
+    let serde_json::Value::Object(obj) = value else {
+        return Err(ApiError::bad_request("invalid_request", "body must be a JSON object"));
+    };
+    if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(
+            "unknown_field",
+            format!("unknown field {unknown:?}; allowed: {}", allowed.join(", ")),
+        ));
+    }
+    Ok(obj)
 }
 
 /// Rejects any query parameter not in `allowed`.

@@ -42,6 +42,14 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
     for (_, status, n) in engine.store.intent_counts().map_err(ApiError::internal)? {
         *intents.entry(status.as_str()).or_default() += n;
     }
+    let mut accounts = json!({"open": 0u64, "closed": 0u64, "deposits": 0u64});
+    for (asset, status, n) in engine.store.account_counts().map_err(ApiError::internal)? {
+        if engine.policy(asset).is_none() && n == 0 {
+            continue;
+        }
+        let field = status.map(|s| s.as_str()).unwrap_or("deposits");
+        accounts[field] = json!(accounts[field].as_u64().unwrap_or(0) + n);
+    }
     let webhooks = engine.store.outbox_stats().map_err(ApiError::internal)?;
     let uptime = (engine.clock.now() - engine.started_at).num_seconds().max(0);
     Ok(Json(json!({
@@ -49,6 +57,7 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
         "uptime_seconds": uptime,
         "assets": Value::Object(assets),
         "intents": intents,
+        "accounts": accounts,
         "webhooks": {"backlog": webhooks.backlog, "failed": webhooks.failed},
     }))
     .into_response())
@@ -61,6 +70,18 @@ pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
         m.intents
             .with_label_values(&[asset.code(), status.as_str()])
             .set(n as i64);
+    }
+    for (asset, status, n) in engine.store.account_counts().map_err(ApiError::internal)? {
+        if engine.policy(asset).is_none() {
+            continue;
+        }
+        match status {
+            Some(status) => m
+                .accounts
+                .with_label_values(&[asset.code(), status.as_str()])
+                .set(n as i64),
+            None => m.deposits.with_label_values(&[asset.code()]).set(n as i64),
+        }
     }
     if let Ok(stats) = engine.store.outbox_stats() {
         m.webhook_backlog.set(stats.backlog as i64);

@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 use paywatch_chains::WatchSet;
 use paywatch_chains::watch::next_watch_version;
 use paywatch_state::{
-    Asset, AssetPolicy, CancelOutcome, CreateError, CreateOutcome, Event, EventType, NewIntent, Store,
+    AccountOutcome, Asset, AssetPolicy, CancelOutcome, CloseOutcome, CreateError, CreateOutcome, Created, Event,
+    EventType, IntentStatus, ManualAction, ManualOutcome, NewAccount, NewIntent, NewRecord, Refusal, Store,
+    TransferKey,
 };
 use tokio::sync::{Notify, watch};
 
@@ -156,6 +158,22 @@ impl Engine {
     /// (group commit, see `spawn_create_writer`); each answer comes only
     /// after the commit that holds it.
     pub async fn create_intent(self: &Arc<Self>, req: NewIntent) -> Result<CreateOutcome, CreateError> {
+        match self.create(NewRecord::Intent(req)).await? {
+            Created::Intent(outcome) => Ok(outcome),
+            Created::Account(_) => Err(CreateError::Failed("the writer answered with an account".into())),
+        }
+    }
+
+    /// Creates a deposit account durably, through the same writer (and
+    /// fences) as intents: its address is watched by the same commit.
+    pub async fn create_account(self: &Arc<Self>, req: NewAccount) -> Result<AccountOutcome, CreateError> {
+        match self.create(NewRecord::Account(req)).await? {
+            Created::Account(outcome) => Ok(outcome),
+            Created::Intent(_) => Err(CreateError::Failed("the writer answered with an intent".into())),
+        }
+    }
+
+    async fn create(self: &Arc<Self>, req: NewRecord) -> Result<Created, CreateError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         if !self.writer.send(CreateJob { req, reply }) {
             return Err(CreateError::Failed("the intent writer has stopped".into()));
@@ -165,6 +183,71 @@ impl Engine {
         answer
             .await
             .map_err(|_| CreateError::Failed("the intent writer has stopped".into()))?
+    }
+
+    /// Closes a deposit account (committed and announced on a blocking
+    /// thread, as `cancel_intent`).
+    pub async fn close_account(self: &Arc<Self>, id: String) -> anyhow::Result<CloseOutcome> {
+        let engine = self.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = engine.store.close_account(&id, engine.clock.now())?;
+            if let CloseOutcome::Closed(_, events) = &outcome {
+                engine.publish(events);
+            }
+            anyhow::Ok(outcome)
+        })
+        .await??;
+        Ok(outcome)
+    }
+
+    /// Assigns an unmatched or late transfer to an intent by hand.
+    pub async fn assign_transfer(
+        self: &Arc<Self>,
+        key: TransferKey,
+        intent_id: String,
+        action: ManualAction,
+    ) -> anyhow::Result<Result<ManualOutcome, Refusal>> {
+        let engine = self.clone();
+        self.manual(move || {
+            engine
+                .store
+                .assign_transfer(&key, &intent_id, &action, engine.clock.now())
+        })
+        .await
+    }
+
+    /// Settles an intent by hand.
+    pub async fn resolve_intent(
+        self: &Arc<Self>,
+        intent_id: String,
+        status: IntentStatus,
+        action: ManualAction,
+    ) -> anyhow::Result<Result<ManualOutcome, Refusal>> {
+        let engine = self.clone();
+        self.manual(move || {
+            engine
+                .store
+                .resolve_intent(&intent_id, status, &action, engine.clock.now())
+        })
+        .await
+    }
+
+    /// Runs a manual action's write and announces its events on a blocking
+    /// thread: a client that hangs up cannot leave it unannounced.
+    async fn manual(
+        self: &Arc<Self>,
+        write: impl FnOnce() -> Result<Result<ManualOutcome, Refusal>, paywatch_state::StoreError> + Send + 'static,
+    ) -> anyhow::Result<Result<ManualOutcome, Refusal>> {
+        let engine = self.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = write()?;
+            if let Ok(done) = &outcome {
+                engine.publish(&done.events);
+            }
+            anyhow::Ok(outcome)
+        })
+        .await??;
+        Ok(outcome)
     }
 
     /// Cancels an intent. The commit and the wake-up of feed readers and

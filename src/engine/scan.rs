@@ -77,7 +77,7 @@ impl Engine {
         let m = &self.metrics;
         m.transfers
             .with_label_values(&[code, "true"])
-            .inc_by(applied.matched_transfers);
+            .inc_by(applied.matched_transfers + applied.deposits);
         m.transfers
             .with_label_values(&[code, "false"])
             .inc_by(applied.unmatched_transfers);

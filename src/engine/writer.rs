@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use paywatch_state::{Asset, AssetPolicy, CreateError, CreateOutcome, NewIntent, Store};
+use paywatch_state::{Asset, AssetPolicy, CreateError, Created, NewRecord, Store};
 
 use crate::clock::Clock;
 
@@ -52,10 +52,10 @@ impl Writer {
 /// between (see `Engine::fence_creates`).
 pub(super) type Fences = Arc<HashMap<Asset, Arc<tokio::sync::Mutex<()>>>>;
 
-/// One create request waiting for the writer.
+/// One create request (an intent or a deposit account) waiting for the writer.
 pub(super) struct CreateJob {
-    pub(super) req: NewIntent,
-    pub(super) reply: tokio::sync::oneshot::Sender<Result<CreateOutcome, CreateError>>,
+    pub(super) req: NewRecord,
+    pub(super) reply: tokio::sync::oneshot::Sender<Result<Created, CreateError>>,
 }
 
 /// Most creates one group commit carries.
@@ -105,7 +105,7 @@ pub(super) fn spawn_create_writer(
                     }
                 }
                 // Fences free now, taken in a fixed order; the rest wait.
-                let mut assets: Vec<Asset> = group.iter().map(|j| j.req.asset).collect();
+                let mut assets: Vec<Asset> = group.iter().map(|j| j.req.asset()).collect();
                 assets.sort();
                 assets.dedup();
                 let mut held = Vec::new();
@@ -125,11 +125,11 @@ pub(super) fn spawn_create_writer(
                 let mut batch = Vec::with_capacity(group.len());
                 let mut replies = Vec::with_capacity(group.len());
                 for job in group {
-                    if !open.contains(&job.req.asset) {
+                    if !open.contains(&job.req.asset()) {
                         parked.push(job);
                         continue;
                     }
-                    match policies.get(&job.req.asset) {
+                    match policies.get(&job.req.asset()) {
                         Some(policy) => {
                             batch.push((policy, job.req));
                             replies.push(job.reply);
@@ -137,7 +137,7 @@ pub(super) fn spawn_create_writer(
                         None => {
                             let _ = job.reply.send(Err(CreateError::NotAllowed(format!(
                                 "{} is not configured",
-                                job.req.asset
+                                job.req.asset()
                             ))));
                         }
                     }
@@ -145,7 +145,7 @@ pub(super) fn spawn_create_writer(
                 if batch.is_empty() {
                     continue;
                 }
-                let result = store.create_intents(batch, clock.now());
+                let result = store.create_batch(batch, clock.now());
                 drop(held);
                 match result {
                     Ok(answers) => {

@@ -16,12 +16,23 @@ pub fn new_id(prefix: &str, now: DateTime<Utc>) -> String {
     for (i, b) in random.iter().enumerate() {
         value |= u128::from(*b) << (8 * (9 - i));
     }
+    encode(prefix, value)
+}
+
+fn encode(prefix: &str, value: u128) -> String {
     let mut out = String::with_capacity(prefix.len() + 26);
     out.push_str(prefix);
     for i in (0..26).rev() {
         out.push(ALPHABET[((value >> (5 * i)) & 31) as usize] as char);
     }
     out
+}
+
+/// The smallest id `new_id` can make at `at` (and later): ids made before
+/// `at` sort below it, so a time range is an id range.
+pub fn id_floor(prefix: &str, at: DateTime<Utc>) -> String {
+    let millis = u128::try_from(at.timestamp_millis().max(0)).unwrap_or(0);
+    encode(prefix, millis << 80)
 }
 
 /// A uniformly random u32, for destination tags (unpredictable, per the XRPL
@@ -45,6 +56,8 @@ mod tests {
         assert!(a < b);
         assert_eq!(a.len(), 29);
         assert!(a.starts_with("pi_"));
+        assert!(id_floor("pi_", t) <= a && a < id_floor("pi_", t + chrono::Duration::milliseconds(1)));
+        assert!(b >= id_floor("pi_", t + chrono::Duration::milliseconds(1)));
         let many: std::collections::HashSet<String> = (0..10_000).map(|_| new_id("pi_", t)).collect();
         assert_eq!(many.len(), 10_000);
     }

@@ -27,11 +27,13 @@ pub mod uri;
 
 pub use asset::{Asset, MatchMode, UnknownAsset};
 pub use model::{
-    BlockRef, ChainState, ChainTip, Event, EventType, Flag, Intent, IntentStatus, IntentView, PaymentView, Transfer,
-    TransferKey, TransferStatus, TransferView,
+    Account, AccountStatus, AccountView, AuditAction, AuditRecord, BlockRef, ChainState, ChainTip, Event, EventType,
+    Flag, Intent, IntentStatus, IntentView, PaymentView, Resolution, Transfer, TransferKey, TransferStatus,
+    TransferView,
 };
 pub use scan::{AddressDeriver, AssetPolicy, Deriver, MempoolView, Observation, ScanUpdate};
 pub use store::{
-    Applied, BLOCKS_KEPT, CancelOutcome, CreateError, CreateOutcome, DeliveryAttempt, IntentFilter, NewIntent,
-    OutboxEntry, OutboxStats, Store, StoreError, TransferFilter,
+    AccountOutcome, Applied, BLOCKS_KEPT, CancelOutcome, CloseOutcome, CreateError, CreateOutcome, Created,
+    DeliveryAttempt, IntentFilter, ManualAction, ManualOutcome, NewAccount, NewIntent, NewRecord, OutboxEntry,
+    OutboxStats, Refusal, Store, StoreError, TransferFilter,
 };

@@ -6,23 +6,39 @@ use crate::amount::{at_asset_scale, trimmed};
 use crate::{Asset, AssetPolicy};
 
 pub fn payment_uri(policy: &AssetPolicy, address: &str, tag: Option<u32>, amount: Decimal) -> String {
-    let amount_text = trimmed(amount);
+    uri(policy, address, tag, Some(amount))
+}
+
+/// The URI of a deposit target: any amount, so none is named.
+pub fn deposit_uri(policy: &AssetPolicy, address: &str, tag: Option<u32>) -> String {
+    uri(policy, address, tag, None)
+}
+
+fn uri(policy: &AssetPolicy, address: &str, tag: Option<u32>, amount: Option<Decimal>) -> String {
+    let amount_text = amount.map(trimmed);
+    let with_amount = |base: String, first: char| match &amount_text {
+        Some(a) => format!("{base}{first}amount={a}"),
+        None => base,
+    };
     match policy.asset {
-        Asset::Btc => format!("bitcoin:{address}?amount={amount_text}"),
-        Asset::Ltc => format!("litecoin:{address}?amount={amount_text}"),
+        Asset::Btc => with_amount(format!("bitcoin:{address}"), '?'),
+        Asset::Ltc => with_amount(format!("litecoin:{address}"), '?'),
         Asset::Xrp => match tag {
-            Some(t) => format!("xrpl:{address}?dt={t}&amount={amount_text}"),
-            None => format!("xrpl:{address}?amount={amount_text}"),
+            Some(t) => with_amount(format!("xrpl:{address}?dt={t}"), '&'),
+            None => with_amount(format!("xrpl:{address}"), '?'),
         },
         Asset::UsdtBsc => {
             // EIP-681 token transfer: the target is the contract, the value in raw units.
             // At the asset's scale the mantissa is exactly the raw unit count.
-            let raw = at_asset_scale(Asset::UsdtBsc, amount).mantissa();
             let contract = policy.contract.as_deref().unwrap_or_default();
             let chain = policy.chain_id.unwrap_or(56);
-            format!("ethereum:{contract}@{chain}/transfer?address={address}&uint256={raw}")
+            let base = format!("ethereum:{contract}@{chain}/transfer?address={address}");
+            match amount {
+                Some(amount) => format!("{base}&uint256={}", at_asset_scale(Asset::UsdtBsc, amount).mantissa()),
+                None => base,
+            }
         }
-        Asset::UsdtTrc20 => format!("tron:{address}?amount={amount_text}"),
+        Asset::UsdtTrc20 => with_amount(format!("tron:{address}"), '?'),
     }
 }
 

@@ -203,6 +203,12 @@ impl Drop for Anvil {
     }
 }
 
+/// The BIP44 account key (m/44'/60'/0') of the "abandon ... about" test
+/// mnemonic, as a wallet exports it; its receive address 0 is the published
+/// 0x9858EfFD232B4033E47d90003D41EC34EcaEda94 (chains/src/account_key.rs).
+pub const ABANDON_BSC_ACCOUNT_XPUB: &str =
+    "xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt";
+
 /// `amount` whole tokens and `cents` hundredths, in 18-decimal raw units.
 pub fn usdt(amount: u128, cents: u128) -> u128 {
     amount * 10u128.pow(18) + cents * 10u128.pow(16)

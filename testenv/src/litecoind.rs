@@ -12,6 +12,11 @@ use super::{free_port, wait_for};
 /// daemon's logs for it.
 pub const RPC_PASSWORD: &str = "ltc-rpc-pass-9f3c2a";
 
+/// A testnet extended public key for xpub descriptors (`wpkh(TPUB/0/*)`);
+/// the node derives the same addresses (`deriveaddresses`).
+pub const TPUB: &str =
+    "tpubDDPRy5xWxJTuVmsh7YRzK8o2EdMWgn4t41fTLxXRgyRN7EKvN2L8BKCFC1gUfPu8Xp6rr667Yc26zrXsiBZsgBc8dQiYnhPNk2Q7CsBrer5";
+
 pub struct Litecoind {
     pub rpc_port: u16,
     pub datadir: tempfile::TempDir,

@@ -33,6 +33,7 @@ fn intent(pay: &str) -> Intent {
         late_window_secs: 24 * 3600,
         payments: vec![],
         request_fingerprint: String::new(),
+        resolution: None,
     }
 }
 
@@ -56,6 +57,8 @@ fn transfer(n: u32, amount: &str, status: TransferStatus) -> Transfer {
         confirmed_announced: false,
         reverted_announced: false,
         seen_at: t0(),
+        account_id: None,
+        assignment: None,
     }
 }
 

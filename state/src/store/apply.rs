@@ -24,6 +24,8 @@ pub struct Applied {
     pub unmatched_transfers: u64,
     /// New transfers below `min_amount`: recorded, never matched.
     pub dust_transfers: u64,
+    /// New deposits to accounts.
+    pub deposits: u64,
 }
 
 impl Store {
@@ -52,6 +54,7 @@ impl Store {
                 matched_transfers: tx.new_transfers.0,
                 unmatched_transfers: tx.new_transfers.1,
                 dust_transfers: tx.new_dust,
+                deposits: tx.new_deposits,
             })
         })
     }
@@ -251,6 +254,11 @@ fn observe(
         return Ok(());
     }
     let holder = find_holder(tx, policy, obs)?;
+    let (holder, account) = match holder {
+        Some(Holder::Intent(intent)) => (Some(intent), None),
+        Some(Holder::Account(account)) => (None, Some(account)),
+        None => (None, None),
+    };
     // Dust, unless it pays an intent made for less than today's `min_amount`
     // (created before the minimum was raised) that still holds its key: its
     // payments, and top-ups of them, are below the minimum by design.
@@ -278,6 +286,8 @@ fn observe(
         confirmed_announced: false,
         reverted_announced: false,
         seen_at: now,
+        account_id: None,
+        assignment: None,
     };
     let list_no = tx.next_counter("next_listing")?;
     {
@@ -294,6 +304,16 @@ fn observe(
         return Ok(());
     }
     set_block(tx, &mut transfer, obs.block.as_ref())?;
+    if let Some(account) = account {
+        // A deposit: every transfer to the account counts, open or closed.
+        tx.mark(UNSETTLED, &encoded)?;
+        transfer.account_id = Some(account.id.clone());
+        tx.put_transfer(&transfer)?;
+        tx.put_str(ACCOUNT_DEPOSITS, &deposit_key(&account.id, list_no), &encoded)?;
+        tx.add_count(&deposit_count_key(code_of(policy)), 1)?;
+        tx.new_deposits += 1;
+        return tx.emit_deposit(EventType::DepositDetected, &account, Some(&transfer), now);
+    }
     let arrival = holder
         .as_ref()
         .map(|i| machine::arrival(i, now))
@@ -334,6 +354,10 @@ fn observe(
 /// ended one it is late money (`intent.paid_late`); unmatched money that
 /// comes back is announced again (`transfer.unmatched`).
 fn reappear(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut Affected) -> Result<(), StoreError> {
+    if let Some(account) = deposit_account(tx, &t)? {
+        tx.put_transfer(&t)?;
+        return tx.emit_deposit(EventType::DepositDetected, &account, Some(&t), now);
+    }
     let intent = match &t.intent_id {
         Some(id) => tx.intent(id)?,
         None => None,
@@ -371,19 +395,50 @@ fn list_unmatched(tx: &mut Tx<'_>, list_no: u64, key: &str) -> Result<(), StoreE
     Ok(())
 }
 
-/// The intent holding a match key this transfer could match, if any.
-fn find_holder(tx: &Tx<'_>, policy: &AssetPolicy, obs: &Observation) -> Result<Option<Intent>, StoreError> {
+fn code_of(policy: &AssetPolicy) -> &'static str {
+    policy.asset.code()
+}
+
+/// Who holds a match key: an intent (for its life and late window) or a
+/// deposit account (for good).
+pub(super) enum Holder {
+    Intent(Intent),
+    Account(Account),
+}
+
+/// The holder of one match key, if any.
+pub(super) fn key_holder(tx: &Tx<'_>, key: &str) -> Result<Option<Holder>, StoreError> {
+    let Some(id) = tx.get_str(MATCH_KEYS, key)? else {
+        return Ok(None);
+    };
+    Ok(if is_account_id(&id) {
+        tx.account(&id)?.map(Holder::Account)
+    } else {
+        tx.intent(&id)?.map(Holder::Intent)
+    })
+}
+
+/// The holder of a match key this transfer could match, if any.
+fn find_holder(tx: &Tx<'_>, policy: &AssetPolicy, obs: &Observation) -> Result<Option<Holder>, StoreError> {
     for key in candidate_keys(
         policy.asset,
         &obs.address,
         obs.tag,
         at_asset_scale(policy.asset, obs.amount),
     ) {
-        if let Some(id) = tx.get_str(MATCH_KEYS, &key)? {
-            return tx.intent(&id);
+        if let Some(holder) = key_holder(tx, &key)? {
+            return Ok(Some(holder));
         }
     }
     Ok(None)
+}
+
+/// The account a transfer is a deposit to, if it is one.
+pub(super) fn deposit_account(tx: &Tx<'_>, t: &Transfer) -> Result<Option<Account>, StoreError> {
+    match &t.account_id {
+        Some(id) => tx.account(id),
+        None => Ok(None),
+    }
 }
 
 /// Moves a transfer to a block (or back to the mempool), keeping the

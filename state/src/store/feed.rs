@@ -71,12 +71,13 @@ pub struct TransferFilter {
 }
 
 /// Deliveries with the same key go out in `seq` order: the intent's id, else
-/// the transfer's key, else the event's own id (nothing to order it with).
+/// the account's id, else the transfer's key, else the event's own id (nothing to order it with).
 pub fn ordering_key_of(event: &Event) -> String {
-    match (&event.intent, &event.transfer) {
-        (Some(i), _) => i.id.clone(),
-        (None, Some(t)) => format!("transfer:{}/{}/{:010}", t.asset.code(), t.txid, t.index),
-        (None, None) => event.id.clone(),
+    match (&event.intent, &event.account, &event.transfer) {
+        (Some(i), _, _) => i.id.clone(),
+        (None, Some(a), _) => a.id.clone(),
+        (None, None, Some(t)) => format!("transfer:{}/{}/{:010}", t.asset.code(), t.txid, t.index),
+        (None, None, None) => event.id.clone(),
     }
 }
 
@@ -151,6 +152,11 @@ impl Store {
             if filter.asset.is_some_and(|a| a != t.key.asset) {
                 continue;
             }
+            // Listed as unmatched or late when seen; assigned to an intent
+            // by hand since (and not late again on it).
+            if filter.unmatched && t.assignment.is_some() && !t.late {
+                continue;
+            }
             if page.len() == limit {
                 return Ok((page, last_pos));
             }
@@ -166,6 +172,33 @@ impl Store {
             last_pos = Some(pos.value());
         }
         Ok((page, None))
+    }
+
+    /// Transfers listed after position `after`, oldest first, at most
+    /// `limit`, with their positions: the accounting export's pages.
+    pub fn transfers_ascending(&self, after: u64, limit: usize) -> Result<Vec<(u64, TransferView)>, StoreError> {
+        let r = self.read()?;
+        let list = r.open_table(TRANSFER_LIST).map_err(db_err)?;
+        let transfers = r.open_table(TRANSFERS).map_err(db_err)?;
+        let chains = r.open_table(CHAINS).map_err(db_err)?;
+        let mut page = Vec::new();
+        for entry in list.range(after.saturating_add(1)..).map_err(db_err)?.take(limit) {
+            let (pos, key) = entry.map_err(db_err)?;
+            let Some(bytes) = transfers.get(key.value()).map_err(db_err)? else {
+                continue;
+            };
+            let t: Transfer = decode("transfers", key.value(), bytes.value())?;
+            let scanned = match chains.get(t.key.asset.code()).map_err(db_err)? {
+                Some(c) => {
+                    decode::<ChainState>("chains", t.key.asset.code(), c.value())?
+                        .cursor
+                        .height
+                }
+                None => 0,
+            };
+            page.push((pos.value(), t.view(scanned)));
+        }
+        Ok(page)
     }
 
     /// Outbox entries with `seq > after`, in `seq` order (at most `limit`).

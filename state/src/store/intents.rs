@@ -7,6 +7,8 @@ use redb::ReadableTable;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::accounts::{AccountOutcome, NewAccount, create_account_in};
+use super::apply::{Holder, key_holder};
 use super::tables::*;
 use super::tx::{Tx, pool_free_at_ms, render_intent};
 use super::{Store, StoreError, db_err};
@@ -47,6 +49,28 @@ pub enum CancelOutcome {
     Refused(NotCancellable),
     /// The cancelled intent and the `intent.cancelled` event.
     Cancelled(Box<IntentView>, Vec<crate::Event>),
+}
+
+/// One create of a group commit.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NewRecord {
+    Intent(NewIntent),
+    Account(NewAccount),
+}
+
+impl NewRecord {
+    pub fn asset(&self) -> Asset {
+        match self {
+            NewRecord::Intent(r) => r.asset,
+            NewRecord::Account(r) => r.asset,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Created {
+    Intent(CreateOutcome),
+    Account(AccountOutcome),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,14 +141,47 @@ impl Store {
             .unwrap_or_else(|| Err(CreateError::Failed("no answer".into())))
     }
 
-    /// Creates several intents in one durable transaction (group commit):
-    /// one fsync for the batch, each request answered as if alone. Requests
-    /// see the ones before them, so uniqueness holds within the batch.
+    /// Creates several intents in one durable transaction (`create_batch`).
     pub fn create_intents(
         &self,
         requests: Vec<(&AssetPolicy, NewIntent)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<CreateOutcome, CreateError>>, StoreError> {
+        let batch = requests.into_iter().map(|(p, r)| (p, NewRecord::Intent(r))).collect();
+        Ok(self
+            .create_batch(batch, now)?
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(Created::Intent(outcome)) => Ok(outcome),
+                Ok(Created::Account(_)) => Err(CreateError::Failed("an account for an intent".into())),
+                Err(e) => Err(e),
+            })
+            .collect())
+    }
+
+    /// Creates a deposit account durably, or returns the one a previous
+    /// identical request for the same customer and asset created.
+    pub fn create_account(
+        &self,
+        policy: &AssetPolicy,
+        req: NewAccount,
+        now: DateTime<Utc>,
+    ) -> Result<AccountOutcome, CreateError> {
+        match self.create_batch(vec![(policy, NewRecord::Account(req))], now)?.pop() {
+            Some(Ok(Created::Account(outcome))) => Ok(outcome),
+            Some(Err(e)) => Err(e),
+            _ => Err(CreateError::Failed("no answer".into())),
+        }
+    }
+
+    /// Creates intents and accounts in one durable transaction (group
+    /// commit): one fsync for the batch, each request answered as if alone.
+    /// Requests see the ones before them, so uniqueness holds within the batch.
+    pub fn create_batch(
+        &self,
+        requests: Vec<(&AssetPolicy, NewRecord)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Created, CreateError>>, StoreError> {
         let to_sync: Vec<&AssetPolicy> = {
             let synced = self.pools_synced.lock().unwrap_or_else(|p| p.into_inner());
             let mut seen = HashSet::new();
@@ -140,7 +197,11 @@ impl Store {
             }
             let mut answers = Vec::with_capacity(requests.len());
             for (policy, req) in &requests {
-                match create_in(tx, policy, req, now) {
+                let answer = match req {
+                    NewRecord::Intent(req) => create_in(tx, policy, req, now).map(Created::Intent),
+                    NewRecord::Account(req) => create_account_in(tx, policy, req, now).map(Created::Account),
+                };
+                match answer {
                     Err(CreateError::Store(e)) => return Err(e),
                     answer => answers.push(answer),
                 }
@@ -214,6 +275,33 @@ impl Store {
             page.push(view_in_read(&r, &intent)?);
         }
         Ok((page, None))
+    }
+
+    /// Intents with ids in `[from, to)` (ids sort by creation time) after
+    /// `after`, oldest first, at most `limit`: the accounting export's pages.
+    pub fn intents_ascending(
+        &self,
+        from: &str,
+        to: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<IntentView>, StoreError> {
+        let r = self.read()?;
+        let table = r.open_table(INTENTS).map_err(db_err)?;
+        let mut page = Vec::new();
+        let range = match after {
+            Some(after) if after >= from => {
+                table.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Excluded(to)))
+            }
+            _ => table.range::<&str>(from..to),
+        }
+        .map_err(db_err)?;
+        for entry in range.take(limit) {
+            let (k, v) = entry.map_err(db_err)?;
+            let intent: Intent = decode("intents", k.value(), v.value())?;
+            page.push(view_in_read(&r, &intent)?);
+        }
+        Ok(page)
     }
 
     /// Intents per asset and status, kept exact by every transition.
@@ -365,6 +453,7 @@ fn create_in(
         late_window_secs: u64::try_from(policy.late_window.num_seconds()).unwrap_or(0),
         payments: vec![],
         request_fingerprint: fingerprint,
+        resolution: None,
     };
     let key = match_key(
         intent.asset,
@@ -391,22 +480,52 @@ fn create_in(
     Ok(CreateOutcome::Created(tx.intent_view(&intent)?))
 }
 
-/// Whether a match key is free: never held, or its holder's late window is over.
-fn key_free(tx: &Tx<'_>, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let Some(holder) = tx.get_str(MATCH_KEYS, key)? else {
-        return Ok(true);
-    };
-    Ok(match tx.intent(&holder)? {
-        Some(intent) => !holds_match_key(&intent, now),
+/// Whether a match key is free: never held, or held by an intent whose
+/// late window is over (a deposit account holds its key for good).
+pub(super) fn key_free(tx: &Tx<'_>, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    Ok(match key_holder(tx, key)? {
         None => true,
+        Some(Holder::Intent(intent)) => !holds_match_key(&intent, now),
+        Some(Holder::Account(_)) => false,
     })
+}
+
+/// How deposit accounts use an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AccountUse {
+    /// An account's own: every payment to it is that account's.
+    Own,
+    /// The shared address accounts' tags are on.
+    Tagged,
+}
+
+impl AccountUse {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            AccountUse::Own => "own",
+            AccountUse::Tagged => "tagged",
+        }
+    }
+}
+
+pub(super) fn account_use(tx: &Tx<'_>, asset: Asset, address: &str) -> Result<Option<AccountUse>, StoreError> {
+    Ok(
+        match tx
+            .get_str(ACCOUNT_ADDRESSES, &format!("{}/{address}", asset.code()))?
+            .as_deref()
+        {
+            Some("own") => Some(AccountUse::Own),
+            Some(_) => Some(AccountUse::Tagged),
+            None => None,
+        },
+    )
 }
 
 /// Hands out the next derived address. The index counter moves in the same
 /// transaction as the intent, so no address is ever handed out twice; one
 /// paywatch already watches (configured, given explicitly, or derived
 /// before) is skipped.
-fn derive_fresh(
+pub(super) fn derive_fresh(
     tx: &mut Tx<'_>,
     asset: Asset,
     deriver: &crate::Deriver,
@@ -470,7 +589,7 @@ pub(super) fn sync_pool(tx: &mut Tx<'_>, policy: &AssetPolicy) -> Result<(), Sto
 fn take_from_pool(
     tx: &mut Tx<'_>,
     policy: &AssetPolicy,
-    amount: Decimal,
+    for_account: bool,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, StoreError> {
     let code = policy.asset.code();
@@ -483,13 +602,21 @@ fn take_from_pool(
         if !tx.has(POOL_MEMBERS, &pool_member_key(code, address))? {
             continue; // no longer configured
         }
-        let key = match_key(policy.asset, MatchMode::Address, address, None, amount).unwrap_or_default();
-        let holder = match tx.get_str(MATCH_KEYS, &key)? {
-            Some(id) => tx.intent(&id)?,
-            None => None,
-        };
+        if account_use(tx, policy.asset, address)?.is_some() {
+            continue; // a deposit account's for good: off the queue
+        }
+        let key = match_key(policy.asset, MatchMode::Address, address, None, Decimal::ZERO).unwrap_or_default();
+        let holder = key_holder(tx, &key)?;
+        if for_account && holder.is_some() {
+            // An account gets an address no intent ever had: a customer
+            // paying an old order again from wallet history must not credit
+            // someone else's account. Left in the queue for intents.
+            tx.mark(POOL_FREE, &entry)?;
+            continue;
+        }
         match holder {
-            Some(intent) if holds_match_key(&intent, now) => {
+            Some(Holder::Account(_)) => {}
+            Some(Holder::Intent(intent)) if holds_match_key(&intent, now) => {
                 // Held by an ended intent: back in the queue for when its
                 // late window ends. An open holder puts it back itself when
                 // it ends (`Tx::put_transitioned`).
@@ -501,6 +628,51 @@ fn take_from_pool(
         }
     }
     Ok(None)
+}
+
+/// An address of its own for an intent or account in `address` mode:
+/// derived from the xpub (never watched before), or the pool address free
+/// the longest (for an account, one no intent ever had).
+pub(super) fn exclusive_address(
+    tx: &mut Tx<'_>,
+    policy: &AssetPolicy,
+    for_account: bool,
+    now: DateTime<Utc>,
+) -> Result<String, CreateError> {
+    let asset = policy.asset;
+    if let Some(deriver) = &policy.deriver {
+        return derive_fresh(tx, asset, deriver, Decimal::ZERO, now).map(|(address, _, _)| address);
+    }
+    if let Some(a) = take_from_pool(tx, policy, for_account, now)? {
+        return Ok(a);
+    }
+    // The index had nothing free; a pool address may still be free that it
+    // does not list (held by an intent that ended before this version kept
+    // the index): look at each, as before.
+    for a in &policy.addresses {
+        let key = match_key(asset, MatchMode::Address, a, None, Decimal::ZERO).unwrap_or_default();
+        let usable = if for_account {
+            tx.get_str(MATCH_KEYS, &key)?.is_none()
+        } else {
+            key_free(tx, &key, now)?
+        };
+        if usable && account_use(tx, asset, a)?.is_none() {
+            return Ok(a.clone());
+        }
+    }
+    Err(CreateError::NoFreeAddress(asset))
+}
+
+/// A destination tag never handed out on `address`, drawn at random.
+pub(super) fn fresh_tag(tx: &Tx<'_>, asset: Asset, address: &str) -> Result<u32, CreateError> {
+    // 2^32 tags: a handful of draws finds a free one unless the space is nearly spent.
+    for _ in 0..64 {
+        let t = random_u32();
+        if !tx.has(USED_TAGS, &format!("{}/{address}/{t}", asset.code()))? {
+            return Ok(t);
+        }
+    }
+    Err(CreateError::NotAllowed("no unused destination tag found".into()))
 }
 
 /// Picks the address, tag and pay amount so that the match-key invariant holds.
@@ -532,47 +704,28 @@ fn allocate(
         MatchMode::Address => {
             if let Some(a) = &req.address {
                 let key = match_key(asset, MatchMode::Address, a, None, req.amount).unwrap_or_default();
-                return if key_free(tx, &key, now)? {
+                // The shared address of accounts' tags is not anyone's own.
+                return if key_free(tx, &key, now)? && account_use(tx, asset, a)?.is_none() {
                     Ok((a.clone(), None, req.amount))
                 } else {
                     Err(CreateError::AddressInUse(a.clone()))
                 };
             }
-            if let Some(deriver) = &policy.deriver {
-                return derive_fresh(tx, asset, deriver, req.amount, now);
-            }
-            if let Some(a) = take_from_pool(tx, policy, req.amount, now)? {
-                return Ok((a, None, req.amount));
-            }
-            // The index had nothing free; a pool address may still be free
-            // that it does not list (held by an intent that ended before
-            // this version kept the index): look at each, as before.
-            for a in &policy.addresses {
-                let key = match_key(asset, MatchMode::Address, a, None, req.amount).unwrap_or_default();
-                if key_free(tx, &key, now)? {
-                    return Ok((a.clone(), None, req.amount));
-                }
-            }
-            Err(CreateError::NoFreeAddress(asset))
+            Ok((exclusive_address(tx, policy, false, now)?, None, req.amount))
         }
         MatchMode::Tag => {
             let address = shared()?;
-            let used = |t: u32| tx.has(USED_TAGS, &format!("{}/{address}/{t}", asset.code()));
+            if account_use(tx, asset, &address)? == Some(AccountUse::Own) {
+                return Err(CreateError::AddressInUse(address));
+            }
             if let Some(t) = req.tag {
-                return if used(t)? {
+                return if tx.has(USED_TAGS, &format!("{}/{address}/{t}", asset.code()))? {
                     Err(CreateError::TagUsed(t))
                 } else {
                     Ok((address, Some(t), req.amount))
                 };
             }
-            // 2^32 tags: a handful of draws finds a free one unless the space is nearly spent.
-            for _ in 0..64 {
-                let t = random_u32();
-                if !used(t)? {
-                    return Ok((address, Some(t), req.amount));
-                }
-            }
-            Err(CreateError::NotAllowed("no unused destination tag found".into()))
+            Ok((address.clone(), Some(fresh_tag(tx, asset, &address)?), req.amount))
         }
         MatchMode::Amount => {
             let addresses: Vec<String> = match &req.address {
@@ -582,8 +735,16 @@ fn allocate(
             if addresses.is_empty() {
                 return Err(CreateError::NotAllowed(format!("no {asset} address is configured")));
             }
+            // An address a deposit account owns takes no unique amounts:
+            // every payment to it is the account's.
+            let mut open_addresses = Vec::with_capacity(addresses.len());
+            for a in addresses {
+                if account_use(tx, asset, &a)? != Some(AccountUse::Own) {
+                    open_addresses.push(a);
+                }
+            }
             for candidate in pay_amount_candidates(asset, req.amount, policy.amount_step, policy.max_amount_offsets) {
-                for a in &addresses {
+                for a in &open_addresses {
                     let key = match_key(asset, MatchMode::Amount, a, None, candidate).unwrap_or_default();
                     if key_free(tx, &key, now)? {
                         return Ok((a.clone(), None, candidate));

@@ -10,12 +10,16 @@
 //! - `tables` — table definitions and key formats
 //! - `tx` — `Tx`, typed helpers over one write transaction
 //! - `intents` — create, cancel, read and list intents
+//! - `accounts` — deposit accounts: create, close, read, deposits
+//! - `manual` — assign, resolve, and the audit log
 //! - `apply` — apply a chain `ScanUpdate`
 //! - `feed` — the event log, transfers listing, webhook outbox
 
+mod accounts;
 mod apply;
 mod feed;
 mod intents;
+mod manual;
 mod settle;
 mod tables;
 mod tx;
@@ -25,9 +29,11 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase};
 
+pub use accounts::{AccountOutcome, CloseOutcome, NewAccount};
 pub use apply::Applied;
 pub use feed::{DeliveryAttempt, OutboxEntry, OutboxStats, TransferFilter};
-pub use intents::{CancelOutcome, CreateError, CreateOutcome, IntentFilter, NewIntent};
+pub use intents::{CancelOutcome, CreateError, CreateOutcome, Created, IntentFilter, NewIntent, NewRecord};
+pub use manual::{ManualAction, ManualOutcome, Refusal};
 pub use tables::BLOCKS_KEPT;
 
 use crate::Asset;

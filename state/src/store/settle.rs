@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use super::apply::unsettled_keys;
+use super::apply::{deposit_account, unsettled_keys};
 use super::tables::*;
 use super::tx::Tx;
 use crate::AssetPolicy;
@@ -27,6 +27,12 @@ pub(super) fn revert(
 ) -> Result<(), StoreError> {
     t.status = TransferStatus::Reverted;
     tx.unmark(UNSETTLED, &t.key.encode())?;
+    if let Some(account) = deposit_account(tx, &t)? {
+        t.confirmed_announced = false;
+        t.reverted_announced = true;
+        tx.put_transfer(&t)?;
+        return tx.emit_deposit(EventType::DepositReverted, &account, Some(&t), now);
+    }
     match outside_open_intent(tx, &t)? {
         Some(intent) => announce(tx, t, EventType::TransferReverted, intent.as_ref(), now),
         None => {
@@ -87,16 +93,30 @@ pub(super) fn settle_transfers(
             tx.unmark(UNSETTLED, &key)?; // left over by an older version
             continue;
         }
-        let required = match &t.intent_id {
-            Some(id) => tx
+        let account = deposit_account(tx, &t)?;
+        let required = match (&t.intent_id, &account) {
+            (Some(id), _) => tx
                 .intent(id)?
                 .map(|i| i.confirmations_required)
                 .unwrap_or(policy.confirmations),
-            None => policy.confirmations,
+            (None, Some(account)) => account.confirmations_required,
+            (None, None) => policy.confirmations,
         };
         if transfer_confirmed(&t, required, &chain) {
             t.status = TransferStatus::Confirmed;
             tx.unmark(UNSETTLED, &key)?;
+            if let Some(account) = account {
+                // Said once; again only after a `deposit.reverted`.
+                if t.confirmed_announced {
+                    tx.put_transfer(&t)?;
+                } else {
+                    t.confirmed_announced = true;
+                    t.reverted_announced = false;
+                    tx.put_transfer(&t)?;
+                    tx.emit_deposit(EventType::DepositConfirmed, &account, Some(&t), now)?;
+                }
+                continue;
+            }
             match outside_open_intent(tx, &t)? {
                 // Said already, or its confirmed intent said it (unless a
                 // revert was announced since).

@@ -73,6 +73,37 @@ pub fn pool_free_key(asset: &str, free_at_ms: u64, order: u64, address: &str) ->
     format!("{asset}/{free_at_ms:020}/{order:010}/{address}")
 }
 
+/// Account id -> JSON `Account`. Ids sort by creation time.
+pub const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+/// `ASSET/external_id` -> account id: one account per customer and asset.
+pub const ACCOUNT_EXTERNAL_IDS: TableDefinition<&str, &str> = TableDefinition::new("account_external_ids");
+/// `account id/listing order` -> transfer key: every deposit of an account.
+pub const ACCOUNT_DEPOSITS: TableDefinition<&str, &str> = TableDefinition::new("account_deposits");
+/// `ASSET/address` -> `own` (an account's address of its own) or `tagged`
+/// (the shared address that accounts' tags are on): addresses intents must
+/// not be given in a mode that would take the accounts' deposits.
+pub const ACCOUNT_ADDRESSES: TableDefinition<&str, &str> = TableDefinition::new("account_addresses");
+/// seq -> JSON `AuditRecord`: every manual action, never rewritten.
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+pub fn account_external_key(asset: &str, external_id: &str) -> String {
+    format!("{asset}/{external_id}")
+}
+
+pub fn deposit_key(account_id: &str, list_no: u64) -> String {
+    format!("{account_id}/{list_no:020}")
+}
+
+/// `COUNTS` keys of accounts by status and of deposits, per asset (the
+/// intent counts are `ASSET/status`; these never parse as a status).
+pub fn account_count_key(asset: &str, status: crate::model::AccountStatus) -> String {
+    format!("{asset}/account.{}", status.as_str())
+}
+
+pub fn deposit_count_key(asset: &str) -> String {
+    format!("{asset}/deposits")
+}
+
 /// How many applied block hashes are kept per asset for reorg detection.
 pub const BLOCKS_KEPT: u64 = 2_000;
 

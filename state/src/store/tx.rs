@@ -13,6 +13,13 @@ use crate::ids::new_id;
 use crate::machine::summarize;
 use crate::model::*;
 
+/// What an event carries besides its intent and transfer.
+#[derive(Default)]
+pub struct Extras {
+    pub account: Option<AccountView>,
+    pub audit: Option<AuditRecord>,
+}
+
 pub struct Tx<'a> {
     txn: &'a WriteTransaction,
     /// Events appended in this transaction, in order.
@@ -21,6 +28,8 @@ pub struct Tx<'a> {
     pub new_transfers: (u64, u64),
     /// New dust transfers recorded in this transaction.
     pub new_dust: u64,
+    /// New deposits to accounts recorded in this transaction.
+    pub new_deposits: u64,
 }
 
 /// When an ended intent's pool address is free again: the end of its late
@@ -46,6 +55,7 @@ impl<'a> Tx<'a> {
             events: Vec::new(),
             new_transfers: (0, 0),
             new_dust: 0,
+            new_deposits: 0,
         }
     }
 
@@ -73,6 +83,11 @@ impl<'a> Tx<'a> {
         self.txn.open_table(EVENT_IDS).map_err(db_err)?;
         self.txn.open_table(POOL_MEMBERS).map_err(db_err)?;
         self.txn.open_table(POOL_FREE).map_err(db_err)?;
+        self.txn.open_table(ACCOUNTS).map_err(db_err)?;
+        self.txn.open_table(ACCOUNT_EXTERNAL_IDS).map_err(db_err)?;
+        self.txn.open_table(ACCOUNT_DEPOSITS).map_err(db_err)?;
+        self.txn.open_table(AUDIT).map_err(db_err)?;
+        self.txn.open_table(ACCOUNT_ADDRESSES).map_err(db_err)?;
         match self.meta("schema_version")? {
             0 => self.set_meta("schema_version", SCHEMA_VERSION),
             found if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
@@ -221,6 +236,46 @@ impl<'a> Tx<'a> {
         self.put_intent(intent)
     }
 
+    pub fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        self.get_json(ACCOUNTS, id)
+    }
+
+    pub fn put_account(&mut self, account: &Account) -> Result<(), StoreError> {
+        self.put_json(ACCOUNTS, &account.id, account)
+    }
+
+    /// The account with its totals, from its deposits.
+    pub fn account_view(&self, account: &Account) -> Result<AccountView, StoreError> {
+        let deposits = self.deposit_keys(&account.id)?;
+        let mut transfers = Vec::with_capacity(deposits.len());
+        for key in deposits {
+            if let Some(t) = self.transfer(&key)? {
+                transfers.push(t);
+            }
+        }
+        Ok(render_account(account, &transfers))
+    }
+
+    /// Transfer keys of an account's deposits, oldest first.
+    pub fn deposit_keys(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+        let t = self.txn.open_table(ACCOUNT_DEPOSITS).map_err(db_err)?;
+        let (from, to) = (deposit_key(account_id, 0), deposit_key(account_id, u64::MAX));
+        let mut out = Vec::new();
+        for entry in t.range(from.as_str()..=to.as_str()).map_err(db_err)? {
+            let (_, v) = entry.map_err(db_err)?;
+            out.push(v.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Adds `delta` to a `COUNTS` entry.
+    pub fn add_count(&mut self, key: &str, delta: i64) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(COUNTS).map_err(db_err)?;
+        let n = t.get(key).map_err(db_err)?.map(|v| v.value()).unwrap_or(0);
+        t.insert(key, n.saturating_add_signed(delta)).map_err(db_err)?;
+        Ok(())
+    }
+
     pub fn transfer(&self, key: &str) -> Result<Option<Transfer>, StoreError> {
         self.get_json(TRANSFERS, key)
     }
@@ -285,8 +340,38 @@ impl<'a> Tx<'a> {
         transfer: Option<&Transfer>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.emit_with(kind, intent, transfer, Extras::default(), now)
+    }
+
+    /// A `deposit.*` or `account.*` event.
+    pub fn emit_deposit(
+        &mut self,
+        kind: EventType,
+        account: &Account,
+        transfer: Option<&Transfer>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let extras = Extras {
+            account: Some(self.account_view(account)?),
+            audit: None,
+        };
+        self.emit_with(kind, None, transfer, extras, now)
+    }
+
+    /// `emit`, with an account or an audit record.
+    pub fn emit_with(
+        &mut self,
+        kind: EventType,
+        intent: Option<&Intent>,
+        transfer: Option<&Transfer>,
+        extras: Extras,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let seq = self.next_counter("next_seq")?;
-        let asset = intent.map(|i| i.asset).or(transfer.map(|t| t.key.asset));
+        let asset = intent
+            .map(|i| i.asset)
+            .or(transfer.map(|t| t.key.asset))
+            .or(extras.account.as_ref().map(|a| a.asset));
         let scanned = match asset {
             Some(a) => self.scanned_height(a)?,
             None => 0,
@@ -298,6 +383,8 @@ impl<'a> Tx<'a> {
             created_at: now,
             intent: intent.map(|i| self.intent_view(i)).transpose()?,
             transfer: transfer.map(|t| t.view(scanned)),
+            account: extras.account,
+            audit: extras.audit,
         };
         {
             let mut t = self.txn.open_table(EVENTS).map_err(db_err)?;
@@ -355,5 +442,29 @@ pub fn render_intent(intent: &Intent, payments: &[Transfer], scanned_height: u64
         expires_at: intent.expires_at,
         detected_at: intent.detected_at,
         confirmed_at: intent.confirmed_at,
+        resolution: intent.resolution.clone(),
+    }
+}
+
+/// Builds the user-facing view of an account from its record and deposits.
+pub fn render_account(account: &Account, deposits: &[Transfer]) -> AccountView {
+    let total = |status: TransferStatus| -> rust_decimal::Decimal {
+        deposits.iter().filter(|t| t.status == status).map(|t| t.amount).sum()
+    };
+    AccountView {
+        id: account.id.clone(),
+        asset: account.asset,
+        status: account.status,
+        address: account.address.clone(),
+        tag: account.tag,
+        payment_uri: account.payment_uri.clone(),
+        external_id: account.external_id.clone(),
+        metadata: account.metadata.clone(),
+        confirmations_required: account.confirmations_required,
+        confirmed_total: crate::amount::at_asset_scale(account.asset, total(TransferStatus::Confirmed)),
+        pending_total: crate::amount::at_asset_scale(account.asset, total(TransferStatus::Pending)),
+        deposits: deposits.len() as u64,
+        created_at: account.created_at,
+        closed_at: account.closed_at,
     }
 }

@@ -399,5 +399,6 @@ fn nothing_is_ready_before_the_first_poll() {
     ));
 }
 
+mod accounts;
 mod properties;
 mod watching;

@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::Asset;
 
+mod accounts;
+mod audit;
+
+pub use accounts::{ACCOUNT_ID_PREFIX, Account, AccountStatus, AccountView, is_account_id};
+pub use audit::{AuditAction, AuditRecord, Resolution};
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IntentStatus {
@@ -89,10 +95,29 @@ pub enum EventType {
     /// replaced or double-spent, the node no longer knows it).
     #[serde(rename = "transfer.reverted")]
     TransferReverted,
+    /// A transfer to a deposit account was seen (mempool or block), or seen
+    /// again after a revert.
+    #[serde(rename = "deposit.detected")]
+    DepositDetected,
+    /// A deposit reached the account's confirmation rule.
+    #[serde(rename = "deposit.confirmed")]
+    DepositConfirmed,
+    /// A deposit left the chain.
+    #[serde(rename = "deposit.reverted")]
+    DepositReverted,
+    /// A deposit account is no longer handed out.
+    #[serde(rename = "account.closed")]
+    AccountClosed,
+    /// A person attached an unmatched or late transfer to an intent.
+    #[serde(rename = "transfer.assigned")]
+    TransferAssigned,
+    /// A person settled an intent as confirmed or expired.
+    #[serde(rename = "intent.resolved")]
+    IntentResolved,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 15] = [
         EventType::IntentDetected,
         EventType::IntentConfirmed,
         EventType::IntentExpired,
@@ -102,6 +127,12 @@ impl EventType {
         EventType::TransferUnmatched,
         EventType::TransferConfirmed,
         EventType::TransferReverted,
+        EventType::DepositDetected,
+        EventType::DepositConfirmed,
+        EventType::DepositReverted,
+        EventType::AccountClosed,
+        EventType::TransferAssigned,
+        EventType::IntentResolved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +146,12 @@ impl EventType {
             EventType::TransferUnmatched => "transfer.unmatched",
             EventType::TransferConfirmed => "transfer.confirmed",
             EventType::TransferReverted => "transfer.reverted",
+            EventType::DepositDetected => "deposit.detected",
+            EventType::DepositConfirmed => "deposit.confirmed",
+            EventType::DepositReverted => "deposit.reverted",
+            EventType::AccountClosed => "account.closed",
+            EventType::TransferAssigned => "transfer.assigned",
+            EventType::IntentResolved => "intent.resolved",
         }
     }
 }
@@ -134,6 +171,25 @@ impl TransferKey {
     /// one transaction sort together.
     pub fn encode(&self) -> String {
         format!("{}/{}/{:010}", self.asset.code(), self.txid, self.index)
+    }
+
+    /// The id the API shows and takes: `ASSET:txid:index`.
+    pub fn id(&self) -> String {
+        format!("{}:{}:{}", self.asset.code(), self.txid, self.index)
+    }
+
+    /// Reads an id made by `id`; `None` when it is not one.
+    pub fn parse_id(id: &str) -> Option<TransferKey> {
+        let (asset, rest) = id.split_once(':')?;
+        let (txid, index) = rest.rsplit_once(':')?;
+        if txid.is_empty() || txid.len() > 200 {
+            return None;
+        }
+        Some(TransferKey {
+            asset: asset.parse::<Asset>().ok()?,
+            txid: txid.to_string(),
+            index: index.parse().ok()?,
+        })
     }
 }
 
@@ -165,6 +221,9 @@ pub struct Intent {
     /// The creating request in canonical form, to tell a retried create from
     /// a conflicting one with the same `external_id`.
     pub request_fingerprint: String,
+    /// Settled by a person (`POST /v1/intents/{id}/resolve`): final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
 }
 
 /// A transfer to a watched address, matched or not.
@@ -195,6 +254,12 @@ pub struct Transfer {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reverted_announced: bool,
     pub seen_at: DateTime<Utc>,
+    /// The deposit account it was sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The audit record of the person who assigned it to its intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<String>,
 }
 
 /// A block (or ledger) by height and hash.
@@ -271,11 +336,15 @@ pub struct IntentView {
     pub expires_at: DateTime<Utc>,
     pub detected_at: Option<DateTime<Utc>>,
     pub confirmed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
 }
 
 /// A transfer as `GET /v1/transfers` and events show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TransferView {
+    /// `ASSET:txid:index` (`TransferKey::id`).
+    pub id: String,
     pub asset: Asset,
     pub txid: String,
     pub index: u32,
@@ -290,11 +359,16 @@ pub struct TransferView {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dust: bool,
     pub seen_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<String>,
 }
 
 impl Transfer {
     pub fn view(&self, scanned_height: u64) -> TransferView {
         TransferView {
+            id: self.key.id(),
             asset: self.key.asset,
             txid: self.key.txid.clone(),
             index: self.key.index,
@@ -308,6 +382,8 @@ impl Transfer {
             late: self.late,
             dust: self.dust,
             seen_at: self.seen_at,
+            account_id: self.account_id.clone(),
+            assignment: self.assignment.clone(),
         }
     }
 
@@ -335,6 +411,12 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
     pub intent: Option<IntentView>,
     pub transfer: Option<TransferView>,
+    /// The deposit account of `deposit.*` and `account.*` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountView>,
+    /// The manual action of `transfer.assigned` and `intent.resolved`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditRecord>,
 }
 
 impl Event {
@@ -343,6 +425,7 @@ impl Event {
             .as_ref()
             .map(|i| i.asset)
             .or(self.transfer.as_ref().map(|t| t.asset))
+            .or(self.account.as_ref().map(|a| a.asset))
     }
 }
 
@@ -371,6 +454,20 @@ mod tests {
             serde_json::to_value(Flag::PaidLate).expect("json"),
             serde_json::json!("paid_late")
         );
+    }
+
+    #[test]
+    fn transfer_ids_read_back() {
+        let key = TransferKey {
+            asset: Asset::Ltc,
+            txid: "ab:cd".into(),
+            index: 7,
+        };
+        assert_eq!(key.id(), "LTC:ab:cd:7");
+        assert_eq!(TransferKey::parse_id(&key.id()), Some(key));
+        for bad in ["", "LTC", "LTC:x", "DOGE:x:1", "LTC::1", "LTC:x:-1", "LTC:x:a"] {
+            assert_eq!(TransferKey::parse_id(bad), None, "{bad}");
+        }
     }
 
     #[test]

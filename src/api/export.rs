@@ -1,0 +1,269 @@
+//! The accounting export (docs/api.md): `GET /v1/intents` and
+//! `GET /v1/transfers` as `text/csv` (an `Accept: text/csv` header or
+//! `format=csv`), over a date range, streamed page by page, every amount
+//! exactly as stored.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use paywatch_state::ids::id_floor;
+use paywatch_state::{Asset, IntentStatus, IntentView, TransferView};
+
+use super::{ApiError, ApiResult, App, param};
+
+/// Rows read per store read; each page is one short read transaction.
+const PAGE: usize = 500;
+/// Pages buffered ahead of a slow client.
+const PAGES_AHEAD: usize = 4;
+
+/// Whether the caller asked for CSV: `format=csv`, or `Accept: text/csv`
+/// (`format=json` wins over the header).
+pub fn wants_csv(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<bool, ApiError> {
+    match param(pairs, "format") {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        None | Some("") => Ok(headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().starts_with("text/csv")))),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("format {other:?} is not json or csv"),
+        )),
+    }
+}
+
+/// `from` (inclusive) and `to` (exclusive) of the export; either may be open.
+pub type DateRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// `from` (inclusive) and `to` (exclusive), RFC 3339; refused outside the
+/// export, where they would be silently meaningless.
+pub fn date_range(pairs: &[(String, String)], csv: bool) -> Result<DateRange, ApiError> {
+    let read = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
+        match param(pairs, name) {
+            None | Some("") => Ok(None),
+            Some(_) if !csv => Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("{name} applies to the CSV export (format=csv); JSON lists page with after"),
+            )),
+            Some(text) => DateTime::parse_from_rfc3339(text)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_parameter",
+                        format!("{name} must be an RFC 3339 time such as 2026-12-01T00:00:00Z"),
+                    )
+                }),
+        }
+    };
+    let (from, to) = (read("from")?, read("to")?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(ApiError::bad_request("invalid_parameter", "from must be before to"));
+    }
+    Ok((from, to))
+}
+
+const INTENT_COLUMNS: [&str; 17] = [
+    "id",
+    "asset",
+    "status",
+    "amount",
+    "pay_amount",
+    "received",
+    "flags",
+    "address",
+    "tag",
+    "external_id",
+    "created_at",
+    "expires_at",
+    "detected_at",
+    "confirmed_at",
+    "resolved_by",
+    "resolved_reason",
+    "payments",
+];
+
+const TRANSFER_COLUMNS: [&str; 16] = [
+    "id",
+    "asset",
+    "txid",
+    "index",
+    "address",
+    "tag",
+    "amount",
+    "status",
+    "confirmations",
+    "block_height",
+    "intent_id",
+    "account_id",
+    "late",
+    "dust",
+    "assignment",
+    "seen_at",
+];
+
+/// Intents created in the range, oldest first.
+pub fn intents(app: &Arc<App>, range: DateRange, asset: Option<Asset>, status: Option<IntentStatus>) -> ApiResult {
+    let from = range.0.map(|t| id_floor("pi_", t)).unwrap_or_else(|| "pi_".into());
+    let to = range.1.map(|t| id_floor("pi_", t)).unwrap_or_else(|| "pi`".into()); // '`' sorts after '_'
+    let store = app.engine.store.clone();
+    let mut after: Option<String> = None;
+    stream(INTENT_COLUMNS.as_slice(), move || {
+        let page = store.intents_ascending(&from, &to, after.as_deref(), PAGE)?;
+        after = page.last().map(|i| i.id.clone());
+        let rows = page
+            .iter()
+            .filter(|i| asset.is_none_or(|a| a == i.asset) && status.is_none_or(|s| s == i.status))
+            .map(intent_row)
+            .collect();
+        Ok((rows, after.is_none()))
+    })
+}
+
+/// Transfers first seen in the range, oldest first.
+pub fn transfers(app: &Arc<App>, range: DateRange, asset: Option<Asset>, unmatched: bool) -> ApiResult {
+    let store = app.engine.store.clone();
+    let mut after = 0u64;
+    stream(TRANSFER_COLUMNS.as_slice(), move || {
+        let page = store.transfers_ascending(after, PAGE)?;
+        let done = page.is_empty();
+        after = page.last().map(|(pos, _)| *pos).unwrap_or(after);
+        let rows = page
+            .iter()
+            .map(|(_, t)| t)
+            .filter(|t| range.0.is_none_or(|f| t.seen_at >= f) && range.1.is_none_or(|to| t.seen_at < to))
+            .filter(|t| asset.is_none_or(|a| a == t.asset))
+            .filter(|t| !unmatched || (t.account_id.is_none() && (t.intent_id.is_none() || t.late)))
+            .map(transfer_row)
+            .collect();
+        Ok((rows, done))
+    })
+}
+
+fn intent_row(i: &IntentView) -> Vec<String> {
+    let flags: Vec<&str> = i
+        .flags
+        .iter()
+        .map(|f| match f {
+            paywatch_state::Flag::Underpaid => "underpaid",
+            paywatch_state::Flag::Overpaid => "overpaid",
+            paywatch_state::Flag::PaidLate => "paid_late",
+        })
+        .collect();
+    vec![
+        i.id.clone(),
+        i.asset.code().into(),
+        i.status.as_str().into(),
+        i.amount.to_string(),
+        i.pay_amount.to_string(),
+        i.received.to_string(),
+        flags.join(";"),
+        i.address.clone(),
+        opt(i.tag),
+        text(i.external_id.as_deref().unwrap_or("")),
+        time(Some(i.created_at)),
+        time(Some(i.expires_at)),
+        time(i.detected_at),
+        time(i.confirmed_at),
+        text(i.resolution.as_ref().map(|r| r.by.as_str()).unwrap_or("")),
+        text(i.resolution.as_ref().map(|r| r.reason.as_str()).unwrap_or("")),
+        i.payments.len().to_string(),
+    ]
+}
+
+fn transfer_row(t: &TransferView) -> Vec<String> {
+    vec![
+        t.id.clone(),
+        t.asset.code().into(),
+        t.txid.clone(),
+        t.index.to_string(),
+        t.address.clone(),
+        opt(t.tag),
+        t.amount.to_string(),
+        serde_json::to_value(t.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        t.confirmations.to_string(),
+        opt(t.block_height),
+        t.intent_id.clone().unwrap_or_default(),
+        t.account_id.clone().unwrap_or_default(),
+        t.late.to_string(),
+        t.dust.to_string(),
+        t.assignment.clone().unwrap_or_default(),
+        time(Some(t.seen_at)),
+    ]
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Text a person typed (an external id, a reason): a leading `=`, `+`,
+/// `-`, `@` would make a spreadsheet run it as a formula, so it is quoted
+/// with a leading `'` (OWASP's CSV injection advice).
+fn text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// Streams a header row and then the pages `next_page` reads (rows, and
+/// whether it was the last page) on a blocking thread. A client that hangs
+/// up stops the reads; a store failure mid-way cuts the response off
+/// (never a short file that looks complete).
+fn stream(
+    columns: &'static [&'static str],
+    mut next_page: impl FnMut() -> Result<(Vec<Vec<String>>, bool), paywatch_state::StoreError> + Send + 'static,
+) -> ApiResult {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PAGES_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut header = true;
+        loop {
+            let (rows, last) = match next_page() {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "the CSV export failed mid-way");
+                    let _ = sender.blocking_send(Err(std::io::Error::other("store read failed")));
+                    return;
+                }
+            };
+            let mut out = csv::Writer::from_writer(Vec::new());
+            if std::mem::take(&mut header) {
+                let _ = out.write_record(columns);
+            }
+            for row in &rows {
+                let _ = out.write_record(row);
+            }
+            let chunk = out.into_inner().unwrap_or_default();
+            if !chunk.is_empty() && sender.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                return; // the client hung up
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
+        .body(Body::from_stream(body))
+        .map_err(ApiError::internal)?
+        .into_response())
+}
