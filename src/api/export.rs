@@ -108,6 +108,11 @@ const TRANSFER_COLUMNS: [&str; 16] = [
     "seen_at",
 ];
 
+/// How far past `to` the transfers export reads before it stops: the
+/// listing follows the order paywatch saw transfers in, and `seen_at` comes
+/// from a clock that may have stepped back a little.
+const CLOCK_SLACK: chrono::Duration = chrono::Duration::hours(1);
+
 /// Intents created in the range, oldest first.
 pub fn intents(app: &Arc<App>, range: DateRange, asset: Option<Asset>, status: Option<IntentStatus>) -> ApiResult {
     let from = range.0.map(|t| id_floor("pi_", t)).unwrap_or_else(|| "pi_".into());
@@ -116,13 +121,14 @@ pub fn intents(app: &Arc<App>, range: DateRange, asset: Option<Asset>, status: O
     let mut after: Option<String> = None;
     stream(INTENT_COLUMNS.as_slice(), move || {
         let page = store.intents_ascending(&from, &to, after.as_deref(), PAGE)?;
+        let last = page.len() < PAGE;
         after = page.last().map(|i| i.id.clone());
         let rows = page
             .iter()
             .filter(|i| asset.is_none_or(|a| a == i.asset) && status.is_none_or(|s| s == i.status))
             .map(intent_row)
             .collect();
-        Ok((rows, after.is_none()))
+        Ok((rows, last))
     })
 }
 
@@ -131,18 +137,26 @@ pub fn transfers(app: &Arc<App>, range: DateRange, asset: Option<Asset>, unmatch
     let store = app.engine.store.clone();
     let mut after = 0u64;
     stream(TRANSFER_COLUMNS.as_slice(), move || {
-        let page = store.transfers_ascending(after, PAGE)?;
-        let done = page.is_empty();
-        after = page.last().map(|(pos, _)| *pos).unwrap_or(after);
+        let (page, last_read) = store.transfers_ascending(after, PAGE)?;
+        let Some(last_read) = last_read else {
+            return Ok((Vec::new(), true));
+        };
+        after = last_read;
+        // Listed in the order seen: well past `to`, nothing in range follows.
+        let past_range = range
+            .1
+            .is_some_and(|to| page.first().is_some_and(|(_, t)| t.seen_at >= to + CLOCK_SLACK));
         let rows = page
             .iter()
             .map(|(_, t)| t)
             .filter(|t| range.0.is_none_or(|f| t.seen_at >= f) && range.1.is_none_or(|to| t.seen_at < to))
             .filter(|t| asset.is_none_or(|a| a == t.asset))
-            .filter(|t| !unmatched || (t.account_id.is_none() && (t.intent_id.is_none() || t.late)))
+            // As the JSON `unmatched=true`: unmatched and late money, never
+            // dust or deposits.
+            .filter(|t| !unmatched || (!t.dust && t.account_id.is_none() && (t.intent_id.is_none() || t.late)))
             .map(transfer_row)
             .collect();
-        Ok((rows, done))
+        Ok((rows, past_range))
     })
 }
 
@@ -221,23 +235,53 @@ fn text(s: &str) -> String {
     }
 }
 
-/// Streams a header row and then the pages `next_page` reads (rows, and
-/// whether it was the last page) on a blocking thread. A client that hangs
-/// up stops the reads; a store failure mid-way cuts the response off
-/// (never a short file that looks complete).
+/// Exports running at once: each holds a blocking thread only while it
+/// reads a page, but a crowd of them would still crowd out the scans.
+const MAX_EXPORTS: usize = 4;
+static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_EXPORTS);
+
+/// Page reader of an export: the rows of the next page, and whether it was
+/// the last. Called on the blocking pool, one page at a time.
+type NextPage = Box<dyn FnMut() -> Result<(Vec<Vec<String>>, bool), paywatch_state::StoreError> + Send>;
+
+/// Streams a header row and then the pages `next_page` reads. Each page is
+/// one short read on the blocking pool; waiting for a slow client holds no
+/// thread. A client that hangs up stops the reads; a store failure mid-way
+/// cuts the response off (never a short file that looks complete).
 fn stream(
     columns: &'static [&'static str],
-    mut next_page: impl FnMut() -> Result<(Vec<Vec<String>>, bool), paywatch_state::StoreError> + Send + 'static,
+    next_page: impl FnMut() -> Result<(Vec<Vec<String>>, bool), paywatch_state::StoreError> + Send + 'static,
 ) -> ApiResult {
+    let Ok(permit) = EXPORTS.try_acquire() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "export_busy",
+            format!("{MAX_EXPORTS} exports are running; retry when one has finished"),
+        ));
+    };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PAGES_AHEAD);
-    tokio::task::spawn_blocking(move || {
+    let mut next_page: Option<NextPage> = Some(Box::new(next_page));
+    tokio::spawn(async move {
+        let _permit = permit;
         let mut header = true;
-        loop {
-            let (rows, last) = match next_page() {
-                Ok(page) => page,
-                Err(e) => {
+        while let Some(mut read) = next_page.take() {
+            if sender.is_closed() {
+                return; // the client hung up
+            }
+            let page = tokio::task::spawn_blocking(move || (read(), read)).await;
+            let (rows, last) = match page {
+                Ok((Ok(page), read)) => {
+                    next_page = Some(read);
+                    page
+                }
+                Ok((Err(e), _)) => {
                     tracing::error!(error = %e, "the CSV export failed mid-way");
-                    let _ = sender.blocking_send(Err(std::io::Error::other("store read failed")));
+                    let _ = sender.send(Err(std::io::Error::other("store read failed"))).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the CSV export's read panicked");
+                    let _ = sender.send(Err(std::io::Error::other("store read failed"))).await;
                     return;
                 }
             };
@@ -249,7 +293,7 @@ fn stream(
                 let _ = out.write_record(row);
             }
             let chunk = out.into_inner().unwrap_or_default();
-            if !chunk.is_empty() && sender.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+            if !chunk.is_empty() && sender.send(Ok(Bytes::from(chunk))).await.is_err() {
                 return; // the client hung up
             }
             if last {

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use paywatch_state::IntentStatus;
+use paywatch_state::{AccountStatus, IntentStatus};
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, App};
@@ -38,13 +38,14 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
             }),
         );
     }
+    let counts = engine.store.counts().map_err(ApiError::internal)?;
     let mut intents: BTreeMap<&'static str, u64> = IntentStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    for (_, status, n) in engine.store.intent_counts().map_err(ApiError::internal)? {
+    for (_, status, n) in counts.intents {
         *intents.entry(status.as_str()).or_default() += n;
     }
     let mut accounts = json!({"open": 0u64, "closed": 0u64, "deposits": 0u64});
-    for (asset, status, n) in engine.store.account_counts().map_err(ApiError::internal)? {
-        if engine.policy(asset).is_none() && n == 0 {
+    for (asset, status, n) in counts.accounts {
+        if engine.policy(asset).is_none() {
             continue;
         }
         let field = status.map(|s| s.as_str()).unwrap_or("deposits");
@@ -66,12 +67,20 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
 pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
     let engine = &app.engine;
     let m = &engine.metrics;
-    for (asset, status, n) in engine.store.intent_counts().map_err(ApiError::internal)? {
+    let counts = engine.store.counts().map_err(ApiError::internal)?;
+    for (asset, status, n) in counts.intents {
         m.intents
             .with_label_values(&[asset.code(), status.as_str()])
             .set(n as i64);
     }
-    for (asset, status, n) in engine.store.account_counts().map_err(ApiError::internal)? {
+    // Zero until counted, so every configured asset has its series.
+    for asset in engine.assets() {
+        for status in AccountStatus::ALL {
+            m.accounts.with_label_values(&[asset.code(), status.as_str()]).set(0);
+        }
+        m.deposits.with_label_values(&[asset.code()]).set(0);
+    }
+    for (asset, status, n) in counts.accounts {
         if engine.policy(asset).is_none() {
             continue;
         }

@@ -33,7 +33,7 @@ pub use model::{
 };
 pub use scan::{AddressDeriver, AssetPolicy, Deriver, MempoolView, Observation, ScanUpdate};
 pub use store::{
-    AccountOutcome, Applied, BLOCKS_KEPT, CancelOutcome, CloseOutcome, CreateError, CreateOutcome, Created,
+    AccountOutcome, Applied, BLOCKS_KEPT, CancelOutcome, CloseOutcome, Counts, CreateError, CreateOutcome, Created,
     DeliveryAttempt, IntentFilter, ManualAction, ManualOutcome, NewAccount, NewIntent, NewRecord, OutboxEntry,
     OutboxStats, Refusal, Store, StoreError, TransferFilter,
 };

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::intents::{AccountUse, CreateError, account_use, exclusive_address, fresh_tag};
 use super::tables::*;
-use super::tx::{Tx, render_account};
+use super::tx::{DepositTotals, Tx, render_account};
 use super::{Store, StoreError, db_err};
 use crate::ids::new_id;
 use crate::matcher::match_key;
@@ -93,22 +93,24 @@ impl Store {
         Ok((page, None))
     }
 
-    /// Accounts per asset and status, and deposits per asset.
-    pub fn account_counts(&self) -> Result<Vec<(Asset, Option<AccountStatus>, u64)>, StoreError> {
+    /// Every address deposit accounts of `asset` receive on (their own, and
+    /// the shared address of their tags).
+    pub fn account_addresses(&self, asset: Asset) -> Result<Vec<String>, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(COUNTS).map_err(db_err)?;
+        let t = r.open_table(ACCOUNT_ADDRESSES).map_err(db_err)?;
+        let (from, to) = (format!("{}/", asset.code()), format!("{}0", asset.code()));
         let mut out = Vec::new();
-        for asset in Asset::ALL {
-            let code = asset.code();
-            let read = |key: String| -> Result<u64, StoreError> {
-                Ok(t.get(key.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or(0))
-            };
-            for status in AccountStatus::ALL {
-                out.push((asset, Some(status), read(account_count_key(code, status))?));
-            }
-            out.push((asset, None, read(deposit_count_key(code))?));
+        for entry in redb::ReadableTable::range(&t, from.as_str()..to.as_str()).map_err(db_err)? {
+            let (key, _) = entry.map_err(db_err)?;
+            out.push(key.value()[from.len()..].to_string());
         }
         Ok(out)
+    }
+
+    /// Accounts per asset and status (`Some`), and deposits per asset
+    /// (`None`), as counted so far (assets never counted are absent).
+    pub fn account_counts(&self) -> Result<Vec<(Asset, Option<AccountStatus>, u64)>, StoreError> {
+        Ok(self.counts()?.accounts)
     }
 
     /// Stops handing the account out. Its address and tag stay its own, and
@@ -135,16 +137,8 @@ impl Store {
 }
 
 fn view_in_read(r: &redb::ReadTransaction, account: &Account) -> Result<AccountView, StoreError> {
-    let deposits = r.open_table(ACCOUNT_DEPOSITS).map_err(db_err)?;
-    let (from, to) = (deposit_key(&account.id, 0), deposit_key(&account.id, u64::MAX));
-    let mut transfers = Vec::new();
-    for entry in deposits.range(from.as_str()..=to.as_str()).map_err(db_err)? {
-        let (_, key) = entry.map_err(db_err)?;
-        if let Some(t) = get_json::<Transfer>(r, TRANSFERS, key.value())? {
-            transfers.push(t);
-        }
-    }
-    Ok(render_account(account, &transfers))
+    let totals = get_json::<DepositTotals>(r, ACCOUNT_TOTALS, &account.id)?.unwrap_or_default();
+    Ok(render_account(account, &totals))
 }
 
 /// Creates an account in `tx`, or answers with the one a previous identical
@@ -213,6 +207,7 @@ pub(super) fn create_account_in(
     };
     let key = match_key(asset, mode, &account.address, account.tag, rust_decimal::Decimal::ZERO)
         .ok_or_else(|| CreateError::NotAllowed("tag mode needs a tag".into()))?;
+    tx.require_schema(SCHEMA_ACCOUNTS)?;
     tx.put_str(MATCH_KEYS, &key, &account.id)?;
     if let Some(t) = account.tag {
         tx.mark(USED_TAGS, &format!("{code}/{}/{t}", account.address))?;
@@ -227,5 +222,8 @@ pub(super) fn create_account_in(
     tx.put_str(ACCOUNT_EXTERNAL_IDS, &external_key, &account.id)?;
     tx.add_count(&account_count_key(code, AccountStatus::Open), 1)?;
     tx.put_account(&account)?;
-    Ok(AccountOutcome::Created(render_account(&account, &[])))
+    Ok(AccountOutcome::Created(render_account(
+        &account,
+        &DepositTotals::default(),
+    )))
 }

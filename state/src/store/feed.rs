@@ -59,6 +59,9 @@ pub struct OutboxStats {
     pub failed: u64,
 }
 
+/// Transfers with their listing positions, and the last position read.
+pub type TransferPage = (Vec<(u64, TransferView)>, Option<u64>);
+
 /// Filters of `GET /v1/transfers`.
 #[derive(Clone, Debug, Default)]
 pub struct TransferFilter {
@@ -175,15 +178,19 @@ impl Store {
     }
 
     /// Transfers listed after position `after`, oldest first, at most
-    /// `limit`, with their positions: the accounting export's pages.
-    pub fn transfers_ascending(&self, after: u64, limit: usize) -> Result<Vec<(u64, TransferView)>, StoreError> {
+    /// `limit` list entries: the accounting export's pages. Returns the
+    /// transfers with their positions, and the last position read (`None`
+    /// once the list is exhausted).
+    pub fn transfers_ascending(&self, after: u64, limit: usize) -> Result<TransferPage, StoreError> {
         let r = self.read()?;
         let list = r.open_table(TRANSFER_LIST).map_err(db_err)?;
         let transfers = r.open_table(TRANSFERS).map_err(db_err)?;
         let chains = r.open_table(CHAINS).map_err(db_err)?;
         let mut page = Vec::new();
+        let mut last = None;
         for entry in list.range(after.saturating_add(1)..).map_err(db_err)?.take(limit) {
             let (pos, key) = entry.map_err(db_err)?;
+            last = Some(pos.value());
             let Some(bytes) = transfers.get(key.value()).map_err(db_err)? else {
                 continue;
             };
@@ -198,7 +205,7 @@ impl Store {
             };
             page.push((pos.value(), t.view(scanned)));
         }
-        Ok(page)
+        Ok((page, last))
     }
 
     /// Outbox entries with `seq > after`, in `seq` order (at most `limit`).

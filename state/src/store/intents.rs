@@ -15,7 +15,7 @@ use super::{Store, StoreError, db_err};
 use crate::ids::{new_id, random_u32};
 use crate::machine::{self, NotCancellable, holds_match_key};
 use crate::matcher::{match_key, pay_amount_candidates};
-use crate::model::{Intent, IntentStatus, IntentView};
+use crate::model::{AccountStatus, Intent, IntentStatus, IntentView};
 use crate::uri::payment_uri;
 use crate::{Asset, AssetPolicy, MatchMode};
 
@@ -112,6 +112,14 @@ pub enum CreateError {
     /// The store failed for a whole group of creates.
     #[error("the store failed: {0}")]
     Failed(String),
+}
+
+/// The store's counters (`Store::counts`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counts {
+    pub intents: Vec<(Asset, IntentStatus, u64)>,
+    /// Accounts by status (`Some`), deposits (`None`).
+    pub accounts: Vec<(Asset, Option<AccountStatus>, u64)>,
 }
 
 /// Filters of `GET /v1/intents`.
@@ -306,16 +314,33 @@ impl Store {
 
     /// Intents per asset and status, kept exact by every transition.
     pub fn intent_counts(&self) -> Result<Vec<(Asset, IntentStatus, u64)>, StoreError> {
+        Ok(self.counts()?.intents)
+    }
+
+    /// Every count the store keeps (intents, accounts, deposits), read in
+    /// one pass: what `/v1/status` and `/metrics` show.
+    pub fn counts(&self) -> Result<Counts, StoreError> {
         let r = self.read()?;
         let t = r.open_table(COUNTS).map_err(db_err)?;
-        let mut out = Vec::new();
+        let mut out = Counts::default();
         for entry in t.iter().map_err(db_err)? {
             let (k, v) = entry.map_err(db_err)?;
-            let key = k.value();
-            if let Some((asset, status)) = key.split_once('/')
-                && let (Ok(asset), Some(status)) = (asset.parse::<Asset>(), IntentStatus::parse(status))
+            let Some((code, what)) = k.value().split_once('/') else {
+                continue;
+            };
+            let Ok(asset) = code.parse::<Asset>() else {
+                continue;
+            };
+            let n = v.value();
+            if let Some(status) = IntentStatus::parse(what) {
+                out.intents.push((asset, status, n));
+            } else if what == "deposits" {
+                out.accounts.push((asset, None, n));
+            } else if let Some(status) = what
+                .strip_prefix("account.")
+                .and_then(|s| AccountStatus::ALL.into_iter().find(|st| st.as_str() == s))
             {
-                out.push((asset, status, v.value()));
+                out.accounts.push((asset, Some(status), n));
             }
         }
         Ok(out)
@@ -606,15 +631,14 @@ fn take_from_pool(
             continue; // a deposit account's for good: off the queue
         }
         let key = match_key(policy.asset, MatchMode::Address, address, None, Decimal::ZERO).unwrap_or_default();
-        let holder = key_holder(tx, &key)?;
-        if for_account && holder.is_some() {
+        if for_account && ever_matched(tx, policy.asset, address)? {
             // An account gets an address no intent ever had: a customer
             // paying an old order again from wallet history must not credit
             // someone else's account. Left in the queue for intents.
             tx.mark(POOL_FREE, &entry)?;
             continue;
         }
-        match holder {
+        match key_holder(tx, &key)? {
             Some(Holder::Account(_)) => {}
             Some(Holder::Intent(intent)) if holds_match_key(&intent, now) => {
                 // Held by an ended intent: back in the queue for when its
@@ -628,6 +652,25 @@ fn take_from_pool(
         }
     }
     Ok(None)
+}
+
+/// Whether any intent (or account) ever held a match key on `address`, in
+/// any mode: an address for a new account must be one nobody was ever asked
+/// to pay (and that no intent of an older `match` mode still holds).
+fn ever_matched(tx: &Tx<'_>, asset: Asset, address: &str) -> Result<bool, StoreError> {
+    let key = match_key(asset, MatchMode::Address, address, None, Decimal::ZERO).unwrap_or_default();
+    if tx.get_str(MATCH_KEYS, &key)?.is_some() {
+        return Ok(true);
+    }
+    let code = asset.code();
+    for mode in ["tag", "amount"] {
+        // `match_key` writes `CODE/MODE/ADDRESS/...`; '0' sorts right after '/'.
+        let (from, to) = (format!("{code}/{mode}/{address}/"), format!("{code}/{mode}/{address}0"));
+        if tx.any_str_in(MATCH_KEYS, &from, &to)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// An address of its own for an intent or account in `address` mode:
@@ -652,7 +695,7 @@ pub(super) fn exclusive_address(
     for a in &policy.addresses {
         let key = match_key(asset, MatchMode::Address, a, None, Decimal::ZERO).unwrap_or_default();
         let usable = if for_account {
-            tx.get_str(MATCH_KEYS, &key)?.is_none()
+            !ever_matched(tx, asset, a)?
         } else {
             key_free(tx, &key, now)?
         };

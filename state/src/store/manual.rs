@@ -292,6 +292,7 @@ impl Store {
 
 /// Writes an audit record; the store has no call that rewrites one.
 fn put_audit(tx: &mut Tx<'_>, audit: &AuditRecord) -> Result<(), StoreError> {
+    tx.require_schema(SCHEMA_ACCOUNTS)?;
     let mut t = tx.txn().open_table(AUDIT).map_err(db_err)?;
     if t.get(audit.seq).map_err(db_err)?.is_some() {
         return Err(StoreError::Corrupt {

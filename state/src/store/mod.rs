@@ -32,7 +32,7 @@ use redb::{Database, ReadableDatabase};
 pub use accounts::{AccountOutcome, CloseOutcome, NewAccount};
 pub use apply::Applied;
 pub use feed::{DeliveryAttempt, OutboxEntry, OutboxStats, TransferFilter};
-pub use intents::{CancelOutcome, CreateError, CreateOutcome, Created, IntentFilter, NewIntent, NewRecord};
+pub use intents::{CancelOutcome, Counts, CreateError, CreateOutcome, Created, IntentFilter, NewIntent, NewRecord};
 pub use manual::{ManualAction, ManualOutcome, Refusal};
 pub use tables::BLOCKS_KEPT;
 

@@ -6,8 +6,15 @@ use serde::de::DeserializeOwned;
 
 use super::{StoreError, db_err};
 
-/// Bumped when a stored format changes incompatibly.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Bumped when a stored format changes incompatibly: the newest format
+/// this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 2;
+/// The format a new store starts at; raised only once a record needs more.
+pub const SCHEMA_BASE: u64 = 1;
+/// Deposit accounts and audit records: a build before them would hand an
+/// account's address to an intent and could not decode their events, so
+/// the first of them raises the store to this and such a build refuses it.
+pub const SCHEMA_ACCOUNTS: u64 = 2;
 
 /// Counters and settings: `schema_version`, `next_seq`, `next_listing`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -79,6 +86,9 @@ pub const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("account
 pub const ACCOUNT_EXTERNAL_IDS: TableDefinition<&str, &str> = TableDefinition::new("account_external_ids");
 /// `account id/listing order` -> transfer key: every deposit of an account.
 pub const ACCOUNT_DEPOSITS: TableDefinition<&str, &str> = TableDefinition::new("account_deposits");
+/// Account id -> JSON `DepositTotals`: confirmed and pending sums and the
+/// number of deposits, kept by every write of a deposit.
+pub const ACCOUNT_TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("account_totals");
 /// `ASSET/address` -> `own` (an account's address of its own) or `tagged`
 /// (the shared address that accounts' tags are on): addresses intents must
 /// not be given in a mode that would take the accounts' deposits.

@@ -88,14 +88,23 @@ impl<'a> Tx<'a> {
         self.txn.open_table(ACCOUNT_DEPOSITS).map_err(db_err)?;
         self.txn.open_table(AUDIT).map_err(db_err)?;
         self.txn.open_table(ACCOUNT_ADDRESSES).map_err(db_err)?;
+        self.txn.open_table(ACCOUNT_TOTALS).map_err(db_err)?;
         match self.meta("schema_version")? {
-            0 => self.set_meta("schema_version", SCHEMA_VERSION),
+            0 => self.set_meta("schema_version", SCHEMA_BASE),
             found if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
                 found,
                 known: SCHEMA_VERSION,
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Raises the store's format to `version` (never lowers it).
+    pub fn require_schema(&mut self, version: u64) -> Result<(), StoreError> {
+        if self.meta("schema_version")? < version {
+            self.set_meta("schema_version", version)?;
+        }
+        Ok(())
     }
 
     // --- plain key/value helpers -------------------------------------------
@@ -193,6 +202,12 @@ impl<'a> Tx<'a> {
         Ok(out)
     }
 
+    /// Whether a string table has any key in `[from, to)`.
+    pub fn any_str_in(&self, def: TableDefinition<&str, &str>, from: &str, to: &str) -> Result<bool, StoreError> {
+        let t = self.txn.open_table(def).map_err(db_err)?;
+        Ok(t.range(from..to).map_err(db_err)?.next().is_some())
+    }
+
     /// Keys of a set table in `[from, to)`.
     pub fn keys_in(&self, def: TableDefinition<&str, ()>, from: &str, to: &str) -> Result<Vec<String>, StoreError> {
         let t = self.txn.open_table(def).map_err(db_err)?;
@@ -244,28 +259,27 @@ impl<'a> Tx<'a> {
         self.put_json(ACCOUNTS, &account.id, account)
     }
 
-    /// The account with its totals, from its deposits.
+    /// The account with its totals.
     pub fn account_view(&self, account: &Account) -> Result<AccountView, StoreError> {
-        let deposits = self.deposit_keys(&account.id)?;
-        let mut transfers = Vec::with_capacity(deposits.len());
-        for key in deposits {
-            if let Some(t) = self.transfer(&key)? {
-                transfers.push(t);
-            }
-        }
-        Ok(render_account(account, &transfers))
+        let totals = self.get_json(ACCOUNT_TOTALS, &account.id)?.unwrap_or_default();
+        Ok(render_account(account, &totals))
     }
 
-    /// Transfer keys of an account's deposits, oldest first.
-    pub fn deposit_keys(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
-        let t = self.txn.open_table(ACCOUNT_DEPOSITS).map_err(db_err)?;
-        let (from, to) = (deposit_key(account_id, 0), deposit_key(account_id, u64::MAX));
-        let mut out = Vec::new();
-        for entry in t.range(from.as_str()..=to.as_str()).map_err(db_err)? {
-            let (_, v) = entry.map_err(db_err)?;
-            out.push(v.value().to_string());
+    /// Keeps an account's totals in step with one deposit's change of
+    /// status (`before` is the stored record, `None` for a new deposit).
+    fn count_deposit(
+        &mut self,
+        account_id: &str,
+        before: Option<&Transfer>,
+        after: &Transfer,
+    ) -> Result<(), StoreError> {
+        let mut totals: DepositTotals = self.get_json(ACCOUNT_TOTALS, account_id)?.unwrap_or_default();
+        match before {
+            Some(old) => totals.remove(old),
+            None => totals.deposits += 1,
         }
-        Ok(out)
+        totals.add(after);
+        self.put_json(ACCOUNT_TOTALS, account_id, &totals)
     }
 
     /// Adds `delta` to a `COUNTS` entry.
@@ -280,8 +294,15 @@ impl<'a> Tx<'a> {
         self.get_json(TRANSFERS, key)
     }
 
+    /// Stores a transfer. Every change of a deposit's status passes here,
+    /// so its account's totals follow in the same write.
     pub fn put_transfer(&mut self, transfer: &Transfer) -> Result<(), StoreError> {
-        self.put_json(TRANSFERS, &transfer.key.encode(), transfer)
+        let encoded = transfer.key.encode();
+        if let Some(account) = &transfer.account_id {
+            let before = self.transfer(&encoded)?;
+            self.count_deposit(account, before.as_ref(), transfer)?;
+        }
+        self.put_json(TRANSFERS, &encoded, transfer)
     }
 
     pub fn payments_of(&self, intent: &Intent) -> Result<Vec<Transfer>, StoreError> {
@@ -446,11 +467,39 @@ pub fn render_intent(intent: &Intent, payments: &[Transfer], scanned_height: u64
     }
 }
 
-/// Builds the user-facing view of an account from its record and deposits.
-pub fn render_account(account: &Account, deposits: &[Transfer]) -> AccountView {
-    let total = |status: TransferStatus| -> rust_decimal::Decimal {
-        deposits.iter().filter(|t| t.status == status).map(|t| t.amount).sum()
-    };
+/// An account's running totals (`ACCOUNT_TOTALS`), kept by `put_transfer`:
+/// reading them costs the same with ten deposits or a million.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DepositTotals {
+    pub confirmed: rust_decimal::Decimal,
+    pub pending: rust_decimal::Decimal,
+    pub deposits: u64,
+}
+
+impl DepositTotals {
+    fn slot(&mut self, status: TransferStatus) -> Option<&mut rust_decimal::Decimal> {
+        match status {
+            TransferStatus::Confirmed => Some(&mut self.confirmed),
+            TransferStatus::Pending => Some(&mut self.pending),
+            TransferStatus::Reverted => None,
+        }
+    }
+
+    fn add(&mut self, t: &Transfer) {
+        if let Some(total) = self.slot(t.status) {
+            *total += t.amount;
+        }
+    }
+
+    fn remove(&mut self, t: &Transfer) {
+        if let Some(total) = self.slot(t.status) {
+            *total -= t.amount;
+        }
+    }
+}
+
+/// Builds the user-facing view of an account from its record and totals.
+pub fn render_account(account: &Account, totals: &DepositTotals) -> AccountView {
     AccountView {
         id: account.id.clone(),
         asset: account.asset,
@@ -461,9 +510,9 @@ pub fn render_account(account: &Account, deposits: &[Transfer]) -> AccountView {
         external_id: account.external_id.clone(),
         metadata: account.metadata.clone(),
         confirmations_required: account.confirmations_required,
-        confirmed_total: crate::amount::at_asset_scale(account.asset, total(TransferStatus::Confirmed)),
-        pending_total: crate::amount::at_asset_scale(account.asset, total(TransferStatus::Pending)),
-        deposits: deposits.len() as u64,
+        confirmed_total: crate::amount::at_asset_scale(account.asset, totals.confirmed),
+        pending_total: crate::amount::at_asset_scale(account.asset, totals.pending),
+        deposits: totals.deposits,
         created_at: account.created_at,
         closed_at: account.closed_at,
     }

@@ -149,6 +149,19 @@ fn an_account_keeps_its_pool_address_for_good_and_reports_every_deposit() {
         })
         .unwrap();
     assert!(unmatched.is_empty());
+    // The running totals equal the sums of the deposits as listed.
+    let view = store.account(&account.id).unwrap().unwrap();
+    let sum =
+        |status: TransferStatus| -> Decimal { deposits.iter().filter(|t| t.status == status).map(|t| t.amount).sum() };
+    assert_eq!(
+        (view.confirmed_total, view.pending_total, view.deposits),
+        (
+            sum(TransferStatus::Confirmed),
+            sum(TransferStatus::Pending),
+            deposits.len() as u64
+        )
+    );
+    assert_eq!((view.confirmed_total, view.pending_total), (d("0.5"), d("1")));
     let counts = store.account_counts().unwrap();
     assert!(counts.contains(&(crate::Asset::Ltc, Some(AccountStatus::Closed), 1)));
     assert!(counts.contains(&(crate::Asset::Ltc, Some(AccountStatus::Open), 0)));
@@ -577,4 +590,35 @@ fn late_money_moved_to_an_open_intent_leaves_the_old_one_on_the_record() {
         (done.intent.status, done.intent.flags.clone()),
         (IntentStatus::Detected, vec![Flag::Underpaid])
     );
+}
+
+#[test]
+fn an_account_never_takes_an_address_an_amount_mode_intent_was_given() {
+    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into(), "T2".into()]);
+    assert_eq!(policy.match_mode, MatchMode::Amount);
+    let (_dir, store, _chain) = setup(&policy);
+    let intent = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "10"), t(1)));
+    assert_eq!(intent.address, "T1");
+    // The config switches to address mode: the open intent still holds T1 by amount.
+    policy.match_mode = MatchMode::Address;
+    let account = opened(store.create_account(&policy, new_account(crate::Asset::UsdtTrc20, "c"), t(2)));
+    assert_eq!(account.address, "T2");
+}
+
+#[test]
+fn the_first_account_raises_the_store_format_so_an_older_build_refuses_it() {
+    let policy = AssetPolicy::defaults(crate::Asset::Ltc, vec!["P1".into()]);
+    let (_dir, store, _chain) = setup(&policy);
+    let format = |store: &Store| {
+        let r = store.read().unwrap();
+        let meta = r.open_table(tables::META).unwrap();
+        meta.get("schema_version").unwrap().unwrap().value()
+    };
+    assert_eq!(
+        format(&store),
+        tables::SCHEMA_BASE,
+        "an older build still opens a store without accounts"
+    );
+    opened(store.create_account(&policy, new_account(crate::Asset::Ltc, "c"), t(1)));
+    assert_eq!(format(&store), tables::SCHEMA_ACCOUNTS);
 }
