@@ -138,12 +138,21 @@ async fn ltc_and_btc_accounts_from_xpubs_record_every_deposit_and_revert_a_reorg
     let btc = open_account(&pw, "BTC", "alice").await;
     let btc_address = btc["address"].as_str().unwrap().to_string();
     assert!(btc_address.starts_with("bcrt1"), "{btc}");
-    let btc_deposit = node.send(&rltc(&btc_address), "0.4").await;
+    let btc_deposits = [
+        node.send(&rltc(&btc_address), "0.4").await,
+        node.send(&rltc(&btc_address), "0.25").await,
+    ];
     node.mine(2).await;
     wait_deposit(&pw, "deposit.confirmed", &third).await;
-    let btc_confirmed = wait_deposit(&pw, "deposit.confirmed", &btc_deposit).await;
-    assert_eq!(btc_confirmed["account"]["asset"], "BTC");
-    assert_eq!(btc_confirmed["account"]["confirmed_total"], "0.40000000");
+    for txid in &btc_deposits {
+        let confirmed = wait_deposit(&pw, "deposit.confirmed", txid).await;
+        assert_eq!(confirmed["account"]["asset"], "BTC");
+    }
+    let btc_id = btc["id"].as_str().unwrap();
+    assert_eq!(
+        pw.get(&format!("/v1/accounts/{btc_id}")).await["confirmed_total"],
+        "0.65000000"
+    );
 
     let account = pw.get(&format!("/v1/accounts/{id}")).await;
     assert_eq!(
@@ -182,7 +191,7 @@ async fn ltc_and_btc_accounts_from_xpubs_record_every_deposit_and_revert_a_reorg
     let status = pw.get("/v1/status").await;
     assert_eq!(
         status["accounts"],
-        json!({"open": 1, "closed": 1, "deposits": 5}),
+        json!({"open": 1, "closed": 1, "deposits": 6}),
         "{status}"
     );
     let metrics = pw.metrics().await;
@@ -191,7 +200,7 @@ async fn ltc_and_btc_accounts_from_xpubs_record_every_deposit_and_revert_a_reorg
         "{metrics}"
     );
     assert!(metrics.contains("paywatch_deposits{asset=\"LTC\"} 4"), "{metrics}");
-    assert!(metrics.contains("paywatch_deposits{asset=\"BTC\"} 1"), "{metrics}");
+    assert!(metrics.contains("paywatch_deposits{asset=\"BTC\"} 2"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,5 +468,50 @@ async fn xrp_accounts_reconciliation_by_hand_and_the_csv_export() {
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
         (400, Some("invalid_parameter"))
+    );
+
+    // The same from the command line, as an operator on the server would.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_paywatch"))
+            .args(args)
+            .arg("--config")
+            .arg(pw.config_path())
+            .env_remove("PAYWATCH_API_TOKEN")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (
+            out.status.code(),
+            text,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, text, err) = cli(&["account", "create", "--asset", "XRP", "--external-id", "henry"]);
+    assert_eq!(code, Some(0), "{err}");
+    let created: Value = serde_json::from_str(&text).unwrap();
+    let (code, text, _) = cli(&["account", "close", created["id"].as_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["status"], "closed");
+    let cash = pw.create(json!({"asset": "XRP", "amount": "3"})).await;
+    let cash_id = cash["id"].as_str().unwrap();
+    let (code, _, err) = cli(&[
+        "intent",
+        "resolve",
+        cash_id,
+        "--status",
+        "expired",
+        "--reason",
+        "refunded in the shop",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(pw.intent(cash_id).await["resolution"]["status"], "expired");
+    let (code, _, err) = cli(&["transfer", "assign", &transfer_id, "--intent", cash_id, "--reason", "x"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("already_assigned"), "{err}");
+    let (code, text, _) = cli(&["audit", "--limit", "1"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["audit"][0]["reason"],
+        "refunded in the shop"
     );
 }

@@ -4,6 +4,7 @@
 //! exactly as stored.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -235,6 +236,10 @@ fn text(s: &str) -> String {
     }
 }
 
+/// A client that reads nothing for this long loses its export (and its
+/// place among the `MAX_EXPORTS`).
+const STALLED_CLIENT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Exports running at once: each holds a blocking thread only while it
 /// reads a page, but a crowd of them would still crowd out the scans.
 const MAX_EXPORTS: usize = 4;
@@ -259,8 +264,12 @@ fn stream(
             format!("{MAX_EXPORTS} exports are running; retry when one has finished"),
         ));
     };
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PAGES_AHEAD);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(PAGES_AHEAD);
+    // Set only after the last page was queued: a body that ends without it
+    // was cut off (store failure, stalled client), and says so.
+    let complete = Arc::new(AtomicBool::new(false));
     let mut next_page: Option<NextPage> = Some(Box::new(next_page));
+    let producer_complete = complete.clone();
     tokio::spawn(async move {
         let _permit = permit;
         let mut header = true;
@@ -268,20 +277,17 @@ fn stream(
             if sender.is_closed() {
                 return; // the client hung up
             }
-            let page = tokio::task::spawn_blocking(move || (read(), read)).await;
-            let (rows, last) = match page {
+            let (rows, last) = match tokio::task::spawn_blocking(move || (read(), read)).await {
                 Ok((Ok(page), read)) => {
                     next_page = Some(read);
                     page
                 }
                 Ok((Err(e), _)) => {
                     tracing::error!(error = %e, "the CSV export failed mid-way");
-                    let _ = sender.send(Err(std::io::Error::other("store read failed"))).await;
                     return;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "the CSV export's read panicked");
-                    let _ = sender.send(Err(std::io::Error::other("store read failed"))).await;
                     return;
                 }
             };
@@ -293,16 +299,32 @@ fn stream(
                 let _ = out.write_record(row);
             }
             let chunk = out.into_inner().unwrap_or_default();
-            if !chunk.is_empty() && sender.send(Ok(Bytes::from(chunk))).await.is_err() {
-                return; // the client hung up
+            if !chunk.is_empty() {
+                match tokio::time::timeout(STALLED_CLIENT, sender.send(Bytes::from(chunk))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return, // the client hung up
+                    Err(_) => {
+                        tracing::warn!("a CSV export's client read nothing for {STALLED_CLIENT:?}; cut off");
+                        return;
+                    }
+                }
             }
             if last {
+                producer_complete.store(true, Ordering::Release);
                 return;
             }
         }
     });
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|chunk| (chunk, receiver))
+    let body = futures_util::stream::unfold(Some(receiver), move |receiver| {
+        let complete = complete.clone();
+        async move {
+            let mut receiver = receiver?;
+            match receiver.recv().await {
+                Some(chunk) => Some((Ok(chunk), Some(receiver))),
+                None if complete.load(Ordering::Acquire) => None,
+                None => Some((Err(std::io::Error::other("the export was cut off")), None)),
+            }
+        }
     });
     Ok(Response::builder()
         .status(StatusCode::OK)

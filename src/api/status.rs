@@ -1,13 +1,13 @@
 //! `GET /v1/status`, `/metrics`, `/healthz`, `/readyz`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use paywatch_state::{AccountStatus, IntentStatus};
+use paywatch_state::{AccountStatus, Asset, IntentStatus};
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, App};
@@ -44,10 +44,7 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
         *intents.entry(status.as_str()).or_default() += n;
     }
     let mut accounts = json!({"open": 0u64, "closed": 0u64, "deposits": 0u64});
-    for (asset, status, n) in counts.accounts {
-        if engine.policy(asset).is_none() {
-            continue;
-        }
+    for (_, status, n) in counts.accounts {
         let field = status.map(|s| s.as_str()).unwrap_or("deposits");
         accounts[field] = json!(accounts[field].as_u64().unwrap_or(0) + n);
     }
@@ -73,24 +70,22 @@ pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
             .with_label_values(&[asset.code(), status.as_str()])
             .set(n as i64);
     }
-    // Zero until counted, so every configured asset has its series.
-    for asset in engine.assets() {
+    // Every configured asset has its series (0 until counted); each is set
+    // once, so a concurrent scrape never reads a passing 0.
+    let counted: HashMap<(Asset, Option<AccountStatus>), u64> =
+        counts.accounts.into_iter().map(|(a, s, n)| ((a, s), n)).collect();
+    let mut assets = engine.assets();
+    assets.extend(counted.keys().map(|(a, _)| *a));
+    assets.sort();
+    assets.dedup();
+    for asset in assets {
+        let n = |status| counted.get(&(asset, status)).copied().unwrap_or(0) as i64;
         for status in AccountStatus::ALL {
-            m.accounts.with_label_values(&[asset.code(), status.as_str()]).set(0);
-        }
-        m.deposits.with_label_values(&[asset.code()]).set(0);
-    }
-    for (asset, status, n) in counts.accounts {
-        if engine.policy(asset).is_none() {
-            continue;
-        }
-        match status {
-            Some(status) => m
-                .accounts
+            m.accounts
                 .with_label_values(&[asset.code(), status.as_str()])
-                .set(n as i64),
-            None => m.deposits.with_label_values(&[asset.code()]).set(n as i64),
+                .set(n(Some(status)));
         }
+        m.deposits.with_label_values(&[asset.code()]).set(n(None));
     }
     if let Ok(stats) = engine.store.outbox_stats() {
         m.webhook_backlog.set(stats.backlog as i64);

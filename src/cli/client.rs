@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{ClientArgs, EXIT_CONFIG, IntentAction};
+use super::{AccountAction, ClientArgs, EXIT_CONFIG, IntentAction, TransferAction};
 use crate::config;
 
 /// A minimal API client for the commands above.
@@ -150,9 +150,7 @@ pub(super) fn intent(c: &Client, action: IntentAction) -> ClientFuture<'_> {
                     obj.insert("tag".into(), json!(v));
                 }
                 if let Some(m) = metadata {
-                    let parsed: Value =
-                        serde_json::from_str(&m).map_err(|e| anyhow::anyhow!("--metadata is not JSON: {e}"))?;
-                    obj.insert("metadata".into(), parsed);
+                    obj.insert("metadata".into(), metadata_arg(&m)?);
                 }
                 print_json(c.post("/v1/intents", body).await?)
             }
@@ -160,6 +158,13 @@ pub(super) fn intent(c: &Client, action: IntentAction) -> ClientFuture<'_> {
             IntentAction::Cancel { id } => print_json(
                 c.post(&format!("/v1/intents/{}/cancel", encode(&id)), json!({}))
                     .await?,
+            ),
+            IntentAction::Resolve { id, status, reason } => print_json(
+                c.post(
+                    &format!("/v1/intents/{}/resolve", encode(&id)),
+                    json!({"status": status, "reason": reason}),
+                )
+                .await?,
             ),
             IntentAction::List {
                 status,
@@ -182,6 +187,50 @@ pub(super) fn intent(c: &Client, action: IntentAction) -> ClientFuture<'_> {
             }
         }
     })
+}
+
+pub(super) fn account(c: &Client, action: AccountAction) -> ClientFuture<'_> {
+    Box::pin(async move {
+        match action {
+            AccountAction::Create {
+                asset,
+                external_id,
+                metadata,
+            } => {
+                let mut body = json!({"asset": asset, "external_id": external_id});
+                if let Some(m) = metadata {
+                    body["metadata"] = metadata_arg(&m)?;
+                }
+                print_json(c.post("/v1/accounts", body).await?)
+            }
+            AccountAction::Show { id } => print_json(c.get(&format!("/v1/accounts/{}", encode(&id))).await?),
+            AccountAction::Transfers { id } => {
+                print_json(c.get(&format!("/v1/accounts/{}/transfers", encode(&id))).await?)
+            }
+            AccountAction::Close { id } => print_json(
+                c.post(&format!("/v1/accounts/{}/close", encode(&id)), json!({}))
+                    .await?,
+            ),
+        }
+    })
+}
+
+pub(super) fn transfer(c: &Client, action: TransferAction) -> ClientFuture<'_> {
+    Box::pin(async move {
+        match action {
+            TransferAction::Assign { id, intent, reason } => print_json(
+                c.post(
+                    &format!("/v1/transfers/{}/assign", encode(&id)),
+                    json!({"intent_id": intent, "reason": reason}),
+                )
+                .await?,
+            ),
+        }
+    })
+}
+
+fn metadata_arg(text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).map_err(|e| anyhow::anyhow!("--metadata is not JSON: {e}"))
 }
 
 fn encode(segment: &str) -> String {

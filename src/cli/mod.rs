@@ -11,7 +11,7 @@ use crate::config::{self, Config};
 
 mod client;
 
-use self::client::{client_command, events, intent, print_json};
+use self::client::{account, client_command, events, intent, print_json, transfer};
 
 /// Exit code for a configuration the daemon refuses (docs/cli.md).
 pub const EXIT_CONFIG: u8 = 2;
@@ -58,6 +58,27 @@ enum Command {
     Intent {
         #[command(subcommand)]
         action: IntentAction,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create, show or close customers' deposit accounts.
+    Account {
+        #[command(subcommand)]
+        action: AccountAction,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Assign an unmatched or late transfer to an intent, by hand.
+    Transfer {
+        #[command(subcommand)]
+        action: TransferAction,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the audit log of manual actions, newest first.
+    Audit {
+        #[arg(long)]
+        limit: Option<u32>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -115,6 +136,52 @@ enum IntentAction {
     Cancel {
         id: String,
     },
+    /// Settle an intent by a person's decision (final, audited).
+    Resolve {
+        id: String,
+        /// `confirmed` or `expired`.
+        #[arg(long)]
+        status: String,
+        /// Why: it is what the audit record says.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountAction {
+    Create {
+        #[arg(long)]
+        asset: String,
+        /// The customer's id in the shop.
+        #[arg(long)]
+        external_id: String,
+        /// A JSON object echoed in events.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+    /// Its deposits, newest first.
+    Transfers {
+        id: String,
+    },
+    Close {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TransferAction {
+    /// Attach the transfer (`ASSET:txid:index`) to an open intent.
+    Assign {
+        id: String,
+        #[arg(long)]
+        intent: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -145,6 +212,14 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Intent { action, client } => client_command(&client, |c| intent(c, action)),
+        Command::Account { action, client } => client_command(&client, |c| account(c, action)),
+        Command::Transfer { action, client } => client_command(&client, |c| transfer(c, action)),
+        Command::Audit { limit, client } => client_command(&client, move |c| {
+            Box::pin(async move {
+                let limit = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
+                print_json(c.get(&format!("/v1/audit{limit}")).await?)
+            })
+        }),
         Command::Status(client) => client_command(&client, |c| {
             Box::pin(async move { print_json(c.get("/v1/status").await?) })
         }),

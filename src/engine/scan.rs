@@ -138,11 +138,10 @@ impl Engine {
     }
 }
 
-/// Configured addresses, those of open intents, and those of deposit accounts.
+/// Configured addresses, and those of open intents and open deposit accounts.
 pub(super) fn hot_addresses(store: &Store, policy: &AssetPolicy) -> Result<HashSet<String>, StoreError> {
     let mut hot: HashSet<String> = policy.addresses.iter().cloned().collect();
     hot.extend(store.open_intent_addresses(policy.asset)?);
-    // Deposit accounts receive for good, open or closed.
-    hot.extend(store.account_addresses(policy.asset)?);
+    hot.extend(store.open_account_addresses(policy.asset)?);
     Ok(hot)
 }

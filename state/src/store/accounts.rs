@@ -93,16 +93,19 @@ impl Store {
         Ok((page, None))
     }
 
-    /// Every address deposit accounts of `asset` receive on (their own, and
-    /// the shared address of their tags).
-    pub fn account_addresses(&self, asset: Asset) -> Result<Vec<String>, StoreError> {
+    /// The own addresses of `asset`'s open deposit accounts (the shared
+    /// address of tagged ones is configured): what per-address mempool reads
+    /// ask for. A closed account's deposits are still seen, in their block.
+    pub fn open_account_addresses(&self, asset: Asset) -> Result<Vec<String>, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(ACCOUNT_ADDRESSES).map_err(db_err)?;
-        let (from, to) = (format!("{}/", asset.code()), format!("{}0", asset.code()));
+        let t = r.open_table(ACCOUNTS).map_err(db_err)?;
         let mut out = Vec::new();
-        for entry in redb::ReadableTable::range(&t, from.as_str()..to.as_str()).map_err(db_err)? {
-            let (key, _) = entry.map_err(db_err)?;
-            out.push(key.value()[from.len()..].to_string());
+        for entry in redb::ReadableTable::iter(&t).map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            let account: Account = decode("accounts", k.value(), v.value())?;
+            if account.asset == asset && account.status == AccountStatus::Open && account.tag.is_none() {
+                out.push(account.address);
+            }
         }
         Ok(out)
     }

@@ -375,8 +375,11 @@ fn reappear(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut
         Some(intent) => {
             if !t.late {
                 t.late = true;
-                let list_no = tx.next_counter("next_listing")?;
-                list_unmatched(tx, list_no, &t.key.encode())?;
+                // One assigned by hand is listed since it was unmatched.
+                if t.assignment.is_none() {
+                    let list_no = tx.next_counter("next_listing")?;
+                    list_unmatched(tx, list_no, &t.key.encode())?;
+                }
             }
             tx.put_transfer(&t)?;
             tx.emit(EventType::IntentPaidLate, Some(&intent), Some(&t), now)?;

@@ -622,3 +622,55 @@ fn the_first_account_raises_the_store_format_so_an_older_build_refuses_it() {
     opened(store.create_account(&policy, new_account(crate::Asset::Ltc, "c"), t(1)));
     assert_eq!(format(&store), tables::SCHEMA_ACCOUNTS);
 }
+
+#[test]
+fn an_assigned_transfer_back_after_its_intent_ended_is_listed_once_as_late() {
+    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into()]);
+    policy.mempool = false;
+    let (_dir, store, mut chain) = setup(&policy);
+    let intent = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "10"), t(1)));
+    chain.height = 101;
+    store
+        .apply_scan(
+            &policy,
+            &chain.update(vec![obs("w", "T1", "9", Some(101))], None, None),
+            t(2),
+        )
+        .unwrap();
+    let key = TransferKey {
+        asset: crate::Asset::UsdtTrc20,
+        txid: "w".into(),
+        index: 0,
+    };
+    store
+        .assign_transfer(&key, &intent.id, &by_hand("fee"), t(3))
+        .unwrap()
+        .unwrap();
+    // Reorged out, the underpaid intent expires, then the transfer is mined again.
+    let mut reorg = chain.update(vec![], None, None);
+    reorg.rollback_to = Some(100);
+    let ev = store.apply_scan(&policy, &reorg, t(4)).unwrap();
+    assert_eq!(kinds(&ev), [EventType::IntentReverted]);
+    let ev = store
+        .apply_scan(&policy, &chain.update(vec![], None, Some(t(7200))), t(7200))
+        .unwrap();
+    assert_eq!(kinds(&ev), [EventType::IntentExpired]);
+    chain.height = 102;
+    let ev = store
+        .apply_scan(
+            &policy,
+            &chain.update(vec![obs("w", "T1", "9", Some(102))], None, None),
+            t(7201),
+        )
+        .unwrap();
+    assert!(kinds(&ev).contains(&EventType::IntentPaidLate), "{ev:?}");
+    let (listed, _) = store
+        .list_transfers(&TransferFilter {
+            unmatched: true,
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].late);
+}
