@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::anvil::{ABANDON_BSC_ACCOUNT_XPUB, Anvil, usdt};
+use common::anvil::{Anvil, usdt};
 use common::litecoind::{Litecoind, TPUB};
 use common::paywatch::{Paywatch, TOKEN};
 use common::rippled::{FakeRippled, MERCHANT};
@@ -208,16 +208,7 @@ async fn usdt_bsc_accounts_get_derived_addresses_and_a_reorged_deposit_is_revert
     let node = Anvil::start().await;
     let token = node.deploy_token(18).await;
     let url = node.url();
-    let pw = Paywatch::start(
-        |_| {
-            format!(
-                "[assets.USDT_BSC]\nbackend = \"evm\"\nurl = \"{url}\"\ncontract = \"{token}\"\nmatch = \"address\"\n\
-                 xpub = \"{ABANDON_BSC_ACCOUNT_XPUB}\"\npoll_interval = \"250ms\"\ntimeout = \"2s\"\nretry_max = \"1s\"\n"
-            )
-        },
-        None,
-    )
-    .await;
+    let pw = Paywatch::start(|_| common::configs::usdt_bsc_derived(&url, &token), None).await;
     let account = open_account(&pw, "USDT_BSC", "bob").await;
     let id = account["id"].as_str().unwrap();
     assert_eq!(account["address"], "0x9858EfFD232B4033E47d90003D41EC34EcaEda94");

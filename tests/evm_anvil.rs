@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::anvil::{ABANDON_BSC_ACCOUNT_XPUB, Anvil, usdt};
+use common::anvil::{Anvil, usdt};
 use common::paywatch::Paywatch;
 use common::rpc_proxy::RpcProxy;
 use common::{types_for, wait_for};
@@ -357,16 +357,7 @@ async fn exclusive_addresses_derived_from_an_account_xpub_each_find_their_order(
     let node = Anvil::start().await;
     let token = node.deploy_token(18).await;
     let url = node.url();
-    let pw = Paywatch::start(
-        |_| {
-            format!(
-                "[assets.USDT_BSC]\nbackend = \"evm\"\nurl = \"{url}\"\ncontract = \"{token}\"\nmatch = \"address\"\n\
-                 xpub = \"{ABANDON_BSC_ACCOUNT_XPUB}\"\npoll_interval = \"250ms\"\ntimeout = \"2s\"\nretry_max = \"1s\"\n"
-            )
-        },
-        None,
-    )
-    .await;
+    let pw = Paywatch::start(|_| common::configs::usdt_bsc_derived(&url, &token), None).await;
     let first = intent(&pw, "10").await;
     let second = intent(&pw, "10").await;
     assert_eq!(first["address"], "0x9858EfFD232B4033E47d90003D41EC34EcaEda94");

@@ -10,10 +10,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use paywatch_state::{AccountOutcome, Asset, CloseOutcome, NewAccount};
+use paywatch_state::{AccountOutcome, CloseOutcome, NewAccount};
 use serde_json::{Map, Value, json};
 
-use super::intents::{MAX_EXTERNAL_ID_CHARS, create_error, parse_metadata, read_body};
+use super::intents::{MAX_EXTERNAL_ID_CHARS, asset_field, create_error, parse_metadata, read_body};
 use super::{ApiError, ApiResult, App, Caller, int_param, json_object, only_params, param, query_pairs};
 
 const CREATE_FIELDS: [&str; 3] = ["asset", "external_id", "metadata"];
@@ -30,16 +30,7 @@ pub async fn create(
     let obj = json_object(&bytes, &CREATE_FIELDS)?;
     let req = parse_create(&app, &obj)?;
     tracing::info!(caller = %caller.name, asset = %req.asset, "account requested");
-    if app.engine.refuses_new_intents(req.asset) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "asset_lagging",
-            format!(
-                "{} is lagging behind its chain (see /v1/status); new accounts are refused until it catches up",
-                req.asset
-            ),
-        ));
-    }
+    super::refuse_if_lagging(&app, req.asset, "accounts")?;
     match app.engine.create_account(req).await {
         Ok(AccountOutcome::Created(view)) => Ok((StatusCode::CREATED, Json(view)).into_response()),
         Ok(AccountOutcome::Existing(view)) => Ok((StatusCode::OK, Json(view)).into_response()),
@@ -48,18 +39,7 @@ pub async fn create(
 }
 
 fn parse_create(app: &App, obj: &Map<String, Value>) -> Result<NewAccount, ApiError> {
-    let asset = match obj.get("asset") {
-        Some(Value::String(code)) => code
-            .parse::<Asset>()
-            .map_err(|e| ApiError::bad_request("invalid_asset", e.to_string()))?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_asset",
-                "asset must be a string such as \"LTC\"",
-            ));
-        }
-        None => return Err(ApiError::bad_request("missing_field", "asset is required")),
-    };
+    let asset = asset_field(obj)?;
     if app.engine.policy(asset).is_none() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -45,16 +45,7 @@ pub async fn create(
     let bytes = read_body(&headers, body).await?;
     let req = parse_create(&app.networks, &bytes)?;
     tracing::debug!(caller = %caller.name, asset = %req.asset, "create requested");
-    if app.engine.refuses_new_intents(req.asset) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "asset_lagging",
-            format!(
-                "{} is lagging behind its chain (see /v1/status); new intents are refused until it catches up",
-                req.asset
-            ),
-        ));
-    }
+    super::refuse_if_lagging(&app, req.asset, "intents")?;
     match app.engine.create_intent(req).await {
         Ok(CreateOutcome::Created(view)) => Ok((StatusCode::CREATED, Json(view)).into_response()),
         Ok(CreateOutcome::Existing(view)) => Ok((StatusCode::OK, Json(view)).into_response()),
@@ -108,18 +99,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::By
 /// Validates a create request body field by field.
 pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<NewIntent, ApiError> {
     let obj = super::json_object(bytes, &CREATE_FIELDS)?;
-    let asset = match obj.get("asset") {
-        Some(Value::String(code)) => code
-            .parse::<Asset>()
-            .map_err(|e| ApiError::bad_request("invalid_asset", e.to_string()))?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_asset",
-                "asset must be a string such as \"LTC\"",
-            ));
-        }
-        None => return Err(ApiError::bad_request("missing_field", "asset is required")),
-    };
+    let asset = asset_field(&obj)?;
     let Some(network) = networks.get(&asset).copied() else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -195,6 +175,20 @@ pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<
         address,
         tag,
     })
+}
+
+/// The required `asset` of a create request.
+pub fn asset_field(obj: &Map<String, Value>) -> Result<Asset, ApiError> {
+    match obj.get("asset") {
+        Some(Value::String(code)) => code
+            .parse::<Asset>()
+            .map_err(|e| ApiError::bad_request("invalid_asset", e.to_string())),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_asset",
+            "asset must be a string such as \"LTC\"",
+        )),
+        None => Err(ApiError::bad_request("missing_field", "asset is required")),
+    }
 }
 
 /// The optional `metadata` object of a create request.

@@ -171,6 +171,19 @@ pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// 503 `asset_lagging` while the asset lags its chain and the config says
+/// to refuse new `what` (intents, accounts) meanwhile.
+pub fn refuse_if_lagging(app: &App, asset: Asset, what: &str) -> Result<(), ApiError> {
+    if app.engine.refuses_new_intents(asset) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "asset_lagging",
+            format!("{asset} is lagging behind its chain (see /v1/status); new {what} are refused until it catches up"),
+        ));
+    }
+    Ok(())
+}
+
 /// A JSON object body with only the `allowed` fields.
 pub fn json_object(bytes: &[u8], allowed: &[&str]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)

@@ -185,19 +185,17 @@ impl Engine {
             .map_err(|_| CreateError::Failed("the intent writer has stopped".into()))?
     }
 
-    /// Closes a deposit account (committed and announced on a blocking
-    /// thread, as `cancel_intent`).
+    /// Closes a deposit account; committed and announced together
+    /// (`announced`).
     pub async fn close_account(self: &Arc<Self>, id: String) -> anyhow::Result<CloseOutcome> {
-        let engine = self.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let outcome = engine.store.close_account(&id, engine.clock.now())?;
-            if let CloseOutcome::Closed(_, events) = &outcome {
-                engine.publish(events);
-            }
-            anyhow::Ok(outcome)
-        })
-        .await??;
-        Ok(outcome)
+        self.announced(
+            move |engine| engine.store.close_account(&id, engine.clock.now()),
+            |outcome| match outcome {
+                CloseOutcome::Closed(_, events) => events,
+                _ => &[],
+            },
+        )
+        .await
     }
 
     /// Assigns an unmatched or late transfer to an intent by hand.
@@ -207,12 +205,14 @@ impl Engine {
         intent_id: String,
         action: ManualAction,
     ) -> anyhow::Result<Result<ManualOutcome, Refusal>> {
-        let engine = self.clone();
-        self.manual(move || {
-            engine
-                .store
-                .assign_transfer(&key, &intent_id, &action, engine.clock.now())
-        })
+        self.announced(
+            move |engine| {
+                engine
+                    .store
+                    .assign_transfer(&key, &intent_id, &action, engine.clock.now())
+            },
+            manual_events,
+        )
         .await
     }
 
@@ -223,43 +223,41 @@ impl Engine {
         status: IntentStatus,
         action: ManualAction,
     ) -> anyhow::Result<Result<ManualOutcome, Refusal>> {
-        let engine = self.clone();
-        self.manual(move || {
-            engine
-                .store
-                .resolve_intent(&intent_id, status, &action, engine.clock.now())
-        })
+        self.announced(
+            move |engine| {
+                engine
+                    .store
+                    .resolve_intent(&intent_id, status, &action, engine.clock.now())
+            },
+            manual_events,
+        )
         .await
     }
 
-    /// Runs a manual action's write and announces its events on a blocking
-    /// thread: a client that hangs up cannot leave it unannounced.
-    async fn manual(
-        self: &Arc<Self>,
-        write: impl FnOnce() -> Result<Result<ManualOutcome, Refusal>, paywatch_state::StoreError> + Send + 'static,
-    ) -> anyhow::Result<Result<ManualOutcome, Refusal>> {
-        let engine = self.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let outcome = write()?;
-            if let Ok(done) = &outcome {
-                engine.publish(&done.events);
-            }
-            anyhow::Ok(outcome)
-        })
-        .await??;
-        Ok(outcome)
+    /// Cancels an intent; committed and announced together (`announced`).
+    pub async fn cancel_intent(self: &Arc<Self>, id: String) -> anyhow::Result<CancelOutcome> {
+        self.announced(
+            move |engine| engine.store.cancel_intent(&id, engine.clock.now()),
+            |outcome| match outcome {
+                CancelOutcome::Cancelled(_, events) => events,
+                _ => &[],
+            },
+        )
+        .await
     }
 
-    /// Cancels an intent. The commit and the wake-up of feed readers and
-    /// webhooks happen together on a blocking thread, so a client that hangs
-    /// up mid-request cannot leave a committed cancel unannounced.
-    pub async fn cancel_intent(self: &Arc<Self>, id: String) -> anyhow::Result<CancelOutcome> {
+    /// Runs a write and tells feed readers, webhooks and metrics about the
+    /// events it committed, together on a blocking thread: a client that
+    /// hangs up mid-request cannot leave a committed change unannounced.
+    async fn announced<T: Send + 'static>(
+        self: &Arc<Self>,
+        write: impl FnOnce(&Engine) -> Result<T, paywatch_state::StoreError> + Send + 'static,
+        events_of: fn(&T) -> &[Event],
+    ) -> anyhow::Result<T> {
         let engine = self.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let outcome = engine.store.cancel_intent(&id, engine.clock.now())?;
-            if let CancelOutcome::Cancelled(_, events) = &outcome {
-                engine.publish(events);
-            }
+            let outcome = write(&engine)?;
+            engine.publish(events_of(&outcome));
             anyhow::Ok(outcome)
         })
         .await??;
@@ -322,5 +320,13 @@ impl Engine {
         }
         self.last_seq.send_replace(last.seq);
         self.webhook_wake.notify_one();
+    }
+}
+
+/// The events a manual action committed (none when it was refused).
+fn manual_events(outcome: &Result<ManualOutcome, Refusal>) -> &[Event] {
+    match outcome {
+        Ok(done) => &done.events,
+        Err(_) => &[],
     }
 }

@@ -32,6 +32,16 @@ pub fn usdt_bsc(url: &str, token: &str, addresses: &[String]) -> String {
     )
 }
 
+/// USDT_BSC with an address of its own per intent or account, derived
+/// from the abandon mnemonic's BIP44 account xpub.
+pub fn usdt_bsc_derived(url: &str, token: &str) -> String {
+    format!(
+        "{}match = \"address\"\nxpub = \"{}\"\n",
+        usdt_bsc(url, token, &[]),
+        super::anvil::ABANDON_BSC_ACCOUNT_XPUB
+    )
+}
+
 pub fn xrp(url: &str, addresses: &[String]) -> String {
     format!(
         "[assets.XRP]\nbackend = \"rippled\"\nurl = \"{url}\"\naddresses = [{}]\n{FAST}\n",

@@ -84,9 +84,7 @@ impl Store {
                 return Ok((page, next.map(|n| n + 1)));
             }
             if let Some(t) = get_json::<Transfer>(&r, TRANSFERS, key.value())? {
-                let scanned = get_json::<crate::ChainState>(&r, CHAINS, t.key.asset.code())?
-                    .map(|c| c.cursor.height)
-                    .unwrap_or(0);
+                let scanned = scanned_height_in(&r, t.key.asset)?;
                 page.push(t.view(scanned));
             }
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::tables::*;
 use super::{Store, StoreError, db_err};
 use crate::Asset;
-use crate::model::{ChainState, Event, Transfer, TransferView};
+use crate::model::{Event, Transfer, TransferView};
 
 /// One event waiting for webhook delivery.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,7 +137,6 @@ impl Store {
             })
             .map_err(db_err)?;
         let transfers = r.open_table(TRANSFERS).map_err(db_err)?;
-        let chains = r.open_table(CHAINS).map_err(db_err)?;
         let range = match filter.before {
             Some(b) => list.range(..b).map_err(db_err)?,
             None => list.range::<u64>(..).map_err(db_err)?,
@@ -163,14 +162,7 @@ impl Store {
             if page.len() == limit {
                 return Ok((page, last_pos));
             }
-            let scanned = match chains.get(t.key.asset.code()).map_err(db_err)? {
-                Some(c) => {
-                    decode::<ChainState>("chains", t.key.asset.code(), c.value())?
-                        .cursor
-                        .height
-                }
-                None => 0,
-            };
+            let scanned = scanned_height_in(&r, t.key.asset)?;
             page.push(t.view(scanned));
             last_pos = Some(pos.value());
         }
@@ -185,7 +177,6 @@ impl Store {
         let r = self.read()?;
         let list = r.open_table(TRANSFER_LIST).map_err(db_err)?;
         let transfers = r.open_table(TRANSFERS).map_err(db_err)?;
-        let chains = r.open_table(CHAINS).map_err(db_err)?;
         let mut page = Vec::new();
         let mut last = None;
         for entry in list.range(after.saturating_add(1)..).map_err(db_err)?.take(limit) {
@@ -195,14 +186,7 @@ impl Store {
                 continue;
             };
             let t: Transfer = decode("transfers", key.value(), bytes.value())?;
-            let scanned = match chains.get(t.key.asset.code()).map_err(db_err)? {
-                Some(c) => {
-                    decode::<ChainState>("chains", t.key.asset.code(), c.value())?
-                        .cursor
-                        .height
-                }
-                None => 0,
-            };
+            let scanned = scanned_height_in(&r, t.key.asset)?;
             page.push((pos.value(), t.view(scanned)));
         }
         Ok((page, last))

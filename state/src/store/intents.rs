@@ -418,9 +418,7 @@ fn view_in_read(r: &redb::ReadTransaction, intent: &Intent) -> Result<IntentView
             payments.push(t);
         }
     }
-    let scanned = get_json::<crate::ChainState>(r, CHAINS, intent.asset.code())?
-        .map(|c| c.cursor.height)
-        .unwrap_or(0);
+    let scanned = scanned_height_in(r, intent.asset)?;
     Ok(render_intent(intent, &payments, scanned))
 }
 

@@ -151,6 +151,14 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// The height `asset` is scanned to, as of a read transaction (0 before
+/// its first poll): what views count confirmations against.
+pub fn scanned_height_in(r: &ReadTransaction, asset: crate::Asset) -> Result<u64, StoreError> {
+    Ok(get_json::<crate::ChainState>(r, CHAINS, asset.code())?
+        .map(|c| c.cursor.height)
+        .unwrap_or(0))
+}
+
 /// Reads and decodes one JSON value in a read transaction.
 pub fn get_json<T: DeserializeOwned>(
     r: &ReadTransaction,

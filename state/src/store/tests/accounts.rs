@@ -19,6 +19,22 @@ fn opened(outcome: Result<AccountOutcome, CreateError>) -> AccountView {
     }
 }
 
+/// USDT_TRC20 in amount mode on `T1`, no mempool.
+fn trc20_setup() -> (AssetPolicy, tempfile::TempDir, Store, Chain) {
+    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into()]);
+    policy.mempool = false;
+    let (dir, store, chain) = setup(&policy);
+    (policy, dir, store, chain)
+}
+
+fn trc20_key(txid: &str) -> TransferKey {
+    TransferKey {
+        asset: crate::Asset::UsdtTrc20,
+        txid: txid.into(),
+        index: 0,
+    }
+}
+
 fn by_hand(reason: &str) -> ManualAction {
     ManualAction {
         actor: "ops".into(),
@@ -250,11 +266,7 @@ fn an_unmatched_transfer_assigned_by_hand_runs_the_intents_lifecycle() {
         )
         .unwrap();
     assert_eq!(kinds(&ev), [EventType::TransferUnmatched]);
-    let key = TransferKey {
-        asset: crate::Asset::UsdtTrc20,
-        txid: "w".into(),
-        index: 0,
-    };
+    let key = trc20_key("w");
     let done = store
         .assign_transfer(&key, &intent.id, &by_hand("customer's exchange took a fee"), t(3))
         .unwrap()
@@ -303,10 +315,7 @@ fn an_unmatched_transfer_assigned_by_hand_runs_the_intents_lifecycle() {
             t(6),
         )
         .unwrap();
-    let topup = TransferKey {
-        txid: "top".into(),
-        ..key.clone()
-    };
+    let topup = trc20_key("top");
     let done = store
         .assign_transfer(&topup, &intent.id, &by_hand("top-up"), t(7))
         .unwrap()
@@ -347,11 +356,7 @@ fn a_confirmed_transfer_assigned_to_a_stricter_intent_waits_for_its_rule() {
         )
         .unwrap();
     assert_eq!(kinds(&ev), [EventType::TransferUnmatched, EventType::TransferConfirmed]);
-    let key = TransferKey {
-        asset: crate::Asset::UsdtTrc20,
-        txid: "w".into(),
-        index: 0,
-    };
+    let key = trc20_key("w");
     let done = store
         .assign_transfer(&key, &intent.id, &by_hand("wrong amount"), t(3))
         .unwrap()
@@ -374,9 +379,7 @@ fn a_confirmed_transfer_assigned_to_a_stricter_intent_waits_for_its_rule() {
 
 #[test]
 fn what_cannot_be_assigned_is_refused_and_changes_nothing() {
-    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into()]);
-    policy.mempool = false;
-    let (_dir, store, mut chain) = setup(&policy);
+    let (policy, _dir, store, mut chain) = trc20_setup();
     let paid = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "10"), t(1)));
     let open = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "20"), t(1)));
     chain.height = 101;
@@ -391,11 +394,7 @@ fn what_cannot_be_assigned_is_refused_and_changes_nothing() {
             t(2),
         )
         .unwrap();
-    let key = |txid: &str| TransferKey {
-        asset: crate::Asset::UsdtTrc20,
-        txid: txid.into(),
-        index: 0,
-    };
+    let key = trc20_key;
     let before = store.last_seq().unwrap();
     let refuse = |k: TransferKey, id: &str| store.assign_transfer(&k, id, &by_hand("x"), t(3)).unwrap().unwrap_err();
     assert!(matches!(refuse(key("m"), &open.id), Refusal::TransferMatched(..)));
@@ -514,9 +513,7 @@ fn the_shared_address_of_tagged_accounts_is_never_an_intents_own() {
 
 #[test]
 fn late_money_on_an_intent_settled_by_hand_stays_there() {
-    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into()]);
-    policy.mempool = false;
-    let (_dir, store, mut chain) = setup(&policy);
+    let (policy, _dir, store, mut chain) = trc20_setup();
     let first = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "10"), t(1)));
     store.cancel_intent(&first.id, t(2)).unwrap();
     chain.height = 101;
@@ -528,11 +525,7 @@ fn late_money_on_an_intent_settled_by_hand_stays_there() {
         )
         .unwrap();
     assert_eq!(kinds(&ev), [EventType::IntentPaidLate, EventType::TransferConfirmed]);
-    let key = TransferKey {
-        asset: crate::Asset::UsdtTrc20,
-        txid: "late".into(),
-        index: 0,
-    };
+    let key = trc20_key("late");
     // Before any resolution the late money can move; both sides are recorded.
     let second = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "10"), t(4)));
     let third = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "10"), t(4)));
@@ -554,9 +547,7 @@ fn late_money_on_an_intent_settled_by_hand_stays_there() {
 
 #[test]
 fn late_money_moved_to_an_open_intent_leaves_the_old_one_on_the_record() {
-    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into()]);
-    policy.mempool = false;
-    let (_dir, store, mut chain) = setup(&policy);
+    let (policy, _dir, store, mut chain) = trc20_setup();
     let first = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "10"), t(1)));
     store.cancel_intent(&first.id, t(2)).unwrap();
     chain.height = 101;
@@ -568,11 +559,7 @@ fn late_money_moved_to_an_open_intent_leaves_the_old_one_on_the_record() {
         )
         .unwrap();
     let second = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "10"), t(4)));
-    let key = TransferKey {
-        asset: crate::Asset::UsdtTrc20,
-        txid: "late".into(),
-        index: 0,
-    };
+    let key = trc20_key("late");
     let done = store
         .assign_transfer(&key, &second.id, &by_hand("the customer's reorder"), t(5))
         .unwrap()
@@ -625,9 +612,7 @@ fn the_first_account_raises_the_store_format_so_an_older_build_refuses_it() {
 
 #[test]
 fn an_assigned_transfer_back_after_its_intent_ended_is_listed_once_as_late() {
-    let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into()]);
-    policy.mempool = false;
-    let (_dir, store, mut chain) = setup(&policy);
+    let (policy, _dir, store, mut chain) = trc20_setup();
     let intent = created(store.create_intent(&policy, new_intent(crate::Asset::UsdtTrc20, "10"), t(1)));
     chain.height = 101;
     store
@@ -637,11 +622,7 @@ fn an_assigned_transfer_back_after_its_intent_ended_is_listed_once_as_late() {
             t(2),
         )
         .unwrap();
-    let key = TransferKey {
-        asset: crate::Asset::UsdtTrc20,
-        txid: "w".into(),
-        index: 0,
-    };
+    let key = trc20_key("w");
     store
         .assign_transfer(&key, &intent.id, &by_hand("fee"), t(3))
         .unwrap()
