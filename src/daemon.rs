@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::{api, backends, engine, metrics, signals, state_dir, webhooks};
+use crate::{api, backends, engine, metrics, rates, signals, state_dir, webhooks};
 
 /// How long shutdown waits for tasks to finish in-flight work before it
 /// aborts them.
@@ -48,7 +48,12 @@ pub async fn run(
             reads_mempool_per_address: a.backend.reads_mempool_per_address(),
         })
         .collect();
-    let engine = Arc::new(engine::Engine::new(store.clone(), assets, metrics.clone(), clock)?);
+    let engine = Arc::new(engine::Engine::new(
+        store.clone(),
+        assets,
+        metrics.clone(),
+        clock.clone(),
+    )?);
     store
         .set_webhooks_enabled(config.webhook.is_some())
         .context("failed to write the store")?;
@@ -89,12 +94,23 @@ pub async fn run(
             Ok(())
         });
     }
+    let rates = config.rates.clone().map(|rates| {
+        let configured: Vec<_> = config.assets.iter().map(|a| a.asset).collect();
+        Arc::new(rates::RateBook::new(rates, &configured))
+    });
+    if let Some(book) = &rates {
+        tasks.spawn(
+            "rate fetcher",
+            rates::run(book.clone(), clock.clone(), metrics.clone(), cancel.clone()),
+        );
+    }
     let listen = listener.local_addr().ok();
     let app = Arc::new(api::App {
         engine: engine.clone(),
         tokens,
         networks: config.assets.iter().map(|a| (a.asset, a.network)).collect(),
         webhooks_disabled: config.webhook.is_none(),
+        rates,
     });
     let api_shutdown = cancel.clone().cancelled_owned();
     tasks.spawn("HTTP API", async move {

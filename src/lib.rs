@@ -26,6 +26,7 @@ mod daemon;
 pub mod engine;
 pub mod metrics;
 pub mod poller;
+pub mod rates;
 mod signals;
 pub mod state_dir;
 pub mod webhooks;

@@ -40,6 +40,11 @@ pub struct Metrics {
     pub endpoint_up: IntGaugeVec,
     pub endpoint_height: IntGaugeVec,
     pub endpoint_requests: IntCounterVec,
+    /// 1 while a rate source's last read succeeded.
+    pub rate_source_up: IntGaugeVec,
+    /// Age of each source's answer per pair; refreshed at scrape time.
+    pub rate_age: IntGaugeVec,
+    pub rate_errors: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -158,6 +163,18 @@ impl Metrics {
                 ),
                 &["asset", "endpoint", "outcome"],
             )?,
+            rate_source_up: IntGaugeVec::new(
+                opts("rate_source_up", "1 if the rate source's last read succeeded."),
+                &["source"],
+            )?,
+            rate_age: IntGaugeVec::new(
+                opts(
+                    "rate_age_seconds",
+                    "Age of the rate source's answer for a pair (COIN/CURRENCY).",
+                ),
+                &["source", "pair"],
+            )?,
+            rate_errors: IntCounterVec::new(opts("rate_errors_total", "Failed reads of a rate source."), &["source"])?,
             registry,
         };
         let r = &m.registry;
@@ -184,6 +201,9 @@ impl Metrics {
         r.register(Box::new(m.endpoint_up.clone()))?;
         r.register(Box::new(m.endpoint_height.clone()))?;
         r.register(Box::new(m.endpoint_requests.clone()))?;
+        r.register(Box::new(m.rate_source_up.clone()))?;
+        r.register(Box::new(m.rate_age.clone()))?;
+        r.register(Box::new(m.rate_errors.clone()))?;
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Ok(m)
     }

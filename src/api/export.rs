@@ -70,7 +70,7 @@ pub fn date_range(pairs: &[(String, String)], csv: bool) -> Result<DateRange, Ap
     Ok((from, to))
 }
 
-const INTENT_COLUMNS: [&str; 17] = [
+const INTENT_COLUMNS: [&str; 20] = [
     "id",
     "asset",
     "status",
@@ -88,6 +88,9 @@ const INTENT_COLUMNS: [&str; 17] = [
     "resolved_by",
     "resolved_reason",
     "payments",
+    "fiat_amount",
+    "fiat_currency",
+    "rate",
 ];
 
 const TRANSFER_COLUMNS: [&str; 16] = [
@@ -189,6 +192,9 @@ fn intent_row(i: &IntentView) -> Vec<String> {
         text(i.resolution.as_ref().map(|r| r.by.as_str()).unwrap_or("")),
         text(i.resolution.as_ref().map(|r| r.reason.as_str()).unwrap_or("")),
         i.payments.len().to_string(),
+        opt(i.fiat.as_ref().map(|f| f.fiat_amount)),
+        i.fiat.as_ref().map(|f| f.fiat_currency.clone()).unwrap_or_default(),
+        opt(i.fiat.as_ref().map(|f| f.rate)),
     ]
 }
 

@@ -11,11 +11,15 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use paywatch_chains::xrpl::parse_xrp_address;
 use paywatch_chains::{Network, canonical_address};
-use paywatch_state::amount::parse_amount;
-use paywatch_state::{Asset, CancelOutcome, CreateError, CreateOutcome, IntentFilter, IntentStatus, NewIntent};
+use paywatch_state::amount::{amount_for_price, parse_amount};
+use paywatch_state::{
+    Asset, CancelOutcome, CreateError, CreateOutcome, FiatPrice, IntentFilter, IntentStatus, NewIntent,
+};
+use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiResult, App, Caller, MAX_BODY_BYTES, int_param, only_params, param, query_pairs};
+use crate::rates::{Coin, RateError};
 
 pub const MAX_EXTERNAL_ID_CHARS: usize = 128;
 pub const MAX_METADATA_BYTES: usize = 4096;
@@ -25,9 +29,11 @@ pub const MAX_CONFIRMATIONS: u64 = 10_000;
 const LIST_DEFAULT: u64 = 50;
 const LIST_MAX: u64 = 500;
 
-const CREATE_FIELDS: [&str; 8] = [
+const CREATE_FIELDS: [&str; 10] = [
     "asset",
     "amount",
+    "fiat_amount",
+    "fiat_currency",
     "external_id",
     "metadata",
     "expires_in",
@@ -43,9 +49,17 @@ pub async fn create(
     body: Body,
 ) -> ApiResult {
     let bytes = read_body(&headers, body).await?;
-    let req = parse_create(&app.networks, &bytes)?;
+    let mut req = parse_create(&app.networks, &bytes)?;
     tracing::debug!(caller = %caller.name, asset = %req.asset, "create requested");
     super::refuse_if_lagging(&app, req.asset, "intents")?;
+    if let Err(e) = price_in_fiat(&app, &mut req) {
+        // A retry of a create that went through needs no rate.
+        return match app.engine.store.earlier_create(&req) {
+            Ok(Some(view)) => Ok((StatusCode::OK, Json(view)).into_response()),
+            Ok(None) => Err(e),
+            Err(refused) => Err(create_error(refused)),
+        };
+    }
     match app.engine.create_intent(req).await {
         Ok(CreateOutcome::Created(view)) => Ok((StatusCode::CREATED, Json(view)).into_response()),
         Ok(CreateOutcome::Existing(view)) => Ok((StatusCode::OK, Json(view)).into_response()),
@@ -107,7 +121,16 @@ pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<
             format!("{asset} is not configured"),
         ));
     };
+    let fiat = parse_fiat(&obj)?;
     let amount = match obj.get("amount") {
+        Some(_) if fiat.is_some() => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give amount or fiat_amount with fiat_currency, not both",
+            ));
+        }
+        // Priced from the rate when the request is served (`price_in_fiat`).
+        None if fiat.is_some() => Decimal::ZERO,
         Some(Value::String(text)) => {
             parse_amount(asset, text).map_err(|e| ApiError::bad_request("invalid_amount", e.to_string()))?
         }
@@ -123,7 +146,12 @@ pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<
                 "amount must be a decimal string",
             ));
         }
-        None => return Err(ApiError::bad_request("missing_field", "amount is required")),
+        None => {
+            return Err(ApiError::bad_request(
+                "missing_field",
+                "amount (or fiat_amount with fiat_currency) is required",
+            ));
+        }
     };
     let external_id = match obj.get("external_id") {
         None | Some(Value::Null) => None,
@@ -174,7 +202,97 @@ pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<
         confirmations,
         address,
         tag,
+        fiat,
     })
+}
+
+/// Most decimals a fiat price may have.
+const MAX_FIAT_DECIMALS: u32 = 8;
+
+/// `fiat_amount` and `fiat_currency`, both or neither. The rate is filled
+/// in by `price_in_fiat`.
+fn parse_fiat(obj: &Map<String, Value>) -> Result<Option<FiatPrice>, ApiError> {
+    let (amount, currency) = match (obj.get("fiat_amount"), obj.get("fiat_currency")) {
+        (None | Some(Value::Null), None | Some(Value::Null)) => return Ok(None),
+        (Some(amount), Some(currency)) => (amount, currency),
+        _ => {
+            return Err(ApiError::bad_request(
+                "missing_field",
+                "fiat_amount and fiat_currency go together",
+            ));
+        }
+    };
+    let invalid_amount = || {
+        ApiError::bad_request(
+            "invalid_fiat_amount",
+            format!(
+                "fiat_amount must be a positive decimal string such as \"49.99\", at most {MAX_FIAT_DECIMALS} decimals"
+            ),
+        )
+    };
+    let Value::String(text) = amount else {
+        return Err(invalid_amount());
+    };
+    let plain = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && text.chars().filter(|&c| c == '.').count() <= 1
+        && !text.starts_with('.')
+        && !text.ends_with('.');
+    let fiat_amount = plain
+        .then(|| text.parse::<Decimal>().ok())
+        .flatten()
+        .map(|d| d.normalize())
+        .filter(|d| *d > Decimal::ZERO && d.scale() <= MAX_FIAT_DECIMALS)
+        .ok_or_else(invalid_amount)?;
+    let fiat_currency = match currency {
+        Value::String(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) => c.to_ascii_uppercase(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_fiat_currency",
+                "fiat_currency must be an ISO 4217 code such as \"USD\"",
+            ));
+        }
+    };
+    Ok(Some(FiatPrice {
+        fiat_amount,
+        fiat_currency,
+        rate: Decimal::ZERO,
+        rate_source: String::new(),
+        rate_at: chrono::DateTime::UNIX_EPOCH,
+    }))
+}
+
+/// Prices a fiat request at the rate of now: `amount` is the fiat amount
+/// over the rate, rounded up to the asset's precision (docs/pricing.md).
+fn price_in_fiat(app: &App, req: &mut NewIntent) -> Result<(), ApiError> {
+    let Some(fiat) = &mut req.fiat else {
+        return Ok(());
+    };
+    let Some(book) = &app.rates else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "fiat_not_configured",
+            "intents priced in fiat need a [rates] section in the configuration",
+        ));
+    };
+    let quote = book
+        .quote(Coin::of(req.asset), &fiat.fiat_currency, app.engine.clock.now())
+        .map_err(|e| match e {
+            RateError::UnknownCurrency(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "currency_not_configured",
+                e.to_string(),
+            ),
+            RateError::Unavailable { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "rate_unavailable", e.to_string())
+            }
+        })?;
+    req.amount = amount_for_price(req.asset, fiat.fiat_amount, quote.rate)
+        .ok_or_else(|| ApiError::bad_request("invalid_fiat_amount", "fiat_amount at this rate is out of range"))?;
+    fiat.rate = quote.rate;
+    fiat.rate_source = quote.source;
+    fiat.rate_at = quote.at;
+    Ok(())
 }
 
 /// The required `asset` of a create request.

@@ -45,6 +45,8 @@ pub struct App {
     pub networks: HashMap<Asset, Network>,
     /// No `[webhook]` configured: nothing to redeliver to.
     pub webhooks_disabled: bool,
+    /// `[rates]`: what prices intents given in fiat.
+    pub rates: Option<Arc<crate::rates::RateBook>>,
 }
 
 /// An API error: `{"error": {"code", "message"}}` with its HTTP status.

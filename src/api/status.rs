@@ -50,12 +50,14 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
     }
     let webhooks = engine.store.outbox_stats().map_err(ApiError::internal)?;
     let uptime = (engine.clock.now() - engine.started_at).num_seconds().max(0);
+    let rates = app.rates.as_ref().map(|book| book.status(engine.clock.now()));
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": uptime,
         "assets": Value::Object(assets),
         "intents": intents,
         "accounts": accounts,
+        "rates": rates,
         "webhooks": {"backlog": webhooks.backlog, "failed": webhooks.failed},
     }))
     .into_response())
@@ -86,6 +88,9 @@ pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
                 .set(n(Some(status)));
         }
         m.deposits.with_label_values(&[asset.code()]).set(n(None));
+    }
+    if let Some(book) = &app.rates {
+        book.refresh_metrics(m, engine.clock.now());
     }
     if let Ok(stats) = engine.store.outbox_stats() {
         m.webhook_backlog.set(stats.backlog as i64);

@@ -61,3 +61,12 @@ pub fn max_head_age(asset: Asset) -> Duration {
     };
     Duration::from_secs((block * 10).max(30))
 }
+
+/// The fiat currency of `[rates]` when `currencies` is not given.
+pub const RATES_CURRENCY: &str = "USD";
+/// How often rate sources are read.
+pub const RATES_REFRESH: Duration = Duration::from_secs(30);
+/// A quote older than this is never used.
+pub const RATES_MAX_AGE: Duration = Duration::from_secs(120);
+/// Longest wait for one rate source's answer.
+pub const RATES_TIMEOUT: Duration = Duration::from_secs(5);

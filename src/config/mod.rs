@@ -8,12 +8,14 @@
 //! - `asset` — an `[assets.CODE]` table: the keys every backend shares
 //! - `backend` — each backend's own keys, typed, in `BackendConfig`
 //! - `defaults` — every default, named, in one place
+//! - `rates` — fiat exchange-rate sources
 //! - `tokens` — named API tokens with scopes
 //! - `values` — durations, secret files, the error naming its key
 
 mod asset;
 mod backend;
 pub mod defaults;
+mod rates;
 mod tokens;
 mod values;
 
@@ -28,6 +30,7 @@ use serde::Deserialize;
 
 pub use self::asset::AssetConfig;
 pub use self::backend::{BackendConfig, EvmToken, TronToken};
+pub use self::rates::{Provider, RateSource, RatesConfig};
 pub use self::tokens::{ApiToken, Scope};
 pub use self::values::{ConfigError, parse_duration};
 use self::values::{duration_or, err, read_secret, toml_message};
@@ -41,6 +44,7 @@ struct RawConfig {
     webhook: Option<RawWebhook>,
     #[serde(default)]
     log: RawLog,
+    rates: Option<rates::RawRates>,
     #[serde(default)]
     assets: BTreeMap<String, toml::Table>,
 }
@@ -77,6 +81,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub webhook: Option<WebhookConfig>,
     pub log: LogConfig,
+    /// `[rates]`: needed to price intents in fiat.
+    pub rates: Option<RatesConfig>,
     pub assets: Vec<AssetConfig>,
 }
 
@@ -144,6 +150,7 @@ impl Config {
         };
 
         let webhook = raw.webhook.map(|w| parse_webhook(w, &env)).transpose()?;
+        let rates = raw.rates.map(rates::parse_rates).transpose()?;
 
         let level = raw.log.level.unwrap_or_else(|| defaults::LOG_LEVEL.into());
         let json = match raw.log.format.as_deref() {
@@ -169,6 +176,7 @@ impl Config {
             api: ApiConfig { listen, token, tokens },
             webhook,
             log: LogConfig { json, level },
+            rates,
             assets,
         })
     }

@@ -310,3 +310,71 @@ fn usdt_takes_an_account_xpub_with_match_address_and_xrp_none() {
     .to_string();
     assert!(xrp.contains("assets.XRP.xpub"), "{xrp}");
 }
+
+#[test]
+fn rates_sources_are_validated_and_named_in_errors() {
+    let asset = format!(
+        "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://127.0.0.1:9332\"\naddresses = [\"{}\"]\n",
+        valid_ltc_mainnet()
+    );
+    let with = |rates: &str| parse(&format!("{asset}[rates]\n{rates}"));
+    let c = with(
+        "[[rates.source]]\nprovider = \"kraken\"\n[[rates.source]]\nprovider = \"fixed\"\nrates = { \"USDT_BSC/USD\" = \"1.0\" }\n",
+    )
+    .expect("valid");
+    let rates = c.rates.expect("rates");
+    assert_eq!(rates.currencies, ["USD"]);
+    assert_eq!(
+        (rates.refresh_interval, rates.max_rate_age),
+        (defaults::RATES_REFRESH, defaults::RATES_MAX_AGE)
+    );
+    assert_eq!(rates.sources[0].url, "https://api.kraken.com");
+    assert_eq!(
+        rates.sources[1]
+            .fixed
+            .get(&(Asset::UsdtBsc, "USD".to_string()))
+            .map(|d| d.to_string()),
+        Some("1.0".into())
+    );
+    for (text, key) in [
+        ("", "rates.source"),
+        (
+            "currencies = [\"usd\"]\n[[rates.source]]\nprovider = \"kraken\"\n",
+            "rates.currencies",
+        ),
+        (
+            "[[rates.source]]\nprovider = \"bitstamp\"\n",
+            "rates.source[0].provider",
+        ),
+        (
+            "[[rates.source]]\nprovider = \"kraken\"\n[[rates.source]]\nprovider = \"kraken\"\n",
+            "rates.source[1].provider",
+        ),
+        ("[[rates.source]]\nprovider = \"fixed\"\n", "rates.source[0].rates"),
+        (
+            "[[rates.source]]\nprovider = \"fixed\"\nrates = { \"USDT_BSC/EUR\" = \"1\" }\n",
+            "rates.source[0].rates.\"USDT_BSC/EUR\"",
+        ),
+        (
+            "[[rates.source]]\nprovider = \"fixed\"\nrates = { \"USDT_BSC/USD\" = \"0\" }\n",
+            "rates.source[0].rates.\"USDT_BSC/USD\"",
+        ),
+        (
+            "[[rates.source]]\nprovider = \"kraken\"\nrates = { \"LTC/USD\" = \"1\" }\n",
+            "rates.source[0].rates",
+        ),
+        (
+            "[[rates.source]]\nprovider = \"kraken\"\nurl = \"ftp://x\"\n",
+            "rates.source[0].url",
+        ),
+        (
+            "refresh_interval = \"5m\"\nmax_rate_age = \"1m\"\n[[rates.source]]\nprovider = \"kraken\"\n",
+            "rates.max_rate_age",
+        ),
+    ] {
+        match with(text) {
+            Err(e) => assert_eq!(e.key, key, "{text}: {e}"),
+            Ok(_) => panic!("accepted: {text}"),
+        }
+    }
+}

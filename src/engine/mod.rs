@@ -159,7 +159,7 @@ impl Engine {
     /// after the commit that holds it.
     pub async fn create_intent(self: &Arc<Self>, req: NewIntent) -> Result<CreateOutcome, CreateError> {
         match self.create(NewRecord::Intent(req)).await? {
-            Created::Intent(outcome) => Ok(outcome),
+            Created::Intent(outcome) => Ok(*outcome),
             Created::Account(_) => Err(CreateError::Failed("the writer answered with an account".into())),
         }
     }
@@ -168,7 +168,7 @@ impl Engine {
     /// fences) as intents: its address is watched by the same commit.
     pub async fn create_account(self: &Arc<Self>, req: NewAccount) -> Result<AccountOutcome, CreateError> {
         match self.create(NewRecord::Account(req)).await? {
-            Created::Account(outcome) => Ok(outcome),
+            Created::Account(outcome) => Ok(*outcome),
             Created::Intent(_) => Err(CreateError::Failed("the writer answered with an intent".into())),
         }
     }

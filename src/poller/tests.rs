@@ -178,6 +178,7 @@ async fn create(w: &World, expires_in: u64) -> String {
         confirmations: None,
         address: None,
         tag: None,
+        fiat: None,
     };
     match w.engine.create_intent(request).await.expect("created") {
         CreateOutcome::Created(view) | CreateOutcome::Existing(view) => view.id,

@@ -23,6 +23,7 @@ fn request() -> NewIntent {
         confirmations: None,
         address: None,
         tag: None,
+        fiat: None,
     }
 }
 

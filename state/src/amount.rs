@@ -45,6 +45,18 @@ pub fn parse_amount(asset: Asset, text: &str) -> Result<Decimal, AmountError> {
     Ok(at_asset_scale(asset, value))
 }
 
+/// The coin amount of a fiat price at `rate` (fiat per coin): the exact
+/// quotient rounded **up** to the asset's precision, so the customer never
+/// pays less than the price (docs/pricing.md). `None` when it does not fit.
+pub fn amount_for_price(asset: Asset, fiat_amount: Decimal, rate: Decimal) -> Option<Decimal> {
+    if rate <= Decimal::ZERO || fiat_amount <= Decimal::ZERO {
+        return None;
+    }
+    let quotient = fiat_amount.checked_div(rate)?;
+    let rounded = quotient.round_dp_with_strategy(asset.decimals(), rust_decimal::RoundingStrategy::AwayFromZero);
+    (rounded > Decimal::ZERO).then(|| at_asset_scale(asset, rounded))
+}
+
 /// Converts an integer count of base units (satoshis, drops, token units)
 /// into an amount. Fallible: token values can exceed what a Decimal holds.
 pub fn from_base_units(asset: Asset, units: u128) -> Result<Decimal, AmountError> {
@@ -67,6 +79,34 @@ pub fn trimmed(value: Decimal) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_fiat_price_is_rounded_up_to_the_assets_precision() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        // 49.99 / 70.12 = 0.712920707...: up, never down.
+        assert_eq!(
+            amount_for_price(Asset::Ltc, d("49.99"), d("70.12")).map(|a| a.to_string()),
+            Some("0.71292071".into())
+        );
+        // Exact quotients stay exact.
+        assert_eq!(
+            amount_for_price(Asset::UsdtTrc20, d("10"), d("1")).map(|a| a.to_string()),
+            Some("10.000000".into())
+        );
+        assert_eq!(
+            amount_for_price(Asset::Xrp, d("1"), d("3")).map(|a| a.to_string()),
+            Some("0.333334".into())
+        );
+        assert_eq!(
+            amount_for_price(Asset::UsdtBsc, d("49.99"), d("0.9998")).map(|a| a.to_string()),
+            Some("50.000000000000000000".into())
+        );
+        assert_eq!(
+            amount_for_price(Asset::UsdtBsc, d("10"), d("3")).map(|a| a.to_string()),
+            Some("3.333333333333333334".into())
+        );
+        assert_eq!(amount_for_price(Asset::Btc, d("1"), d("0")), None);
+    }
+
     use super::*;
 
     #[test]

@@ -28,7 +28,7 @@ pub mod uri;
 pub use asset::{Asset, MatchMode, UnknownAsset};
 pub use model::{
     Account, AccountStatus, AccountView, AuditAction, AuditRecord, BlockRef, ChainState, ChainTip, Event, EventType,
-    Flag, Intent, IntentStatus, IntentView, PaymentView, Resolution, Transfer, TransferKey, TransferStatus,
+    FiatPrice, Flag, Intent, IntentStatus, IntentView, PaymentView, Resolution, Transfer, TransferKey, TransferStatus,
     TransferView,
 };
 pub use scan::{AddressDeriver, AssetPolicy, Deriver, MempoolView, Observation, ScanUpdate};

@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod receiver;
 pub mod rippled;
 pub mod rpc_proxy;
+pub mod tickers;
 pub mod tron;
 
 /// Installs the process-wide TLS provider (as the daemon's `main` does);

@@ -34,6 +34,7 @@ fn intent(pay: &str) -> Intent {
         payments: vec![],
         request_fingerprint: String::new(),
         resolution: None,
+        fiat: None,
     }
 }
 

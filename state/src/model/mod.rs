@@ -224,6 +224,24 @@ pub struct Intent {
     /// Settled by a person (`POST /v1/intents/{id}/resolve`): final.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Resolution>,
+    /// Priced in fiat: the price and the rate fixed at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fiat: Option<FiatPrice>,
+}
+
+/// A fiat price and the exchange rate that turned it into `amount`
+/// (docs/pricing.md): fixed when the intent was created, never updated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FiatPrice {
+    pub fiat_amount: Decimal,
+    /// ISO 4217, upper case (`USD`, `EUR`).
+    pub fiat_currency: String,
+    /// Fiat per one coin.
+    pub rate: Decimal,
+    /// Where the rate came from: `median of coinbase, kraken`, `fixed`, ...
+    pub rate_source: String,
+    /// The age of the oldest quote the rate was made of.
+    pub rate_at: DateTime<Utc>,
 }
 
 /// A transfer to a watched address, matched or not.
@@ -338,6 +356,10 @@ pub struct IntentView {
     pub confirmed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Resolution>,
+    /// `fiat_amount`, `fiat_currency`, `rate`, `rate_source`, `rate_at` when
+    /// priced in fiat.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub fiat: Option<FiatPrice>,
 }
 
 /// A transfer as `GET /v1/transfers` and events show it.

@@ -255,7 +255,7 @@ fn observe(
     }
     let holder = find_holder(tx, policy, obs)?;
     let (holder, account) = match holder {
-        Some(Holder::Intent(intent)) => (Some(intent), None),
+        Some(Holder::Intent(intent)) => (Some(*intent), None),
         Some(Holder::Account(account)) => (None, Some(account)),
         None => (None, None),
     };
@@ -405,7 +405,7 @@ fn code_of(policy: &AssetPolicy) -> &'static str {
 /// Who holds a match key: an intent (for its life and late window) or a
 /// deposit account (for good).
 pub(super) enum Holder {
-    Intent(Intent),
+    Intent(Box<Intent>),
     Account(Account),
 }
 
@@ -417,7 +417,7 @@ pub(super) fn key_holder(tx: &Tx<'_>, key: &str) -> Result<Option<Holder>, Store
     Ok(if is_account_id(&id) {
         tx.account(&id)?.map(Holder::Account)
     } else {
-        tx.intent(&id)?.map(Holder::Intent)
+        tx.intent(&id)?.map(|i| Holder::Intent(Box::new(i)))
     })
 }
 

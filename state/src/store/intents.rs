@@ -15,7 +15,7 @@ use super::{Store, StoreError, db_err};
 use crate::ids::{new_id, random_u32};
 use crate::machine::{self, NotCancellable, holds_match_key};
 use crate::matcher::{match_key, pay_amount_candidates};
-use crate::model::{AccountStatus, Intent, IntentStatus, IntentView};
+use crate::model::{AccountStatus, FiatPrice, Intent, IntentStatus, IntentView};
 use crate::uri::payment_uri;
 use crate::{Asset, AssetPolicy, MatchMode};
 
@@ -32,13 +32,26 @@ pub struct NewIntent {
     pub confirmations: Option<u32>,
     pub address: Option<String>,
     pub tag: Option<u32>,
+    /// Priced in fiat: `amount` was computed from it (left out of the
+    /// fingerprint when absent, so older intents' retries still match).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fiat: Option<FiatPrice>,
 }
 
 impl NewIntent {
     /// Canonical text of the request, to compare retries with the same
     /// `external_id` (amounts are at asset scale, JSON object keys sorted).
+    /// A fiat-priced request is the fiat price asked for: its amount and
+    /// rate (which move between a create and its retry) are left out.
     fn fingerprint(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut canonical = self.clone();
+        if let Some(fiat) = &mut canonical.fiat {
+            canonical.amount = Decimal::ZERO;
+            fiat.rate = Decimal::ZERO;
+            fiat.rate_source.clear();
+            fiat.rate_at = DateTime::UNIX_EPOCH;
+        }
+        serde_json::to_string(&canonical).unwrap_or_default()
     }
 }
 
@@ -69,8 +82,8 @@ impl NewRecord {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Created {
-    Intent(CreateOutcome),
-    Account(AccountOutcome),
+    Intent(Box<CreateOutcome>),
+    Account(Box<AccountOutcome>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -160,7 +173,7 @@ impl Store {
             .create_batch(batch, now)?
             .into_iter()
             .map(|answer| match answer {
-                Ok(Created::Intent(outcome)) => Ok(outcome),
+                Ok(Created::Intent(outcome)) => Ok(*outcome),
                 Ok(Created::Account(_)) => Err(CreateError::Failed("an account for an intent".into())),
                 Err(e) => Err(e),
             })
@@ -176,7 +189,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<AccountOutcome, CreateError> {
         match self.create_batch(vec![(policy, NewRecord::Account(req))], now)?.pop() {
-            Some(Ok(Created::Account(outcome))) => Ok(outcome),
+            Some(Ok(Created::Account(outcome))) => Ok(*outcome),
             Some(Err(e)) => Err(e),
             _ => Err(CreateError::Failed("no answer".into())),
         }
@@ -206,8 +219,10 @@ impl Store {
             let mut answers = Vec::with_capacity(requests.len());
             for (policy, req) in &requests {
                 let answer = match req {
-                    NewRecord::Intent(req) => create_in(tx, policy, req, now).map(Created::Intent),
-                    NewRecord::Account(req) => create_account_in(tx, policy, req, now).map(Created::Account),
+                    NewRecord::Intent(req) => create_in(tx, policy, req, now).map(|o| Created::Intent(Box::new(o))),
+                    NewRecord::Account(req) => {
+                        create_account_in(tx, policy, req, now).map(|o| Created::Account(Box::new(o)))
+                    }
                 };
                 match answer {
                     Err(CreateError::Store(e)) => return Err(e),
@@ -219,6 +234,30 @@ impl Store {
         let mut synced = self.pools_synced.lock().unwrap_or_else(|p| p.into_inner());
         synced.extend(to_sync.iter().map(|p| p.asset));
         Ok(answers)
+    }
+
+    /// The intent an earlier request with the same `external_id` created:
+    /// `Some` when the request is the same (a retry), `ExternalIdConflict`
+    /// when not, `None` when there is none. Read without creating anything.
+    pub fn earlier_create(&self, req: &NewIntent) -> Result<Option<IntentView>, CreateError> {
+        let Some(external_id) = &req.external_id else {
+            return Ok(None);
+        };
+        let r = self.read()?;
+        let id = {
+            let ids = r.open_table(EXTERNAL_IDS).map_err(db_err)?;
+            ids.get(external_id.as_str())
+                .map_err(db_err)?
+                .map(|v| v.value().to_string())
+        };
+        let Some(existing) = id.map(|id| get_json::<Intent>(&r, INTENTS, &id)).transpose()?.flatten() else {
+            return Ok(None);
+        };
+        if existing.request_fingerprint == req.fingerprint() {
+            Ok(Some(view_in_read(&r, &existing)?))
+        } else {
+            Err(CreateError::ExternalIdConflict(external_id.clone()))
+        }
     }
 
     /// `awaiting` -> `cancelled`; the address, tag or amount stays reserved
@@ -477,6 +516,7 @@ fn create_in(
         payments: vec![],
         request_fingerprint: fingerprint,
         resolution: None,
+        fiat: req.fiat.clone(),
     };
     let key = match_key(
         intent.asset,

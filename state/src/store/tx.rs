@@ -464,6 +464,7 @@ pub fn render_intent(intent: &Intent, payments: &[Transfer], scanned_height: u64
         detected_at: intent.detected_at,
         confirmed_at: intent.confirmed_at,
         resolution: intent.resolution.clone(),
+        fiat: intent.fiat.clone(),
     }
 }
 

@@ -116,6 +116,7 @@ fn new_intent(asset: crate::Asset, amount: &str) -> NewIntent {
         confirmations: None,
         address: None,
         tag: None,
+        fiat: None,
     }
 }
 
