@@ -172,7 +172,7 @@ async fn a_fiat_price_is_fixed_at_the_median_of_fresh_rates_and_paid_in_ltc() {
         q["error"].is_string().then_some(q)
     })
     .await;
-    assert!(gone["error"].as_str().unwrap().contains("no fresh rate"), "{gone}");
+    assert!(gone["error"].as_str().unwrap().contains("older than max_rate_age"), "{gone}");
     let (status, v) = pw
         .post(
             "/v1/intents",
@@ -248,6 +248,7 @@ async fn without_rates_a_fiat_price_is_refused_and_a_fixed_rate_prices_usdt() {
             intent["rate"].as_str(),
             intent["rate_source"].as_str()
         ),
-        (Some("12.345000"), Some("1"), Some("fixed"))
+        (Some("12.350000"), Some("1"), Some("fixed")),
+        "unique amounts step in cents: rounded up to the cent"
     );
 }

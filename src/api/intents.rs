@@ -13,7 +13,7 @@ use paywatch_chains::xrpl::parse_xrp_address;
 use paywatch_chains::{Network, canonical_address};
 use paywatch_state::amount::{amount_for_price, parse_amount};
 use paywatch_state::{
-    Asset, CancelOutcome, CreateError, CreateOutcome, FiatPrice, IntentFilter, IntentStatus, NewIntent,
+    Asset, CancelOutcome, CreateError, CreateOutcome, FiatPrice, IntentFilter, IntentStatus, MatchMode, NewIntent,
 };
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
@@ -122,7 +122,7 @@ pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<
         ));
     };
     let fiat = parse_fiat(&obj)?;
-    let amount = match obj.get("amount") {
+    let amount = match obj.get("amount").filter(|v| !v.is_null()) {
         Some(_) if fiat.is_some() => {
             return Err(ApiError::bad_request(
                 "invalid_request",
@@ -287,8 +287,23 @@ fn price_in_fiat(app: &App, req: &mut NewIntent) -> Result<(), ApiError> {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "rate_unavailable", e.to_string())
             }
         })?;
-    req.amount = amount_for_price(req.asset, fiat.fiat_amount, quote.rate)
-        .ok_or_else(|| ApiError::bad_request("invalid_fiat_amount", "fiat_amount at this rate is out of range"))?;
+    // Unique amounts step in `amount_step` (cents for USDT): an amount
+    // finer than that could not be told from its neighbours by what
+    // customers send, so it is rounded up to the step's decimals.
+    let decimals = match app.engine.policy(req.asset) {
+        Some(policy) if policy.match_mode == MatchMode::Amount => policy.amount_step.normalize().scale(),
+        _ => req.asset.decimals(),
+    };
+    req.amount = amount_for_price(req.asset, fiat.fiat_amount, quote.rate, decimals).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_allowed",
+            format!(
+                "{} {} at {} is out of range for {}",
+                fiat.fiat_amount, fiat.fiat_currency, quote.rate, req.asset
+            ),
+        )
+    })?;
     fiat.rate = quote.rate;
     fiat.rate_source = quote.source;
     fiat.rate_at = quote.at;

@@ -70,3 +70,7 @@ pub const RATES_REFRESH: Duration = Duration::from_secs(30);
 pub const RATES_MAX_AGE: Duration = Duration::from_secs(120);
 /// Longest wait for one rate source's answer.
 pub const RATES_TIMEOUT: Duration = Duration::from_secs(5);
+/// Fresh answers a quote needs, once outliers are left out.
+pub const RATES_MIN_SOURCES: usize = 1;
+/// How far from the median an answer may be and still count: 2 %.
+pub const RATES_MAX_SPREAD: rust_decimal::Decimal = rust_decimal::Decimal::from_parts(2, 0, 0, false, 2);

@@ -18,6 +18,8 @@ pub(super) struct RawRates {
     refresh_interval: Option<String>,
     max_rate_age: Option<String>,
     timeout: Option<String>,
+    min_sources: Option<usize>,
+    max_spread: Option<String>,
     #[serde(default)]
     source: Vec<RawSource>,
 }
@@ -90,6 +92,10 @@ pub struct RatesConfig {
     /// A quote older than this is never used.
     pub max_rate_age: Duration,
     pub timeout: Duration,
+    /// Fresh answers a quote needs, after outliers are left out.
+    pub min_sources: usize,
+    /// How far (a fraction) an answer may be from the median and still count.
+    pub max_spread: Decimal,
     pub sources: Vec<RateSource>,
 }
 
@@ -129,6 +135,24 @@ pub(super) fn parse_rates(raw: RawRates) -> Result<RatesConfig, ConfigError> {
             "must be longer than rates.refresh_interval, or every quote goes stale before the next",
         ));
     }
+    let min_sources = raw.min_sources.unwrap_or(defaults::RATES_MIN_SOURCES);
+    if min_sources == 0 {
+        return Err(err("rates.min_sources", "must be at least 1"));
+    }
+    let max_spread = match raw.max_spread.as_deref() {
+        None => defaults::RATES_MAX_SPREAD,
+        Some(text) => text
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<Decimal>().ok())
+            .filter(|p| *p > Decimal::ZERO && *p < Decimal::ONE_HUNDRED)
+            .map(|p| p / Decimal::ONE_HUNDRED)
+            .ok_or_else(|| {
+                err(
+                    "rates.max_spread",
+                    format!("{text:?} is not a percentage such as \"2%\""),
+                )
+            })?,
+    };
     if raw.source.is_empty() {
         return Err(err(
             "rates.source",
@@ -188,6 +212,16 @@ pub(super) fn parse_rates(raw: RawRates) -> Result<RatesConfig, ConfigError> {
                         .ok()
                         .filter(|r: &Decimal| *r > Decimal::ZERO)
                         .ok_or_else(|| err(&rate_key, format!("{value:?} is not a positive decimal")))?;
+                    // USDT on BSC and on Tron is one coin for rates.
+                    if let Some(((other, _), earlier)) = fixed.iter().find(|((a, c), _): &(&(Asset, String), _)| {
+                        *a != asset && c.as_str() == currency && same_coin(*a, asset)
+                    }) && *earlier != rate
+                    {
+                        return Err(err(
+                            &rate_key,
+                            format!("{asset} and {other} are one coin for rates: give them one rate"),
+                        ));
+                    }
                     fixed.insert((asset, currency.to_string()), rate);
                 }
             }
@@ -198,11 +232,26 @@ pub(super) fn parse_rates(raw: RawRates) -> Result<RatesConfig, ConfigError> {
         }
         sources.push(RateSource { provider, url, fixed });
     }
+    if min_sources > sources.len() {
+        return Err(err(
+            "rates.min_sources",
+            format!("{min_sources} sources needed but {} configured", sources.len()),
+        ));
+    }
     Ok(RatesConfig {
         currencies,
         refresh_interval,
         max_rate_age,
         timeout,
+        min_sources,
+        max_spread,
         sources,
     })
+}
+
+fn same_coin(a: Asset, b: Asset) -> bool {
+    matches!(
+        (a, b),
+        (Asset::UsdtBsc | Asset::UsdtTrc20, Asset::UsdtBsc | Asset::UsdtTrc20)
+    ) || a == b
 }

@@ -378,3 +378,30 @@ fn rates_sources_are_validated_and_named_in_errors() {
         }
     }
 }
+
+#[test]
+fn rates_spread_and_sources_needed() {
+    let base = format!(
+        "[assets.LTC]\nbackend = \"core-rpc\"\nurl = \"http://127.0.0.1:9332\"\naddresses = [\"{}\"]\n[rates]\n",
+        valid_ltc_mainnet()
+    );
+    let kraken = "[[rates.source]]\nprovider = \"kraken\"\n";
+    let c = parse(&format!("{base}max_spread = \"0.5%\"\n{kraken}")).expect("valid");
+    assert_eq!(c.rates.expect("rates").max_spread.to_string(), "0.005");
+    for (text, key) in [
+        (format!("{base}max_spread = \"2\"\n{kraken}"), "rates.max_spread"),
+        (format!("{base}min_sources = 2\n{kraken}"), "rates.min_sources"),
+        (format!("{base}min_sources = 0\n{kraken}"), "rates.min_sources"),
+        (
+            format!(
+                "{base}[[rates.source]]\nprovider = \"fixed\"\nrates = {{ \"USDT_BSC/USD\" = \"1\", \"USDT_TRC20/USD\" = \"0.99\" }}\n"
+            ),
+            "rates.source[0].rates.\"USDT_TRC20/USD\"",
+        ),
+    ] {
+        match parse(&text) {
+            Err(e) => assert_eq!(e.key, key, "{text}: {e}"),
+            Ok(_) => panic!("accepted: {text}"),
+        }
+    }
+}

@@ -85,8 +85,12 @@ pub struct Quote {
 pub enum RateError {
     #[error("{0} is not a configured rates currency")]
     UnknownCurrency(String),
-    #[error("no fresh rate for {coin}/{currency}: every source's answer is missing or older than max_rate_age")]
-    Unavailable { coin: &'static str, currency: String },
+    #[error("no usable rate for {coin}/{currency}: {why}")]
+    Unavailable {
+        coin: &'static str,
+        currency: String,
+        why: String,
+    },
 }
 
 #[derive(Default)]
@@ -128,6 +132,7 @@ impl RateBook {
                     .fixed
                     .iter()
                     .find(|((asset, c), _)| Coin::of(*asset) == coin && c == currency);
+                // (Config refuses two assets of one coin with different fixed rates.)
                 if let Some((_, rate)) = fixed {
                     fresh.push((Provider::Fixed, SourceQuote { rate: *rate, at: now }));
                 }
@@ -146,20 +151,37 @@ impl RateBook {
                 );
             }
         }
-        if fresh.is_empty() {
-            return Err(RateError::Unavailable {
-                coin: coin.code(),
-                currency: currency.to_string(),
-            });
-        }
-        let mut rates: Vec<Decimal> = fresh.iter().map(|(_, q)| q.rate).collect();
-        rates.sort();
-        let mid = rates.len() / 2;
-        let rate = if rates.len() % 2 == 1 {
-            rates[mid]
-        } else {
-            (rates[mid - 1] + rates[mid]) / Decimal::TWO
+        let unavailable = |why: String| RateError::Unavailable {
+            coin: coin.code(),
+            currency: currency.to_string(),
+            why,
         };
+        let Some(first) = median(fresh.iter().map(|(_, q)| q.rate)) else {
+            return Err(unavailable(
+                "every source's answer is missing or older than max_rate_age".into(),
+            ));
+        };
+        // Answers too far from the median are left out; what is left must
+        // still be enough sources. Two that disagree leave nothing to trust.
+        let spread = self.config.max_spread;
+        let (agreeing, outliers): (Vec<_>, Vec<_>) = fresh
+            .into_iter()
+            .partition(|(_, q)| (q.rate - first).abs() <= first * spread);
+        if agreeing.len() < self.config.min_sources.max(1) {
+            let names: Vec<String> = outliers
+                .iter()
+                .map(|(p, q)| format!("{} {}", p.name(), q.rate))
+                .collect();
+            return Err(unavailable(format!(
+                "{} fresh answer(s) within {} of the median, {} needed (apart: {})",
+                agreeing.len(),
+                spread,
+                self.config.min_sources.max(1),
+                names.join(", ")
+            )));
+        }
+        let fresh = agreeing;
+        let rate = median(fresh.iter().map(|(_, q)| q.rate)).unwrap_or(first);
         let names: Vec<&str> = fresh.iter().map(|(p, _)| p.name()).collect();
         Ok(Quote {
             rate: rate.normalize(),
@@ -172,30 +194,28 @@ impl RateBook {
         })
     }
 
-    /// Records one source's answers (or its failure) from one round.
-    fn record(&self, provider: Provider, result: Result<Vec<providers::Price>, String>, now: DateTime<Utc>) {
+    /// Records one source's answers and its failure (a partial failure
+    /// included) from one round.
+    fn record(&self, provider: Provider, prices: Vec<providers::Price>, failure: Option<String>, now: DateTime<Utc>) {
         let mut book = self.book.write().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(prices) => {
-                for p in prices {
-                    book.quotes.entry((p.coin, p.currency)).or_default().insert(
-                        provider,
-                        SourceQuote {
-                            rate: p.rate,
-                            at: p.at.map(|at| at.min(now)).unwrap_or(now),
-                        },
-                    );
-                }
-                let health = book.health.entry(provider).or_default();
-                health.last_ok_at = Some(now);
-                health.last_error = None;
-            }
-            Err(e) => {
-                let health = book.health.entry(provider).or_default();
-                health.last_error = Some(e);
-                health.errors += 1;
-            }
+        let answered = !prices.is_empty();
+        for p in prices {
+            book.quotes.entry((p.coin, p.currency)).or_default().insert(
+                provider,
+                SourceQuote {
+                    rate: p.rate,
+                    at: p.at.unwrap_or(now).min(now),
+                },
+            );
         }
+        let health = book.health.entry(provider).or_default();
+        if answered {
+            health.last_ok_at = Some(now);
+        }
+        if failure.is_some() {
+            health.errors += 1;
+        }
+        health.last_error = failure;
     }
 
     /// What `/v1/status` shows: each source's health and answers, and each
@@ -277,57 +297,94 @@ impl RateBook {
             .sources
             .iter()
             .filter(|s| s.provider != Provider::Fixed)
-            .map(|s| async move { (s.provider, self.read_source(http, s.provider, &s.url).await) });
-        for (provider, result) in futures_util::future::join_all(rounds).await {
-            if let Err(e) = &result {
+            .map(|s| async move { (s.provider, self.read_source(http, clock, s.provider, &s.url).await) });
+        for (provider, (prices, failure)) in futures_util::future::join_all(rounds).await {
+            if let Some(e) = &failure {
                 tracing::warn!(source = provider.name(), error = %e, "a rate source failed");
                 metrics.rate_errors.with_label_values(&[provider.name()]).inc();
             }
-            self.record(provider, result, clock.now());
+            self.record(provider, prices, failure, clock.now());
         }
     }
 
+    /// One source's answers, each stamped when it arrived (or with the
+    /// provider's own time), and its first failure if any pair failed.
     async fn read_source(
         &self,
         http: &reqwest::Client,
+        clock: &dyn Clock,
         provider: Provider,
         base: &str,
-    ) -> Result<Vec<providers::Price>, String> {
+    ) -> (Vec<providers::Price>, Option<String>) {
         let mut prices = Vec::new();
-        let mut failures = Vec::new();
+        let mut failure = None;
         for request in providers::requests(provider, base, &self.coins, &self.config.currencies) {
             let answer = async {
-                let response = http
+                let mut response = http
                     .get(&request.url)
                     .timeout(self.config.timeout)
                     .send()
                     .await
                     .map_err(paywatch_chains::http::error_text)?;
                 let status = response.status();
-                let body: serde_json::Value = response
-                    .json()
-                    .await
-                    .map_err(|e| format!("HTTP {status}, not JSON: {}", paywatch_chains::http::error_text(e)))?;
                 if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
                     return Err("rate limited (HTTP 429)".to_string());
                 }
+                let mut bytes = Vec::new();
+                while let Some(chunk) = response.chunk().await.map_err(paywatch_chains::http::error_text)? {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > MAX_ANSWER_BYTES {
+                        return Err(format!(
+                            "HTTP {}: an answer over {MAX_ANSWER_BYTES} bytes",
+                            status.as_u16()
+                        ));
+                    }
+                }
+                let body: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| format!("HTTP {}, not JSON: {e}", status.as_u16()))?;
                 // Error bodies are read too: they say why (Kraken's `error`, Binance's `msg`).
                 providers::parse(provider, &request, &body).map_err(|e| format!("HTTP {}: {e}", status.as_u16()))
             };
             match answer.await {
-                Ok(found) => prices.extend(found),
-                Err(e) => failures.push(e),
+                Ok(found) => {
+                    let received = clock.now();
+                    prices.extend(found.into_iter().map(|mut p| {
+                        // A provider's clock ahead of ours is no fresher than now.
+                        p.at = Some(p.at.map_or(received, |at| at.min(received)));
+                        p
+                    }));
+                }
+                Err(e) => {
+                    failure.get_or_insert(truncated(&e));
+                }
             }
         }
-        // Some pairs answered: keep them; the failures are still said.
-        match (prices.is_empty(), failures.first()) {
-            (true, Some(e)) => Err(e.clone()),
-            (false, Some(e)) => {
-                tracing::warn!(source = provider.name(), error = %e, "a rate source failed for some pairs");
-                Ok(prices)
-            }
-            (_, None) => Ok(prices),
-        }
+        (prices, failure)
+    }
+}
+
+/// Largest answer read from a rate source.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Error text as shown in status and logs: bounded.
+fn truncated(text: &str) -> String {
+    const MAX: usize = 300;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// The median: the middle value, or halfway between the two middle ones.
+fn median(values: impl Iterator<Item = Decimal>) -> Option<Decimal> {
+    let mut sorted: Vec<Decimal> = values.collect();
+    sorted.sort();
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[mid]),
+        // From the lower one up: no overflow near Decimal::MAX.
+        _ => Some(sorted[mid - 1] + (sorted[mid] - sorted[mid - 1]) / Decimal::TWO),
     }
 }
 
@@ -363,6 +420,8 @@ mod tests {
             refresh_interval: Duration::from_secs(30),
             max_rate_age: Duration::from_secs(120),
             timeout: Duration::from_secs(5),
+            min_sources: 1,
+            max_spread: "0.02".parse().unwrap(),
             sources: sources
                 .iter()
                 .map(|p| RateSource {
@@ -395,37 +454,69 @@ mod tests {
             &[Asset::Ltc],
         );
         let now = Utc::now();
-        book.record(Provider::Kraken, Ok(vec![price(Coin::Ltc, "100.10", None)]), now);
-        book.record(Provider::Coinbase, Ok(vec![price(Coin::Ltc, "100.30", None)]), now);
+        book.record(Provider::Kraken, vec![price(Coin::Ltc, "100.10", None)], None, now);
+        book.record(Provider::Coinbase, vec![price(Coin::Ltc, "100.30", None)], None, now);
         // CoinGecko's own time is ten minutes old: stale, whatever it says.
-        book.record(
-            Provider::Coingecko,
-            Ok(vec![price(Coin::Ltc, "90", Some(now - chrono::Duration::minutes(10)))]),
-            now,
-        );
-        book.record(Provider::Binance, Err("HTTP 500".into()), now);
+        let old = Some(now - chrono::Duration::minutes(10));
+        book.record(Provider::Coingecko, vec![price(Coin::Ltc, "90", old)], None, now);
+        book.record(Provider::Binance, vec![], Some("HTTP 500".into()), now);
         let q = book.quote(Coin::Ltc, "USD", now).unwrap();
-        assert_eq!(q.rate.to_string(), "100.2", "mean of the two middles");
+        assert_eq!(q.rate.to_string(), "100.2", "halfway between the two middle ones");
         assert_eq!(q.source, "median of kraken, coinbase");
-        book.record(Provider::Binance, Ok(vec![price(Coin::Ltc, "200", None)]), now);
+        // A third source far off is left out, not averaged in.
+        book.record(Provider::Binance, vec![price(Coin::Ltc, "200", None)], None, now);
+        let q = book.quote(Coin::Ltc, "USD", now).unwrap();
         assert_eq!(
-            book.quote(Coin::Ltc, "USD", now).unwrap().rate.to_string(),
-            "100.3",
-            "an outlier moves the median one step only"
+            (q.rate.to_string(), q.source.as_str()),
+            ("100.2".into(), "median of kraken, coinbase")
         );
         let later = now + chrono::Duration::seconds(121);
-        assert_eq!(
-            book.quote(Coin::Ltc, "USD", later),
-            Err(RateError::Unavailable {
-                coin: "LTC",
-                currency: "USD".into()
-            }),
+        assert!(
+            matches!(book.quote(Coin::Ltc, "USD", later), Err(RateError::Unavailable { .. })),
             "every answer stale: no quote, never the last one seen"
         );
         assert_eq!(
             book.quote(Coin::Ltc, "EUR", now),
             Err(RateError::UnknownCurrency("EUR".into()))
         );
+    }
+
+    #[test]
+    fn two_sources_that_disagree_give_no_quote_and_min_sources_holds() {
+        let book = RateBook::new(config(&[Provider::Kraken, Provider::Coinbase]), &[Asset::Btc]);
+        let now = Utc::now();
+        book.record(Provider::Kraken, vec![price(Coin::Btc, "97000", None)], None, now);
+        book.record(Provider::Coinbase, vec![price(Coin::Btc, "48500", None)], None, now);
+        let refused = book.quote(Coin::Btc, "USD", now).unwrap_err().to_string();
+        assert!(
+            refused.contains("kraken 97000") && refused.contains("coinbase 48500"),
+            "{refused}"
+        );
+        book.record(Provider::Coinbase, vec![price(Coin::Btc, "97100", None)], None, now);
+        assert_eq!(book.quote(Coin::Btc, "USD", now).unwrap().rate.to_string(), "97050");
+        let mut strict = config(&[Provider::Kraken, Provider::Coinbase]);
+        strict.min_sources = 2;
+        let book = RateBook::new(strict, &[Asset::Btc]);
+        book.record(Provider::Kraken, vec![price(Coin::Btc, "97000", None)], None, now);
+        assert!(book.quote(Coin::Btc, "USD", now).is_err(), "one source of two needed");
+        // A failure of some pairs is said, even though others answered.
+        book.record(
+            Provider::Kraken,
+            vec![price(Coin::Btc, "97000", None)],
+            Some("EUR: HTTP 500".into()),
+            now,
+        );
+        assert_eq!(
+            book.status(now)["sources"]["kraken"]["last_error"],
+            serde_json::json!("EUR: HTTP 500")
+        );
+    }
+
+    #[test]
+    fn the_median_of_huge_prices_does_not_overflow() {
+        let max = Decimal::MAX;
+        assert_eq!(median([max, max].into_iter()), Some(max));
+        assert_eq!(median(std::iter::empty()), None);
     }
 
     #[test]

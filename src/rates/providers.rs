@@ -117,15 +117,29 @@ pub fn parse(provider: Provider, request: &Request, body: &Value) -> Result<Vec<
                 return Err(format!("kraken says {}", Value::Array(errors.clone())));
             }
             let result = body["result"].as_object().ok_or("no result object")?;
-            let (_, ticker) = match result.iter().collect::<Vec<_>>().as_slice() {
+            let (name, ticker) = match result.iter().collect::<Vec<_>>().as_slice() {
                 [one] => *one,
                 other => return Err(format!("{} tickers for one pair", other.len())),
             };
             let (coin, currency) = pair()?;
+            // Kraken names pairs its own way (XXBTZUSD, USDTZUSD): the
+            // answer must be for the asset and currency asked.
+            if !(name.contains(kraken_asset(coin)) && name.ends_with(currency.as_str())) {
+                return Err(format!(
+                    "an answer for {name} to a request for {}{currency}",
+                    kraken_asset(coin)
+                ));
+            }
+            // The middle of the best ask and bid is the price now; the last
+            // trade (`c`) can be hours old on a quiet pair.
+            let rate = match (price(&ticker["a"][0]), price(&ticker["b"][0])) {
+                (Ok(ask), Ok(bid)) if bid <= ask => bid + (ask - bid) / Decimal::TWO,
+                _ => price(&ticker["c"][0])?,
+            };
             Ok(vec![Price {
                 coin,
                 currency,
-                rate: price(&ticker["c"][0])?,
+                rate,
                 at: None,
             }])
         }
@@ -212,7 +226,11 @@ mod tests {
             &fixture("kraken_ticker.json"),
         )
         .expect("kraken");
-        assert_eq!(kraken[0].rate.to_string(), "97123.40000");
+        assert_eq!(
+            kraken[0].rate.to_string(),
+            "97123.40000",
+            "between the ask 97123.5 and the bid 97123.3"
+        );
         let coinbase = parse(
             Provider::Coinbase,
             &one(Provider::Coinbase, Coin::Btc, "USD"),
@@ -253,6 +271,11 @@ mod tests {
     fn errors_and_wrong_answers_are_refused_not_read() {
         let request = one(Provider::Kraken, Coin::Btc, "USD");
         assert!(parse(Provider::Kraken, &request, &fixture("kraken_error.json")).is_err());
+        let ltc = one(Provider::Kraken, Coin::Ltc, "USD");
+        assert!(
+            parse(Provider::Kraken, &ltc, &fixture("kraken_ticker.json")).is_err(),
+            "an XBT answer to an LTC request"
+        );
         let request = one(Provider::Coinbase, Coin::Ltc, "USD");
         assert!(
             parse(Provider::Coinbase, &request, &fixture("coinbase_spot.json")).is_err(),

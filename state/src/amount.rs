@@ -45,16 +45,24 @@ pub fn parse_amount(asset: Asset, text: &str) -> Result<Decimal, AmountError> {
     Ok(at_asset_scale(asset, value))
 }
 
-/// The coin amount of a fiat price at `rate` (fiat per coin): the exact
-/// quotient rounded **up** to the asset's precision, so the customer never
-/// pays less than the price (docs/pricing.md). `None` when it does not fit.
-pub fn amount_for_price(asset: Asset, fiat_amount: Decimal, rate: Decimal) -> Option<Decimal> {
+/// The coin amount of a fiat price at `rate` (fiat per coin), rounded
+/// **up** to `decimals` (at most the asset's), so the customer never pays
+/// less than the price (docs/pricing.md): the result times the rate is at
+/// least the price, checked exactly. `None` when it does not fit.
+pub fn amount_for_price(asset: Asset, fiat_amount: Decimal, rate: Decimal, decimals: u32) -> Option<Decimal> {
     if rate <= Decimal::ZERO || fiat_amount <= Decimal::ZERO {
         return None;
     }
+    let decimals = decimals.min(asset.decimals());
     let quotient = fiat_amount.checked_div(rate)?;
-    let rounded = quotient.round_dp_with_strategy(asset.decimals(), rust_decimal::RoundingStrategy::AwayFromZero);
-    (rounded > Decimal::ZERO).then(|| at_asset_scale(asset, rounded))
+    let mut amount = quotient.round_dp_with_strategy(decimals, rust_decimal::RoundingStrategy::AwayFromZero);
+    // The division keeps 28 digits: a quotient rounded down in its last
+    // digit could round up to one unit too few. One unit more then.
+    if amount.checked_mul(rate)? < fiat_amount {
+        amount = amount.checked_add(Decimal::new(1, decimals))?;
+    }
+    let amount = at_asset_scale(asset, amount);
+    (amount > Decimal::ZERO && amount.scale() == asset.decimals()).then_some(amount)
 }
 
 /// Converts an integer count of base units (satoshis, drops, token units)
@@ -81,30 +89,53 @@ pub fn trimmed(value: Decimal) -> String {
 mod tests {
     #[test]
     fn a_fiat_price_is_rounded_up_to_the_assets_precision() {
-        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        let d = |s: &str| s.parse::<Decimal>().expect("decimal");
         // 49.99 / 70.12 = 0.712920707...: up, never down.
         assert_eq!(
-            amount_for_price(Asset::Ltc, d("49.99"), d("70.12")).map(|a| a.to_string()),
+            amount_for_price(Asset::Ltc, d("49.99"), d("70.12"), 8).map(|a| a.to_string()),
             Some("0.71292071".into())
         );
         // Exact quotients stay exact.
         assert_eq!(
-            amount_for_price(Asset::UsdtTrc20, d("10"), d("1")).map(|a| a.to_string()),
+            amount_for_price(Asset::UsdtTrc20, d("10"), d("1"), 6).map(|a| a.to_string()),
             Some("10.000000".into())
         );
         assert_eq!(
-            amount_for_price(Asset::Xrp, d("1"), d("3")).map(|a| a.to_string()),
+            amount_for_price(Asset::Xrp, d("1"), d("3"), 6).map(|a| a.to_string()),
             Some("0.333334".into())
         );
         assert_eq!(
-            amount_for_price(Asset::UsdtBsc, d("49.99"), d("0.9998")).map(|a| a.to_string()),
+            amount_for_price(Asset::UsdtBsc, d("49.99"), d("0.9998"), 18).map(|a| a.to_string()),
             Some("50.000000000000000000".into())
         );
         assert_eq!(
-            amount_for_price(Asset::UsdtBsc, d("10"), d("3")).map(|a| a.to_string()),
+            amount_for_price(Asset::UsdtBsc, d("10"), d("3"), 18).map(|a| a.to_string()),
             Some("3.333333333333333334".into())
         );
-        assert_eq!(amount_for_price(Asset::Btc, d("1"), d("0")), None);
+        assert_eq!(amount_for_price(Asset::Btc, d("1"), d("0"), 8), None);
+        // Rounded to fewer decimals (unique amounts in cents), still up.
+        assert_eq!(
+            amount_for_price(Asset::UsdtBsc, d("10"), d("1.0002"), 2).map(|a| a.to_string()),
+            Some("10.000000000000000000".into())
+        );
+        assert_eq!(
+            amount_for_price(Asset::UsdtTrc20, d("10"), d("0.9998"), 2).map(|a| a.to_string()),
+            Some("10.010000".into())
+        );
+        // Never less than the price, whatever the division kept.
+        for (fiat, rate) in [
+            ("49.99", "70.2"),
+            ("1", "3"),
+            ("7", "0.0000001234567890123456789"),
+            ("100000", "97123.4"),
+        ] {
+            let a = amount_for_price(Asset::Btc, d(fiat), d(rate), 8).expect("fits");
+            assert!(a * d(rate) >= d(fiat), "{fiat} / {rate} = {a}");
+            assert!(
+                (a - Decimal::new(1, 8)) * d(rate) < d(fiat),
+                "{fiat} / {rate} = {a}: one unit less is short"
+            );
+        }
     }
 
     use super::*;

@@ -122,14 +122,22 @@ fn answer(status: StatusCode, body: Value) -> Response {
 async fn kraken(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
     s.log("/0/public/Ticker".into());
     let pair = q.get("pair").cloned().unwrap_or_default();
-    let (coin, currency) = pair.split_at(pair.len().saturating_sub(3));
-    let coin = if coin == "XBT" { "BTC" } else { coin };
+    let (asset, currency) = pair.split_at(pair.len().saturating_sub(3));
+    let coin = if asset == "XBT" { "BTC" } else { asset };
     match s.price("kraken", coin, currency) {
         Some(price) if !s.failing("kraken") => {
             let mut body = json(KRAKEN);
             let mut ticker = body["result"]["XXBTZUSD"].take();
-            ticker["c"][0] = json!(price);
-            body["result"] = json!({ format!("X{coin}Z{currency}"): ticker });
+            for field in ["a", "b", "c"] {
+                ticker[field][0] = json!(price);
+            }
+            // Kraken's own pair names: XXBTZUSD, XLTCZEUR, USDTZUSD.
+            let name = if asset.len() == 3 {
+                format!("X{asset}Z{currency}")
+            } else {
+                format!("{asset}Z{currency}")
+            };
+            body["result"] = json!({ name: ticker });
             answer(StatusCode::OK, body)
         }
         _ if s.failing("kraken") => answer(StatusCode::INTERNAL_SERVER_ERROR, json(KRAKEN_ERROR)),
