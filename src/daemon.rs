@@ -57,6 +57,7 @@ pub async fn run(
     store
         .set_webhooks_enabled(config.webhook.is_some())
         .context("failed to write the store")?;
+    store.set_checkout_base(config.checkout.as_ref().map(|c| c.base_url.clone()));
 
     let mut sources = Vec::new();
     for asset in &config.assets {
@@ -111,6 +112,8 @@ pub async fn run(
         networks: config.assets.iter().map(|a| (a.asset, a.network)).collect(),
         webhooks_disabled: config.webhook.is_none(),
         rates,
+        checkout: config.checkout.clone(),
+        checkout_limiter: Default::default(),
     });
     let api_shutdown = cancel.clone().cancelled_owned();
     tasks.spawn("HTTP API", async move {

@@ -19,6 +19,7 @@
 pub mod api;
 mod backends;
 pub mod backoff;
+pub mod checkout;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -172,7 +172,10 @@ async fn a_fiat_price_is_fixed_at_the_median_of_fresh_rates_and_paid_in_ltc() {
         q["error"].is_string().then_some(q)
     })
     .await;
-    assert!(gone["error"].as_str().unwrap().contains("older than max_rate_age"), "{gone}");
+    assert!(
+        gone["error"].as_str().unwrap().contains("older than max_rate_age"),
+        "{gone}"
+    );
     let (status, v) = pw
         .post(
             "/v1/intents",

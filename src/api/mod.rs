@@ -47,6 +47,9 @@ pub struct App {
     pub webhooks_disabled: bool,
     /// `[rates]`: what prices intents given in fiat.
     pub rates: Option<Arc<crate::rates::RateBook>>,
+    /// `[checkout]`: the public payment pages, when on.
+    pub checkout: Option<crate::config::CheckoutConfig>,
+    pub checkout_limiter: crate::checkout::RateLimiter,
 }
 
 /// An API error: `{"error": {"code", "message"}}` with its HTTP status.
@@ -115,6 +118,9 @@ pub fn routes() -> Vec<(&'static str, bool, MethodRouter<Arc<App>>)> {
         ("/v1/events/{id}/redeliver", true, post(feed::redeliver)),
         ("/v1/status", true, get(status::status)),
         ("/v1/openapi.json", true, get(openapi)),
+        ("/pay/{token}", false, get(crate::checkout::show)),
+        ("/pay/{token}/status", false, get(crate::checkout::status)),
+        ("/pay/assets/{file}", false, get(crate::checkout::asset)),
         ("/metrics", false, get(status::metrics)),
         ("/healthz", false, get(status::healthz)),
         ("/readyz", false, get(status::readyz)),
@@ -122,17 +128,21 @@ pub fn routes() -> Vec<(&'static str, bool, MethodRouter<Arc<App>>)> {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    let (mut with_token, mut public) = (Router::new(), Router::new());
+    let (mut with_token, mut public, mut checkout) = (Router::new(), Router::new(), Router::new());
     for (path, needs_token, handlers) in routes() {
         if needs_token {
             with_token = with_token.route(path, handlers);
+        } else if path.starts_with("/pay/") {
+            checkout = checkout.route(path, handlers);
         } else {
             public = public.route(path, handlers);
         }
     }
     let with_token = with_token.route_layer(middleware::from_fn_with_state(app.clone(), auth::require_token));
+    let checkout = checkout.route_layer(middleware::from_fn_with_state(app.clone(), crate::checkout::guard));
     Router::new()
         .merge(with_token)
+        .merge(checkout)
         .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -149,9 +159,13 @@ pub async fn run(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address: the checkout pages' rate limit is per client.
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn not_found() -> ApiError {

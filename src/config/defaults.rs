@@ -74,3 +74,7 @@ pub const RATES_TIMEOUT: Duration = Duration::from_secs(5);
 pub const RATES_MIN_SOURCES: usize = 1;
 /// How far from the median an answer may be and still count: 2 %.
 pub const RATES_MAX_SPREAD: rust_decimal::Decimal = rust_decimal::Decimal::from_parts(2, 0, 0, false, 2);
+
+/// Requests to the public checkout pages per client and minute (a page
+/// polls its status every 5 s: 12 a minute).
+pub const CHECKOUT_REQUESTS_PER_MINUTE: u32 = 120;

@@ -45,8 +45,31 @@ struct RawConfig {
     #[serde(default)]
     log: RawLog,
     rates: Option<rates::RawRates>,
+    checkout: Option<RawCheckout>,
     #[serde(default)]
     assets: BTreeMap<String, toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckout {
+    base_url: Option<String>,
+    enabled: Option<bool>,
+    show_external_id: Option<bool>,
+    requests_per_minute: Option<u32>,
+    trust_forwarded_for: Option<bool>,
+}
+
+/// `[checkout]`: the customer's payment page (docs/checkout.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckoutConfig {
+    /// The public URL paywatch's `/pay` is reached at (`https://shop.example/pay`).
+    pub base_url: String,
+    pub show_external_id: bool,
+    /// Requests to the public pages per client and minute.
+    pub requests_per_minute: u32,
+    /// Take the client from the last `X-Forwarded-For` entry (behind a proxy).
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +106,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[rates]`: needed to price intents in fiat.
     pub rates: Option<RatesConfig>,
+    /// `[checkout]`, unless absent or `enabled = false`.
+    pub checkout: Option<CheckoutConfig>,
     pub assets: Vec<AssetConfig>,
 }
 
@@ -151,6 +176,10 @@ impl Config {
 
         let webhook = raw.webhook.map(|w| parse_webhook(w, &env)).transpose()?;
         let rates = raw.rates.map(rates::parse_rates).transpose()?;
+        let checkout = match raw.checkout {
+            Some(c) if c.enabled != Some(false) => Some(parse_checkout(c)?),
+            _ => None,
+        };
 
         let level = raw.log.level.unwrap_or_else(|| defaults::LOG_LEVEL.into());
         let json = match raw.log.format.as_deref() {
@@ -177,6 +206,7 @@ impl Config {
             webhook,
             log: LogConfig { json, level },
             rates,
+            checkout,
             assets,
         })
     }
@@ -184,6 +214,32 @@ impl Config {
     pub fn asset(&self, asset: Asset) -> Option<&AssetConfig> {
         self.assets.iter().find(|a| a.asset == asset)
     }
+}
+
+fn parse_checkout(c: RawCheckout) -> Result<CheckoutConfig, ConfigError> {
+    let base = c.base_url.ok_or_else(|| {
+        err(
+            "checkout.base_url",
+            "the public URL of the pages is required, such as \"https://shop.example/pay\" (proxied to paywatch's /pay)",
+        )
+    })?;
+    let url = reqwest::Url::parse(&base).map_err(|e| err("checkout.base_url", format!("{base:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
+        return Err(err(
+            "checkout.base_url",
+            "must be an http or https URL without query or fragment",
+        ));
+    }
+    let requests_per_minute = c.requests_per_minute.unwrap_or(defaults::CHECKOUT_REQUESTS_PER_MINUTE);
+    if requests_per_minute == 0 {
+        return Err(err("checkout.requests_per_minute", "must be at least 1"));
+    }
+    Ok(CheckoutConfig {
+        base_url: base.trim_end_matches('/').to_string(),
+        show_external_id: c.show_external_id.unwrap_or(false),
+        requests_per_minute,
+        trust_forwarded_for: c.trust_forwarded_for.unwrap_or(false),
+    })
 }
 
 fn parse_webhook(w: RawWebhook, env: &impl Fn(&str) -> Option<String>) -> Result<WebhookConfig, ConfigError> {

@@ -35,6 +35,24 @@ pub fn id_floor(prefix: &str, at: DateTime<Utc>) -> String {
     encode(prefix, millis << 80)
 }
 
+/// An unguessable token for a public URL: 160 random bits in 32
+/// Crockford base32 digits.
+pub fn secret_token() -> String {
+    let mut random = [0u8; 20];
+    getrandom::fill(&mut random).expect("OS random source is unavailable");
+    let mut out = String::with_capacity(32);
+    let (mut acc, mut bits) = (0u32, 0);
+    for b in random {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    out
+}
+
 /// A uniformly random u32, for destination tags (unpredictable, per the XRPL
 /// docs' advice, rather than sequential).
 pub fn random_u32() -> u32 {
@@ -59,6 +77,9 @@ mod tests {
         assert!(id_floor("pi_", t) <= a && a < id_floor("pi_", t + chrono::Duration::milliseconds(1)));
         assert!(b >= id_floor("pi_", t + chrono::Duration::milliseconds(1)));
         let many: std::collections::HashSet<String> = (0..10_000).map(|_| new_id("pi_", t)).collect();
+        let token = secret_token();
+        assert_eq!(token.len(), 32);
+        assert!(token.bytes().all(|b| ALPHABET.contains(&b)));
         assert_eq!(many.len(), 10_000);
     }
 }

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub mod anvil;
+pub mod chromium;
 pub mod configs;
 pub mod esplora;
 pub mod litecoind;

@@ -35,6 +35,8 @@ fn intent(pay: &str) -> Intent {
         request_fingerprint: String::new(),
         resolution: None,
         fiat: None,
+        checkout_token: None,
+        checkout_url: None,
     }
 }
 

@@ -227,6 +227,12 @@ pub struct Intent {
     /// Priced in fiat: the price and the rate fixed at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fiat: Option<FiatPrice>,
+    /// The unguessable token of its public checkout page (docs/checkout.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_token: Option<String>,
+    /// The page's URL, when a checkout base URL was configured at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_url: Option<String>,
 }
 
 /// A fiat price and the exchange rate that turned it into `amount`
@@ -360,6 +366,9 @@ pub struct IntentView {
     /// priced in fiat.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub fiat: Option<FiatPrice>,
+    /// The customer's payment page (docs/checkout.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_url: Option<String>,
 }
 
 /// A transfer as `GET /v1/transfers` and events show it.

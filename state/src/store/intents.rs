@@ -212,6 +212,7 @@ impl Store {
                 .filter(|p| uses_pool(p) && !synced.contains(&p.asset) && seen.insert(p.asset))
                 .collect()
         };
+        let checkout_base = self.checkout_base.read().unwrap_or_else(|p| p.into_inner()).clone();
         let answers = self.write(|tx| {
             for policy in &to_sync {
                 sync_pool(tx, policy)?;
@@ -219,7 +220,9 @@ impl Store {
             let mut answers = Vec::with_capacity(requests.len());
             for (policy, req) in &requests {
                 let answer = match req {
-                    NewRecord::Intent(req) => create_in(tx, policy, req, now).map(|o| Created::Intent(Box::new(o))),
+                    NewRecord::Intent(req) => {
+                        create_in(tx, policy, req, checkout_base.as_deref(), now).map(|o| Created::Intent(Box::new(o)))
+                    }
                     NewRecord::Account(req) => {
                         create_account_in(tx, policy, req, now).map(|o| Created::Account(Box::new(o)))
                     }
@@ -351,6 +354,19 @@ impl Store {
         Ok(page)
     }
 
+    /// The intent whose checkout page has this token.
+    pub fn intent_by_checkout_token(&self, token: &str) -> Result<Option<IntentView>, StoreError> {
+        let r = self.read()?;
+        let id = {
+            let t = r.open_table(CHECKOUT_TOKENS).map_err(db_err)?;
+            t.get(token).map_err(db_err)?.map(|v| v.value().to_string())
+        };
+        match id.map(|id| get_json::<Intent>(&r, INTENTS, &id)).transpose()?.flatten() {
+            Some(intent) => Ok(Some(view_in_read(&r, &intent)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Intents per asset and status, kept exact by every transition.
     pub fn intent_counts(&self) -> Result<Vec<(Asset, IntentStatus, u64)>, StoreError> {
         Ok(self.counts()?.intents)
@@ -465,6 +481,7 @@ fn create_in(
     tx: &mut Tx<'_>,
     policy: &AssetPolicy,
     req: &NewIntent,
+    checkout_base: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<CreateOutcome, CreateError> {
     let fingerprint = req.fingerprint();
@@ -491,6 +508,7 @@ fn create_in(
         return Err(CreateError::AssetNotReady(req.asset));
     }
     let (address, tag, pay_amount) = allocate(tx, policy, req, now)?;
+    let checkout_token = crate::ids::secret_token();
     let expires_in = req
         .expires_in
         .map(|s| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000)))
@@ -517,7 +535,10 @@ fn create_in(
         request_fingerprint: fingerprint,
         resolution: None,
         fiat: req.fiat.clone(),
+        checkout_token: Some(checkout_token.clone()),
+        checkout_url: checkout_base.map(|base| format!("{}/{checkout_token}", base.trim_end_matches('/'))),
     };
+    tx.put_str(CHECKOUT_TOKENS, &checkout_token, &intent.id)?;
     let key = match_key(
         intent.asset,
         policy.match_mode,

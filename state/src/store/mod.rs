@@ -79,6 +79,9 @@ pub struct Store {
     /// Assets whose pool index was brought in line with the configured
     /// pool by this process (see `intents::sync_pool`).
     pools_synced: std::sync::Mutex<std::collections::HashSet<Asset>>,
+    /// Where intents' checkout pages are served (`https://shop/pay`), if
+    /// anywhere: new intents get `checkout_url` = this + `/` + their token.
+    checkout_base: std::sync::RwLock<Option<String>>,
 }
 
 impl Store {
@@ -91,9 +94,15 @@ impl Store {
         let store = Store {
             db,
             pools_synced: std::sync::Mutex::default(),
+            checkout_base: std::sync::RwLock::default(),
         };
         store.write(|tx| tx.init_schema())?;
         Ok(store)
+    }
+
+    /// Sets the checkout base URL for intents created from now on.
+    pub fn set_checkout_base(&self, base: Option<String>) {
+        *self.checkout_base.write().unwrap_or_else(|p| p.into_inner()) = base;
     }
 
     /// Runs `f` in one write transaction and commits it durably.

@@ -93,6 +93,8 @@ pub const ACCOUNT_TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("a
 /// (the shared address that accounts' tags are on): addresses intents must
 /// not be given in a mode that would take the accounts' deposits.
 pub const ACCOUNT_ADDRESSES: TableDefinition<&str, &str> = TableDefinition::new("account_addresses");
+/// Checkout token -> intent id: the public page finds its intent.
+pub const CHECKOUT_TOKENS: TableDefinition<&str, &str> = TableDefinition::new("checkout_tokens");
 /// seq -> JSON `AuditRecord`: every manual action, never rewritten.
 pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 

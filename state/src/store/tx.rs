@@ -89,6 +89,7 @@ impl<'a> Tx<'a> {
         self.txn.open_table(AUDIT).map_err(db_err)?;
         self.txn.open_table(ACCOUNT_ADDRESSES).map_err(db_err)?;
         self.txn.open_table(ACCOUNT_TOTALS).map_err(db_err)?;
+        self.txn.open_table(CHECKOUT_TOKENS).map_err(db_err)?;
         match self.meta("schema_version")? {
             0 => self.set_meta("schema_version", SCHEMA_BASE),
             found if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
@@ -465,6 +466,7 @@ pub fn render_intent(intent: &Intent, payments: &[Transfer], scanned_height: u64
         confirmed_at: intent.confirmed_at,
         resolution: intent.resolution.clone(),
         fiat: intent.fiat.clone(),
+        checkout_url: intent.checkout_url.clone(),
     }
 }
 
