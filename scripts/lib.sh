@@ -70,3 +70,22 @@ ensure_anvil() {
     }
     echo "$(pwd)/$local_bin"
 }
+
+# Prints the path of a Chromium binary (the checkout page's browser test),
+# installing Debian's chromium package if none is found.
+ensure_chromium() {
+    for candidate in "${CHROMIUM:-}" /usr/bin/chromium /usr/bin/chromium-browser; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    echo "chromium not found; installing Debian's chromium package" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2 || {
+        echo "could not install chromium; install it (apt-get install chromium) or set CHROMIUM" >&2
+        return 1
+    }
+    echo /usr/bin/chromium
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the local nodes the
 # end-to-end tests need (litecoind from Debian's packages, anvil from npm) if
-# missing, then
+# missing, and Chromium for the checkout page's browser test, then
 # runs formatting and lint checks and every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,10 +9,12 @@ cd "$(dirname "$0")/.."
 
 LITECOIND=$(ensure_litecoind)
 ANVIL=$(ensure_anvil)
+CHROMIUM=$(ensure_chromium)
 ensure_systemd_analyze
-export LITECOIND ANVIL
+export LITECOIND ANVIL CHROMIUM
 echo "==> litecoind: $LITECOIND"
 echo "==> anvil: $ANVIL"
+echo "==> chromium: $CHROMIUM"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

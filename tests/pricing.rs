@@ -217,6 +217,11 @@ async fn without_rates_a_fiat_price_is_refused_and_a_fixed_rate_prices_usdt() {
         (status, v["error"]["code"].as_str()),
         (422, Some("fiat_not_configured"))
     );
+    // No [checkout] either: no pages, and intents have no checkout_url.
+    let intent = pw.ltc_intent("0.1").await;
+    assert!(intent.get("checkout_url").is_none(), "{intent}");
+    let (status, v) = pw.request("GET", &format!("/pay/{}", "a".repeat(32)), None, None).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("checkout_disabled")));
     drop(pw);
 
     // A stablecoin at its peg, from a fixed rate: no network at all.

@@ -120,14 +120,14 @@ fn valid_token(token: &str) -> bool {
     token.len() == 32 && token.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-fn customer_view(app: &App, token: &str) -> Result<Option<CustomerView>, Response> {
+fn customer_view(app: &App, token: &str) -> Result<Option<CustomerView>, crate::api::ApiError> {
     if !valid_token(token) {
         return Ok(None);
     }
     let show_order = app.checkout.as_ref().is_some_and(|c| c.show_external_id);
     match app.engine.store.intent_by_checkout_token(token) {
         Ok(found) => Ok(found.map(|intent| CustomerView::of(&intent, TEXT, show_order))),
-        Err(e) => Err(crate::api::ApiError::internal(e).into_response()),
+        Err(e) => Err(crate::api::ApiError::internal(e)),
     }
 }
 
@@ -136,7 +136,7 @@ pub async fn show(State(app): State<Arc<App>>, Path(token): Path<String>) -> Res
     match customer_view(&app, &token) {
         Ok(Some(view)) => html(page::render(&view, &token, TEXT)).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, html(page::message(TEXT, TEXT.not_found))).into_response(),
-        Err(failed) => failed,
+        Err(failed) => failed.into_response(),
     }
 }
 
@@ -145,7 +145,7 @@ pub async fn status(State(app): State<Arc<App>>, Path(token): Path<String>) -> R
     match customer_view(&app, &token) {
         Ok(Some(view)) => axum::Json(view).into_response(),
         Ok(None) => crate::api::ApiError::new(StatusCode::NOT_FOUND, "not_found", TEXT.not_found).into_response(),
-        Err(failed) => failed,
+        Err(failed) => failed.into_response(),
     }
 }
 
