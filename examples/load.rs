@@ -3,6 +3,8 @@
 //! `load URL TOKEN MODE CONCURRENCY COUNT`, MODE one of:
 //! - `create`: `COUNT` intent creates (LTC, unique amounts), prints rate and
 //!   latency percentiles, and writes one created id to `last-intent-id`;
+//! - `create-fiat`: the same priced in USD (`fiat_amount`), for a config
+//!   with a fixed LTC/USD rate of 1 (so amounts stay unique);
 //! - `status`: `COUNT` `GET /v1/status`;
 //! - `intent:ID`: `COUNT` `GET /v1/intents/ID`.
 
@@ -44,11 +46,15 @@ async fn main() {
                     return (latencies, last_id);
                 }
                 let t = Instant::now();
-                let req = if mode == "create" {
+                let req = if mode.starts_with("create") {
                     // Unique amounts: amount mode never runs out of pay amounts.
                     let amount = format!("{}.{:08}", 1 + run, i + 1);
-                    http.post(format!("{url}/v1/intents"))
-                        .json(&serde_json::json!({"asset": "LTC", "amount": amount, "expires_in": 86_400}))
+                    let body = if mode == "create-fiat" {
+                        serde_json::json!({"asset": "LTC", "fiat_amount": amount, "fiat_currency": "USD", "expires_in": 86_400})
+                    } else {
+                        serde_json::json!({"asset": "LTC", "amount": amount, "expires_in": 86_400})
+                    };
+                    http.post(format!("{url}/v1/intents")).json(&body)
                 } else if mode == "status" {
                     http.get(format!("{url}/v1/status"))
                 } else {

@@ -40,6 +40,10 @@ network = "regtest"
 match = "amount"
 addresses = ["$SHOP"]
 poll_interval = "1s"
+[rates]
+[[rates.source]]
+provider = "fixed"
+rates = { "LTC/USD" = "1" }
 TOML
 $PAYWATCH run --config "$WORK/paywatch.toml" > "$WORK/pw.log" 2>&1 & PW_PID=$!
 URL="http://127.0.0.1:$API_PORT"
@@ -57,6 +61,8 @@ cd "$WORK"
 echo "==> durable creates"
 $LOAD "$URL" "$TOKEN" create 1 500
 $LOAD "$URL" "$TOKEN" create 32 5000
+echo "==> durable creates priced in fiat (a rate from the cache)"
+$LOAD "$URL" "$TOKEN" create-fiat 32 5000
 ID=$(cat last-intent-id)
 echo "==> reads"
 $LOAD "$URL" "$TOKEN" status 32 20000

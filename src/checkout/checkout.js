@@ -2,10 +2,11 @@
 // state from `<token>/status`. The page is complete without this script.
 (function () {
   "use strict";
-  var main = document.querySelector("main");
+  var main = document.querySelector("main[data-token]");
   if (!main) return;
   window.paywatchLoadedAt = window.paywatchLoadedAt || Date.now();
   var copiedText = main.getAttribute("data-copied") || "Copied";
+  var payAmount = main.getAttribute("data-pay-amount") || "";
 
   document.querySelectorAll("button[data-copy]").forEach(function (button) {
     button.hidden = false;
@@ -18,32 +19,48 @@
     });
   });
 
-  var countdown = document.querySelector("[data-field=countdown]");
+  var expiry = document.querySelector("[data-field=expiry]");
+  var expiresAt = expiry ? Date.parse(expiry.getAttribute("data-expires")) : NaN;
+  var expiresIn = main.getAttribute("data-expires-in") || "";
   function tick() {
-    if (!countdown) return;
-    var left = Math.max(0, Math.floor((Date.parse(countdown.getAttribute("data-expires")) - Date.now()) / 1000));
-    var m = Math.floor(left / 60), s = left % 60;
-    countdown.textContent = m + ":" + (s < 10 ? "0" : "") + s;
+    if (!expiry || isNaN(expiresAt) || !payAmount) return;
+    var left = Math.max(0, Math.floor((expiresAt - Date.now()) / 1000));
+    var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    expiry.textContent = expiresIn + " " + (h > 0 ? h + ":" + pad(m) : m) + ":" + pad(s);
+    if (left === 0 && !expiredAsked) { expiredAsked = true; poll(); }
   }
-  tick();
-  var ticking = setInterval(tick, 1000);
+  var expiredAsked = false;
 
   function set(field, text) {
     document.querySelectorAll("[data-field=" + field + "]").forEach(function (el) { el.textContent = text; });
   }
 
   var statusUrl = location.pathname.replace(/\/$/, "") + "/status";
+  var timer = null;
   function poll() {
+    clearTimeout(timer);
     fetch(statusUrl, { cache: "no-store" }).then(function (r) { return r.ok ? r.json() : null; }).then(function (s) {
-      if (!s) return;
+      if (!s) { timer = setTimeout(poll, 5000); return; }
+      var nowPay = s.pay ? String(s.pay.amount) : "";
+      if (nowPay && nowPay !== payAmount) {
+        // Something new to send (the rest of an underpayment): a new QR code.
+        location.reload();
+        return;
+      }
+      if (!nowPay && payAmount) {
+        // Nothing to send any more: the address and QR code go away.
+        payAmount = "";
+        document.querySelectorAll(".pay").forEach(function (el) { el.hidden = true; });
+      }
       main.setAttribute("data-state", s.state);
       main.setAttribute("data-final", String(s.final));
       set("state-text", s.state_text);
       set("confirmations", s.confirmations_text);
-      set("received", s.received);
-      if (s.final) { clearInterval(ticking); clearInterval(polling); }
-    }).catch(function () {});
+      if (!s.final) timer = setTimeout(poll, (s.poll_seconds || 5) * 1000);
+    }).catch(function () { timer = setTimeout(poll, 5000); });
   }
-  var polling = setInterval(poll, 5000);
-  poll();
+  tick();
+  setInterval(tick, 1000);
+  if (main.getAttribute("data-final") !== "true") timer = setTimeout(poll, (Number(main.getAttribute("data-poll")) || 5) * 1000);
 })();

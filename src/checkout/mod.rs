@@ -47,23 +47,41 @@ const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("permissions-policy", "camera=(), microphone=(), geolocation=()"),
 ];
 
-/// Requests per client in the current minute.
+/// Requests per client in the current minute, for at most `MAX_CLIENTS`
+/// clients at once.
 #[derive(Default)]
 pub struct RateLimiter {
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    state: Mutex<Windows>,
 }
+
+#[derive(Default)]
+struct Windows {
+    by_client: HashMap<IpAddr, (Instant, u32)>,
+    last_sweep: Option<Instant>,
+}
+
+/// Clients tracked at once; beyond, new clients wait for the next sweep.
+const MAX_CLIENTS: usize = 50_000;
+const WINDOW: Duration = Duration::from_secs(60);
 
 impl RateLimiter {
     /// Whether `client` may make one more request (at most `per_minute`).
     fn allow(&self, client: IpAddr, per_minute: u32) -> bool {
         let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() > 100_000 {
-            // Many clients: forget the windows that are over.
-            windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        let mut windows = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Windows { by_client, last_sweep } = &mut *windows;
+        if by_client.len() >= MAX_CLIENTS
+            && last_sweep.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10))
+        {
+            // Forget the windows that are over, at most every 10 s.
+            by_client.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+            *last_sweep = Some(now);
         }
-        let (start, count) = windows.entry(client).or_insert((now, 0));
-        if now.duration_since(*start) >= Duration::from_secs(60) {
+        if by_client.len() >= MAX_CLIENTS && !by_client.contains_key(&client) {
+            return false; // a flood of clients: new ones wait
+        }
+        let (start, count) = by_client.entry(client).or_insert((now, 0));
+        if now.duration_since(*start) >= WINDOW {
             *start = now;
             *count = 0;
         }
@@ -73,37 +91,55 @@ impl RateLimiter {
 }
 
 /// The client a request counts against: the peer, or (behind a trusted
-/// proxy) the last address the proxy appended to `X-Forwarded-For`.
-fn client(headers: &HeaderMap, peer: Option<SocketAddr>, config: &CheckoutConfig) -> Option<IpAddr> {
-    if config.trust_forwarded_for
-        && let Some(forwarded) = headers
-            .get("x-forwarded-for")
+/// proxy) the address the proxy appended last to `X-Forwarded-For`. IPv6
+/// clients count by their /64, which one customer usually has whole.
+fn client(headers: &HeaderMap, peer: Option<SocketAddr>, config: &CheckoutConfig) -> IpAddr {
+    let forwarded = || {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
-            .and_then(|ip| ip.trim().parse().ok())
-    {
-        return Some(forwarded);
+            .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+    };
+    let ip = match (config.trust_forwarded_for, forwarded()) {
+        (true, Some(ip)) => ip,
+        // No peer address (never over TCP): one shared bucket, not a free pass.
+        _ => peer
+            .map(|p| p.ip())
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+    };
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
     }
-    peer.map(|p| p.ip())
 }
 
 /// Public pages: off without `[checkout]` (404, as any unknown path),
 /// rate limited, and always with the security headers.
 pub async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let Some(config) = &app.checkout else {
-        return crate::api::ApiError::new(
-            StatusCode::NOT_FOUND,
-            "checkout_disabled",
-            "the checkout pages are off: [checkout] is not configured",
-        )
-        .into_response();
-    };
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let mut response = match client(request.headers(), peer, config) {
-        Some(ip) if !app.checkout_limiter.allow(ip, config.requests_per_minute) => {
+    let mut response = match &app.checkout {
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::HeaderName::from_static("x-paywatch-error"), "checkout_disabled")],
+            html(page::message(TEXT, TEXT.not_found)),
+        )
+            .into_response(),
+        Some(config)
+            if !app
+                .checkout_limiter
+                .allow(client(request.headers(), peer, config), config.requests_per_minute) =>
+        {
             (StatusCode::TOO_MANY_REQUESTS, html(page::message(TEXT, TEXT.too_many))).into_response()
         }
-        _ => next.run(request).await,
+        Some(_) => next.run(request).await,
     };
     for (name, value) in SECURITY_HEADERS {
         response.headers_mut().insert(name, HeaderValue::from_static(value));
@@ -126,7 +162,10 @@ fn customer_view(app: &App, token: &str) -> Result<Option<CustomerView>, crate::
     }
     let show_order = app.checkout.as_ref().is_some_and(|c| c.show_external_id);
     match app.engine.store.intent_by_checkout_token(token) {
-        Ok(found) => Ok(found.map(|intent| CustomerView::of(&intent, TEXT, show_order))),
+        Ok(found) => Ok(found.map(|intent| {
+            let policy = app.engine.policy(intent.asset);
+            CustomerView::of(&intent, policy, TEXT, show_order, app.engine.clock.now())
+        })),
         Err(e) => Err(crate::api::ApiError::internal(e)),
     }
 }
@@ -182,8 +221,23 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1, 2.2.2.2"));
         let peer: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
-        assert_eq!(client(&headers, Some(peer), &config), Some(peer.ip()));
+        assert_eq!(client(&headers, Some(peer), &config), peer.ip());
         config.trust_forwarded_for = true;
-        assert_eq!(client(&headers, Some(peer), &config), "2.2.2.2".parse().ok());
+        assert_eq!(
+            client(&headers, Some(peer), &config),
+            "2.2.2.2".parse::<IpAddr>().expect("ip")
+        );
+        // A client's own header comes first; the proxy's line is the last.
+        headers.append("x-forwarded-for", HeaderValue::from_static("3.3.3.3"));
+        assert_eq!(
+            client(&headers, Some(peer), &config),
+            "3.3.3.3".parse::<IpAddr>().expect("ip")
+        );
+        let v6: SocketAddr = "[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:5000".parse().expect("addr");
+        config.trust_forwarded_for = false;
+        assert_eq!(
+            client(&HeaderMap::new(), Some(v6), &config),
+            "2001:db8:1:2::".parse::<IpAddr>().expect("ip")
+        );
     }
 }

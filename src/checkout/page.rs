@@ -1,7 +1,8 @@
 //! The page itself: HTML rendered on the server from the customer's view of
 //! an intent (readable without JavaScript), and its QR code as inline SVG.
 
-use paywatch_state::{Asset, IntentStatus, IntentView};
+use paywatch_state::uri::payment_uri;
+use paywatch_state::{Asset, AssetPolicy, IntentStatus, IntentView, MatchMode};
 use qrcode::{Color, QrCode};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -15,23 +16,32 @@ pub struct CustomerView {
     /// `awaiting`, `confirming`, `underpaid`, `paid`, `expired`, `late`, `cancelled`.
     pub state: &'static str,
     pub state_text: String,
-    /// Nothing will change any more.
+    /// Nothing will change what the page shows any more: polling stops.
     pub r#final: bool,
+    /// How often the page asks again.
+    pub poll_seconds: u32,
     pub asset: Asset,
     pub pay_amount: Decimal,
     pub received: Decimal,
-    pub remaining: Option<Decimal>,
+    /// What to send now, and its payment URI (the QR code); `None` when the
+    /// customer must not send anything (paid, confirming, expired, ...).
+    pub pay: Option<Pay>,
     pub confirmations: u64,
     pub confirmations_required: u32,
     pub confirmations_text: String,
     pub address: String,
     pub tag: Option<u32>,
-    pub payment_uri: String,
     pub expires_at: chrono::DateTime<chrono::Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Pay {
+    pub amount: Decimal,
+    pub payment_uri: String,
 }
 
 pub fn network_name(asset: Asset) -> &'static str {
@@ -54,32 +64,64 @@ fn coin_name(asset: Asset) -> &'static str {
 }
 
 impl CustomerView {
-    pub fn of(intent: &IntentView, text: &Text, show_order: bool) -> CustomerView {
+    /// The view of `intent` at `now`. Past `expires_at` nothing is to be
+    /// sent, even before the expiry scan has run: a payment then would be
+    /// late. In `amount` mode a remainder cannot be matched by amount, so an
+    /// underpaid customer is sent to the shop, not asked for more.
+    pub fn of(
+        intent: &IntentView,
+        policy: Option<&AssetPolicy>,
+        text: &Text,
+        show_order: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> CustomerView {
         use paywatch_state::Flag;
         let flag = |f: Flag| intent.flags.contains(&f);
         let remaining = (intent.received < intent.pay_amount).then(|| intent.pay_amount - intent.received);
-        let (state, template) = match intent.status {
-            IntentStatus::Confirmed => ("paid", text.paid),
-            IntentStatus::Detected if flag(Flag::Underpaid) => ("underpaid", text.underpaid),
-            IntentStatus::Detected => ("confirming", text.confirming),
-            IntentStatus::Awaiting => ("awaiting", text.awaiting),
-            IntentStatus::Expired if flag(Flag::PaidLate) => ("late", text.late),
-            IntentStatus::Expired => ("expired", text.expired),
-            IntentStatus::Cancelled => ("cancelled", text.cancelled),
+        let past_expiry = now >= intent.expires_at;
+        let by_amount = policy.is_some_and(|p| p.match_mode == MatchMode::Amount);
+        let pay_for = |amount: Decimal| -> Option<Pay> {
+            let payment_uri = match policy {
+                Some(policy) if amount != intent.pay_amount => payment_uri(policy, &intent.address, intent.tag, amount),
+                _ => intent.payment_uri.clone(),
+            };
+            Some(Pay { amount, payment_uri })
+        };
+        let (state, template, pay, fin) = match intent.status {
+            IntentStatus::Confirmed => ("paid", text.paid, None, true),
+            IntentStatus::Detected if flag(Flag::Underpaid) && past_expiry => {
+                ("underpaid", text.expired_partial, None, false)
+            }
+            IntentStatus::Detected if flag(Flag::Underpaid) && by_amount => {
+                ("underpaid", text.underpaid_contact, None, false)
+            }
+            IntentStatus::Detected if flag(Flag::Underpaid) => {
+                ("underpaid", text.underpaid, remaining.and_then(pay_for), false)
+            }
+            IntentStatus::Detected => ("confirming", text.confirming, None, false),
+            IntentStatus::Awaiting if past_expiry => ("expired", text.expired, None, false),
+            IntentStatus::Awaiting => ("awaiting", text.awaiting, pay_for(intent.pay_amount), false),
+            IntentStatus::Expired if flag(Flag::PaidLate) => ("late", text.late, None, true),
+            // Expired but late money may still come: it keeps asking, slowly.
+            IntentStatus::Expired if intent.received > Decimal::ZERO => ("expired", text.expired_partial, None, false),
+            IntentStatus::Expired => ("expired", text.expired, None, false),
+            IntentStatus::Cancelled => ("cancelled", text.cancelled, None, true),
         };
         let coin = coin_name(intent.asset);
         let state_text = template
             .replace("{received}", &intent.received.normalize().to_string())
             .replace("{remaining}", &remaining.unwrap_or_default().normalize().to_string())
+            .replace("{amount}", &intent.pay_amount.normalize().to_string())
             .replace("{asset}", coin);
         CustomerView {
             state,
             state_text,
-            r#final: !intent.status.is_open(),
+            r#final: fin,
+            poll_seconds: if intent.status.is_open() { 5 } else { 30 },
             asset: intent.asset,
             pay_amount: intent.pay_amount,
             received: intent.received,
-            remaining,
+            pay,
             confirmations: intent.confirmations,
             confirmations_required: intent.confirmations_required,
             confirmations_text: text
@@ -94,7 +136,6 @@ impl CustomerView {
                 .replace("{m}", &intent.confirmations_required.to_string()),
             address: intent.address.clone(),
             tag: intent.tag,
-            payment_uri: intent.payment_uri.clone(),
             expires_at: intent.expires_at,
             order: if show_order { intent.external_id.clone() } else { None },
             price: intent
@@ -156,28 +197,35 @@ pub fn render(view: &CustomerView, token: &str, text: &Text) -> String {
     let heading = text
         .pay_with
         .replace("{asset}", &format!("{coin} ({})", network_name(view.asset)));
-    let amount = view.pay_amount.normalize().to_string();
     let mut rows = String::new();
-    rows.push_str(&format!(
-        "<dt>{}</dt><dd class=\"pay\"><code data-field=\"amount\">{}</code><span>{coin}</span>{}</dd><dd class=\"hint\">{}</dd>",
-        escape(text.amount),
-        escape(&amount),
-        copy_button(&amount, text),
-        escape(text.exact_amount)
-    ));
-    rows.push_str(&format!(
-        "<dt>{}</dt><dd class=\"pay\"><code data-field=\"address\">{}</code>{}</dd>",
-        escape(text.address),
-        escape(&view.address),
-        copy_button(&view.address, text)
-    ));
-    if let Some(tag) = view.tag {
+    let mut qr = String::new();
+    if let Some(pay) = &view.pay {
+        let amount = pay.amount.normalize().to_string();
+        qr = format!(
+            "<div class=\"qr pay\">{}</div>",
+            qr_svg(&pay.payment_uri, text.qr_label)
+        );
         rows.push_str(&format!(
-            "<dt class=\"tag\">{}</dt><dd class=\"tag pay\"><code data-field=\"tag\">{tag}</code>{}</dd><dd class=\"warning\" data-field=\"tag-warning\">{}</dd>",
-            escape(text.tag),
-            copy_button(&tag.to_string(), text),
-            escape(text.tag_warning)
+            "<dt class=\"pay\">{}</dt><dd class=\"pay\"><code data-field=\"amount\">{}</code><span>{coin}</span>{}</dd><dd class=\"hint pay\">{}</dd>",
+            escape(text.amount),
+            escape(&amount),
+            copy_button(&amount, text),
+            escape(text.exact_amount)
         ));
+        rows.push_str(&format!(
+            "<dt class=\"pay\">{}</dt><dd class=\"pay\"><code data-field=\"address\">{}</code>{}</dd>",
+            escape(text.address),
+            escape(&view.address),
+            copy_button(&view.address, text)
+        ));
+        if let Some(tag) = view.tag {
+            rows.push_str(&format!(
+                "<dt class=\"tag pay\">{}</dt><dd class=\"tag pay\"><code data-field=\"tag\">{tag}</code>{}</dd><dd class=\"warning pay\" data-field=\"tag-warning\">{}</dd>",
+                escape(text.tag),
+                copy_button(&tag.to_string(), text),
+                escape(text.tag_warning)
+            ));
+        }
     }
     rows.push_str(&format!(
         "<dt>{}</dt><dd>{}</dd>",
@@ -196,18 +244,24 @@ pub fn render(view: &CustomerView, token: &str, text: &Text) -> String {
     let expires_text = text
         .expired_at
         .replace("{time}", &view.expires_at.format("%Y-%m-%d %H:%M").to_string());
+    let pay_amount = view
+        .pay
+        .as_ref()
+        .map(|p| p.amount.normalize().to_string())
+        .unwrap_or_default();
     format!(
         "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
 <meta name=\"robots\" content=\"noindex\"><title>{title}</title>\
 <link rel=\"stylesheet\" href=\"assets/checkout.css\">\
 <noscript><meta http-equiv=\"refresh\" content=\"15\"></noscript></head>\
-<body><main data-token=\"{token}\" data-state=\"{state}\" data-final=\"{fin}\" data-copied=\"{copied}\">\
+<body><main data-token=\"{token}\" data-state=\"{state}\" data-final=\"{fin}\" data-poll=\"{poll}\" \
+data-pay-amount=\"{pay_amount}\" data-copied=\"{copied}\" data-expires-in=\"{expires_in}\">\
 <h1>{heading}</h1>{price}\
 <p class=\"state\" data-field=\"state-text\" role=\"status\" aria-live=\"polite\">{state_text}</p>\
-<div class=\"qr pay\">{qr}</div><dl>{rows}</dl>\
+{qr}<dl>{rows}</dl>\
 <div class=\"meta\"><span data-field=\"confirmations\">{confirmations}</span>\
-<span>{expires_in} <span data-field=\"countdown\" data-expires=\"{expires}\">{expires_text}</span></span></div>\
+<span data-field=\"expiry\" data-expires=\"{expires}\">{expires_text}</span></div>\
 <noscript><p class=\"hint\">{no_script}</p></noscript>\
 </main><script src=\"assets/checkout.js\"></script></body></html>\n",
         lang = text.lang,
@@ -215,12 +269,13 @@ pub fn render(view: &CustomerView, token: &str, text: &Text) -> String {
         token = escape(token),
         state = view.state,
         fin = view.r#final,
+        poll = view.poll_seconds,
+        pay_amount = escape(&pay_amount),
         copied = escape(text.copied),
+        expires_in = escape(text.expires_in),
         heading = escape(&heading),
         state_text = escape(&view.state_text),
-        qr = qr_svg(&view.payment_uri, text.qr_label),
         confirmations = escape(&view.confirmations_text),
-        expires_in = escape(text.expires_in),
         expires_text = escape(&expires_text),
         no_script = escape(text.no_script),
     )
@@ -241,6 +296,80 @@ pub fn message(text: &Text, sentence: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn intent(status: IntentStatus, received: &str, flags: Vec<paywatch_state::Flag>) -> IntentView {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        IntentView {
+            id: "pi_x".into(),
+            asset: Asset::UsdtTrc20,
+            status,
+            amount: "10".parse().expect("d"),
+            pay_amount: "10.01".parse().expect("d"),
+            address: "T1".into(),
+            tag: None,
+            payment_uri: "tron:T1?amount=10.01".into(),
+            received: received.parse().expect("d"),
+            confirmations: 0,
+            confirmations_required: 19,
+            flags,
+            payments: vec![],
+            external_id: Some("order-1".into()),
+            metadata: serde_json::json!({"secret": 1}),
+            created_at: at,
+            expires_at: at + chrono::Duration::minutes(30),
+            detected_at: None,
+            confirmed_at: None,
+            resolution: None,
+            fiat: None,
+            checkout_url: None,
+        }
+    }
+
+    #[test]
+    fn the_page_asks_for_money_only_while_it_can_be_matched() {
+        use paywatch_state::Flag;
+        let text = &crate::checkout::text::EN;
+        let mut policy = AssetPolicy::defaults(Asset::UsdtTrc20, vec!["T1".into()]);
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let open = intent(IntentStatus::Awaiting, "0", vec![]);
+        let view = CustomerView::of(&open, Some(&policy), text, false, at);
+        assert_eq!(
+            (view.state, view.pay.map(|p| p.payment_uri)),
+            ("awaiting", Some(open.payment_uri.clone()))
+        );
+        assert_eq!(view.order, None, "not unless configured");
+        // Past the deadline, before the expiry scan: nothing to send.
+        let late = CustomerView::of(&open, Some(&policy), text, false, at + chrono::Duration::hours(1));
+        assert_eq!((late.state, late.pay, late.r#final), ("expired", None, false));
+        // Underpaid: by address the rest is asked for, by amount it cannot be matched.
+        let under = intent(IntentStatus::Detected, "4", vec![Flag::Underpaid]);
+        let by_amount = CustomerView::of(&under, Some(&policy), text, false, at);
+        assert!(
+            by_amount.pay.is_none() && by_amount.state_text.contains("Contact the shop"),
+            "{}",
+            by_amount.state_text
+        );
+        policy.match_mode = MatchMode::Address;
+        let by_address = CustomerView::of(&under, Some(&policy), text, false, at);
+        assert_eq!(
+            by_address.pay,
+            Some(Pay {
+                amount: "6.01".parse().expect("d"),
+                payment_uri: "tron:T1?amount=6.01".into()
+            })
+        );
+        // Expired after part of the money came: said, and nothing more asked.
+        let expired = intent(IntentStatus::Expired, "4", vec![Flag::Underpaid]);
+        let view = CustomerView::of(&expired, Some(&policy), text, false, at);
+        assert!(
+            view.pay.is_none() && view.state_text.contains("after we received 4 USDT"),
+            "{}",
+            view.state_text
+        );
+        assert!(!view.r#final, "late money may still come: it keeps asking");
+        let page = render(&view, "t", text);
+        assert!(!page.contains("<svg") && !page.contains("data-field=\"address\""));
+    }
 
     #[test]
     fn text_is_escaped() {

@@ -101,8 +101,15 @@ impl Browser {
     }
 
     /// A new tab of `width`×`height` CSS pixels (`mobile`: a phone's
-    /// viewport and touch), showing `url` once it has loaded.
+    /// viewport and touch), showing `url` once it has loaded. Content
+    /// Security Policy violations are recorded in `window.cspViolations`.
     pub async fn open(&self, url: &str, width: u32, height: u32, mobile: bool) -> Page<'_> {
+        self.open_with(url, width, height, mobile, true).await
+    }
+
+    /// `open`, with JavaScript off when `scripts` is false (the page as a
+    /// browser without JavaScript shows it).
+    pub async fn open_with(&self, url: &str, width: u32, height: u32, mobile: bool, scripts: bool) -> Page<'_> {
         let target = self
             .call(None, "Target.createTarget", json!({"url": "about:blank"}))
             .await;
@@ -123,6 +130,15 @@ impl Browser {
         )
         .await;
         page.call("Page.enable", json!({})).await;
+        page.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "window.cspViolations = []; document.addEventListener('securitypolicyviolation', function (e) { window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI); });"}),
+        )
+        .await;
+        if !scripts {
+            page.call("Emulation.setScriptExecutionDisabled", json!({"value": true}))
+                .await;
+        }
         page.call("Page.navigate", json!({"url": url})).await;
         page.wait_for("the page to load", "document.readyState === 'complete'")
             .await;
@@ -174,6 +190,26 @@ impl Page<'_> {
         panic!("timed out waiting for {what} ({expression})");
     }
 
+    /// A PNG of the element matching `selector`, as it is drawn.
+    pub async fn element_png(&self, selector: &str) -> Vec<u8> {
+        use base64::Engine;
+        let quoted = serde_json::to_string(selector).unwrap();
+        let rect = self
+            .eval(&format!(
+                "(function () {{ var r = document.querySelector({quoted}).getBoundingClientRect(); return {{x: r.x, y: r.y, width: r.width, height: r.height}}; }})()"
+            ))
+            .await;
+        let shot = self
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "clip": {"x": rect["x"], "y": rect["y"], "width": rect["width"], "height": rect["height"], "scale": 1}}),
+            )
+            .await;
+        base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap()
+    }
+
     /// A PNG of the whole page, written to `path`.
     pub async fn screenshot(&self, path: &Path) {
         use base64::Engine;
@@ -190,22 +226,17 @@ impl Page<'_> {
     }
 }
 
-/// Reads a QR code drawn as SVG squares (`M{x},{y}h1v1h-1z`, a `viewBox`
-/// of `0 0 N N`) back into its text, with a real QR decoder.
-pub fn decode_qr_svg(svg: &str) -> Option<String> {
-    let size: usize = svg.split("viewBox=\"0 0 ").nth(1)?.split(' ').next()?.parse().ok()?;
-    let mut dark = vec![false; size * size];
-    let path = svg.split(" d=\"").nth(1)?.split('"').next()?;
-    for square in path.split('M').filter(|s| !s.is_empty()) {
-        let corner = square.split('h').next()?;
-        let (x, y) = corner.split_once(',')?;
-        let (x, y): (usize, usize) = (x.parse().ok()?, y.parse().ok()?);
-        *dark.get_mut(y * size + x)? = true;
-    }
-    let scale = 8;
-    let side = size * scale;
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(side, side, |x, y| {
-        if dark[(y / scale) * size + x / scale] { 0 } else { 255 }
+/// Reads the QR code in a PNG (a screenshot) with a real QR decoder.
+pub fn decode_qr_png(png_bytes: &[u8]) -> Option<String> {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().ok()?;
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).ok()?;
+    let channels = info.color_type.samples();
+    let (width, height) = (info.width as usize, info.height as usize);
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| {
+        // The first channel is enough: the code is black on white.
+        pixels[y * info.line_size + x * channels]
     });
     let grids = image.detect_grids();
     let (_, content) = grids.first()?.decode().ok()?;
