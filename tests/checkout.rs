@@ -138,6 +138,26 @@ async fn a_customer_pays_from_the_page_and_watches_it_confirm_without_reloading(
     )
     .await;
     let loaded_at = page.eval("window.paywatchLoadedAt").await;
+    // A poll or two while waiting: the page stays as it is.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        page.eval("window.paywatchLoadedAt").await,
+        loaded_at,
+        "no reload while waiting"
+    );
+    let status: Value = reqwest::get(format!("{page_url}/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["pay"]["amount"].as_str(),
+        page.eval("document.querySelector('main').dataset.payAmount")
+            .await
+            .as_str(),
+        "the status and the page say the amount alike"
+    );
 
     node.send(address, "0.5").await;
     state_is(&page, "confirming").await;

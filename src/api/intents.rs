@@ -122,7 +122,8 @@ pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<
         ));
     };
     let fiat = parse_fiat(&obj)?;
-    let amount = match obj.get("amount").filter(|v| !v.is_null()) {
+    // `amount: null` beside a fiat price is no amount; alone it is not a decimal string.
+    let amount = match obj.get("amount").filter(|v| !(v.is_null() && fiat.is_some())) {
         Some(_) if fiat.is_some() => {
             return Err(ApiError::bad_request(
                 "invalid_request",

@@ -22,6 +22,7 @@
   var expiry = document.querySelector("[data-field=expiry]");
   var expiresAt = expiry ? Date.parse(expiry.getAttribute("data-expires")) : NaN;
   var expiresIn = main.getAttribute("data-expires-in") || "";
+  var expiresAtText = expiry ? expiry.textContent : "";
   function tick() {
     if (!expiry || isNaN(expiresAt) || !payAmount) return;
     var left = Math.max(0, Math.floor((expiresAt - Date.now()) / 1000));
@@ -38,9 +39,13 @@
 
   var statusUrl = location.pathname.replace(/\/$/, "") + "/status";
   var timer = null;
+  var asking = false;
   function poll() {
+    if (asking) return;
+    asking = true;
     clearTimeout(timer);
     fetch(statusUrl, { cache: "no-store" }).then(function (r) { return r.ok ? r.json() : null; }).then(function (s) {
+      asking = false;
       if (!s) { timer = setTimeout(poll, 5000); return; }
       var nowPay = s.pay ? String(s.pay.amount) : "";
       if (nowPay && nowPay !== payAmount) {
@@ -49,16 +54,18 @@
         return;
       }
       if (!nowPay && payAmount) {
-        // Nothing to send any more: the address and QR code go away.
+        // Nothing to send any more: the address and QR code go away, and
+        // the countdown gives way to the time.
         payAmount = "";
         document.querySelectorAll(".pay").forEach(function (el) { el.hidden = true; });
+        if (expiry) expiry.textContent = expiresAtText;
       }
       main.setAttribute("data-state", s.state);
       main.setAttribute("data-final", String(s.final));
       set("state-text", s.state_text);
       set("confirmations", s.confirmations_text);
       if (!s.final) timer = setTimeout(poll, (s.poll_seconds || 5) * 1000);
-    }).catch(function () { timer = setTimeout(poll, 5000); });
+    }).catch(function () { asking = false; timer = setTimeout(poll, 5000); });
   }
   tick();
   setInterval(tick, 1000);

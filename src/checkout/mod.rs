@@ -78,7 +78,9 @@ impl RateLimiter {
             *last_sweep = Some(now);
         }
         if by_client.len() >= MAX_CLIENTS && !by_client.contains_key(&client) {
-            return false; // a flood of clients: new ones wait
+            // A flood of clients (a large IPv6 range, say): new ones are let
+            // through untracked rather than shut out; the pages are cheap reads.
+            return true;
         }
         let (start, count) = by_client.entry(client).or_insert((now, 0));
         if now.duration_since(*start) >= WINDOW {
@@ -101,7 +103,13 @@ fn client(headers: &HeaderMap, peer: Option<SocketAddr>, config: &CheckoutConfig
             .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
-            .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+            .map(str::trim)
+            .and_then(|ip| {
+                // `1.2.3.4`, `2001:db8::1`, or with a port: `1.2.3.4:5678`, `[2001:db8::1]:5678`.
+                ip.parse::<IpAddr>()
+                    .ok()
+                    .or_else(|| ip.parse::<SocketAddr>().ok().map(|a| a.ip()))
+            })
     };
     let ip = match (config.trust_forwarded_for, forwarded()) {
         (true, Some(ip)) => ip,
@@ -228,7 +236,7 @@ mod tests {
             "2.2.2.2".parse::<IpAddr>().expect("ip")
         );
         // A client's own header comes first; the proxy's line is the last.
-        headers.append("x-forwarded-for", HeaderValue::from_static("3.3.3.3"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("3.3.3.3:4444"));
         assert_eq!(
             client(&headers, Some(peer), &config),
             "3.3.3.3".parse::<IpAddr>().expect("ip")

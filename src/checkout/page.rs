@@ -82,17 +82,27 @@ impl CustomerView {
         let by_amount = policy.is_some_and(|p| p.match_mode == MatchMode::Amount);
         let pay_for = |amount: Decimal| -> Option<Pay> {
             let payment_uri = match policy {
-                Some(policy) if amount != intent.pay_amount => payment_uri(policy, &intent.address, intent.tag, amount),
-                _ => intent.payment_uri.clone(),
+                _ if amount == intent.pay_amount => intent.payment_uri.clone(),
+                Some(policy) => payment_uri(policy, &intent.address, intent.tag, amount),
+                // No policy to build a URI for the rest: ask for nothing
+                // rather than show a QR code for the whole amount.
+                None => return None,
             };
-            Some(Pay { amount, payment_uri })
+            // As the customer types it, and the same text in the page and
+            // in `/status` (the page compares them).
+            Some(Pay {
+                amount: amount.normalize(),
+                payment_uri,
+            })
         };
+        // A rest below the asset's minimum would be dust, never credited.
+        let rest_too_small = remaining.is_some_and(|r| policy.is_some_and(|p| r < p.min_amount));
         let (state, template, pay, fin) = match intent.status {
             IntentStatus::Confirmed => ("paid", text.paid, None, true),
             IntentStatus::Detected if flag(Flag::Underpaid) && past_expiry => {
                 ("underpaid", text.expired_partial, None, false)
             }
-            IntentStatus::Detected if flag(Flag::Underpaid) && by_amount => {
+            IntentStatus::Detected if flag(Flag::Underpaid) && (by_amount || rest_too_small) => {
                 ("underpaid", text.underpaid_contact, None, false)
             }
             IntentStatus::Detected if flag(Flag::Underpaid) => {
@@ -200,7 +210,7 @@ pub fn render(view: &CustomerView, token: &str, text: &Text) -> String {
     let mut rows = String::new();
     let mut qr = String::new();
     if let Some(pay) = &view.pay {
-        let amount = pay.amount.normalize().to_string();
+        let amount = pay.amount.to_string();
         qr = format!(
             "<div class=\"qr pay\">{}</div>",
             qr_svg(&pay.payment_uri, text.qr_label)
@@ -244,11 +254,7 @@ pub fn render(view: &CustomerView, token: &str, text: &Text) -> String {
     let expires_text = text
         .expired_at
         .replace("{time}", &view.expires_at.format("%Y-%m-%d %H:%M").to_string());
-    let pay_amount = view
-        .pay
-        .as_ref()
-        .map(|p| p.amount.normalize().to_string())
-        .unwrap_or_default();
+    let pay_amount = view.pay.as_ref().map(|p| p.amount.to_string()).unwrap_or_default();
     format!(
         "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -351,12 +357,23 @@ mod tests {
         );
         policy.match_mode = MatchMode::Address;
         let by_address = CustomerView::of(&under, Some(&policy), text, false, at);
+        let pay = by_address.pay.expect("the rest");
         assert_eq!(
-            by_address.pay,
-            Some(Pay {
-                amount: "6.01".parse().expect("d"),
-                payment_uri: "tron:T1?amount=6.01".into()
-            })
+            (pay.amount.to_string(), pay.payment_uri.as_str()),
+            ("6.01".into(), "tron:T1?amount=6.01")
+        );
+        assert_eq!(
+            serde_json::to_value(&pay).expect("json")["amount"],
+            "6.01",
+            "the status says the amount as the page does (the page reloads when they differ)"
+        );
+        // A rest below the minimum would be dust: the shop settles it.
+        let nearly = intent(IntentStatus::Detected, "10", vec![Flag::Underpaid]);
+        let view = CustomerView::of(&nearly, Some(&policy), text, false, at);
+        assert!(view.pay.is_none() && view.state_text.contains("Contact the shop"));
+        assert!(
+            CustomerView::of(&under, None, text, false, at).pay.is_none(),
+            "no policy: no QR for the rest"
         );
         // Expired after part of the money came: said, and nothing more asked.
         let expired = intent(IntentStatus::Expired, "4", vec![Flag::Underpaid]);
