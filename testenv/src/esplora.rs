@@ -52,12 +52,7 @@ impl FakeEsplora {
             .route("/block-height/{height}", get(block_height))
             .route("/address/{address}/txs/mempool", get(address_mempool))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        })
-        .abort_handle();
+        let (url, task) = super::serve_loopback(app).await;
         FakeEsplora { url, shared, task }
     }
 

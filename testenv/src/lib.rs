@@ -65,3 +65,15 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Serves `app` on a free loopback port: its base URL, and a handle that
+/// stops it (the fakes abort theirs when dropped).
+pub async fn serve_loopback(app: axum::Router) -> (String, tokio::task::AbortHandle) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+    .abort_handle();
+    (url, task)
+}

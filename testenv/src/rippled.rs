@@ -72,12 +72,7 @@ impl FakeRippled {
         let app = axum::Router::new()
             .route("/", axum::routing::post(handle))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        })
-        .abort_handle();
+        let (url, task) = super::serve_loopback(app).await;
         FakeRippled { url, state, task }
     }
 

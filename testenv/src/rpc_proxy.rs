@@ -68,12 +68,7 @@ impl RpcProxy {
         let app = axum::Router::new()
             .route("/", axum::routing::post(forward))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        })
-        .abort_handle();
+        let (url, task) = super::serve_loopback(app).await;
         RpcProxy { url, shared, task }
     }
 

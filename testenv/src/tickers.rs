@@ -46,12 +46,7 @@ impl FakeTickers {
             .route("/api/v3/ticker/price", axum::routing::get(binance))
             .route("/api/v3/simple/price", axum::routing::get(coingecko))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        })
-        .abort_handle();
+        let (url, task) = super::serve_loopback(app).await;
         FakeTickers { url, shared, task }
     }
 
