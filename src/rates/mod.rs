@@ -400,7 +400,25 @@ pub async fn run(
         .user_agent(concat!("paywatch/", env!("CARGO_PKG_VERSION")))
         .build()?;
     loop {
-        book.refresh(&http, clock.as_ref(), &metrics).await;
+        // A round that panics (a bug reading some answer) is logged and the
+        // next one runs: rates go stale meanwhile, payments are not touched.
+        let mut round = {
+            let (book, http, clock, metrics) = (book.clone(), http.clone(), clock.clone(), metrics.clone());
+            tokio::spawn(async move { book.refresh(&http, clock.as_ref(), &metrics).await })
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                round.abort();
+                return Ok(());
+            }
+            joined = &mut round => {
+                if let Err(e) = joined
+                    && e.is_panic()
+                {
+                    tracing::error!(error = %e, "a round of rate reads panicked; the next one runs as planned");
+                }
+            }
+        }
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = tokio::time::sleep(book.config.refresh_interval.max(Duration::from_millis(100))) => {}
