@@ -1,6 +1,17 @@
 # Shared helpers for the demo and test scripts: find or install the local
 # nodes paywatch is tested against.
 
+# Installs Debian package $1 (as root, or with sudo); $2 names the variable
+# that can point at the binary instead.
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2 || {
+        echo "could not install $1; install it (apt-get install $1)${2:+ or set $2}" >&2
+        return 1
+    }
+}
+
 # Prints the path of a litecoind binary, installing Debian's package if none.
 ensure_litecoind() {
     for candidate in "${LITECOIND:-}" /usr/lib/litecoin/litecoind; do
@@ -10,12 +21,7 @@ ensure_litecoind() {
         fi
     done
     echo "litecoind not found; installing Debian's litecoind package" >&2
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq litecoind >&2 || {
-        echo "could not install litecoind; install it (apt-get install litecoind) or set LITECOIND" >&2
-        return 1
-    }
+    apt_install litecoind LITECOIND || return 1
     echo /usr/lib/litecoin/litecoind
 }
 
@@ -23,9 +29,7 @@ ensure_litecoind() {
 ensure_systemd_analyze() {
     command -v systemd-analyze >/dev/null 2>&1 && return 0
     echo "systemd-analyze not found; installing Debian's systemd package" >&2
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >&2
+    apt_install systemd
 }
 
 # Starts a Litecoin Core regtest node for the scripts: datadir $WORK/ltc,
@@ -81,11 +85,6 @@ ensure_chromium() {
         fi
     done
     echo "chromium not found; installing Debian's chromium package" >&2
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2 || {
-        echo "could not install chromium; install it (apt-get install chromium) or set CHROMIUM" >&2
-        return 1
-    }
+    apt_install chromium CHROMIUM || return 1
     echo /usr/bin/chromium
 }

@@ -13,7 +13,7 @@ use axum::{Extension, Json};
 use paywatch_state::{AccountOutcome, CloseOutcome, NewAccount};
 use serde_json::{Map, Value, json};
 
-use super::intents::{MAX_EXTERNAL_ID_CHARS, asset_field, create_error, parse_metadata, read_body};
+use super::intents::{asset_field, create_error, external_id_field, parse_metadata, read_body};
 use super::{ApiError, ApiResult, App, Caller, int_param, json_object, only_params, param, query_pairs};
 
 const CREATE_FIELDS: [&str; 3] = ["asset", "external_id", "metadata"];
@@ -47,21 +47,12 @@ fn parse_create(app: &App, obj: &Map<String, Value>) -> Result<NewAccount, ApiEr
             format!("{asset} is not configured"),
         ));
     }
-    let external_id = match obj.get("external_id") {
-        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_EXTERNAL_ID_CHARS => s.clone(),
-        None | Some(Value::Null) => {
-            return Err(ApiError::bad_request(
-                "missing_field",
-                "external_id (the customer's id in the shop) is required",
-            ));
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_external_id",
-                format!("external_id must be a non-empty string of at most {MAX_EXTERNAL_ID_CHARS} characters"),
-            ));
-        }
-    };
+    let external_id = external_id_field(obj)?.ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_field",
+            "external_id (the customer's id in the shop) is required",
+        )
+    })?;
     Ok(NewAccount {
         asset,
         external_id,

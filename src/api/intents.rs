@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use paywatch_chains::xrpl::parse_xrp_address;
 use paywatch_chains::{Network, canonical_address};
-use paywatch_state::amount::{amount_for_price, parse_amount};
+use paywatch_state::amount::{amount_for_price, parse_amount, parse_plain_decimal};
 use paywatch_state::{
     Asset, CancelOutcome, CreateError, CreateOutcome, FiatPrice, IntentFilter, IntentStatus, MatchMode, NewIntent,
 };
@@ -154,16 +154,7 @@ pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<
             ));
         }
     };
-    let external_id = match obj.get("external_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_EXTERNAL_ID_CHARS => Some(s.clone()),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_external_id",
-                format!("external_id must be a non-empty string of at most {MAX_EXTERNAL_ID_CHARS} characters"),
-            ));
-        }
-    };
+    let external_id = external_id_field(&obj)?;
     let metadata = parse_metadata(&obj)?;
     let expires_in = optional_int(&obj, "expires_in", "invalid_expires_in", 1, MAX_EXPIRES_IN_SECONDS)?;
     let confirmations =
@@ -234,15 +225,7 @@ fn parse_fiat(obj: &Map<String, Value>) -> Result<Option<FiatPrice>, ApiError> {
     let Value::String(text) = amount else {
         return Err(invalid_amount());
     };
-    let plain = !text.is_empty()
-        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && text.chars().filter(|&c| c == '.').count() <= 1
-        && !text.starts_with('.')
-        && !text.ends_with('.');
-    let fiat_amount = plain
-        .then(|| text.parse::<Decimal>().ok())
-        .flatten()
-        .map(|d| d.normalize())
+    let fiat_amount = parse_plain_decimal(text)
         .filter(|d| *d > Decimal::ZERO && d.scale() <= MAX_FIAT_DECIMALS)
         .ok_or_else(invalid_amount)?;
     let fiat_currency = match currency {
@@ -309,6 +292,18 @@ fn price_in_fiat(app: &App, req: &mut NewIntent) -> Result<(), ApiError> {
     fiat.rate_source = quote.source;
     fiat.rate_at = quote.at;
     Ok(())
+}
+
+/// The optional `external_id` of a create request.
+pub fn external_id_field(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match obj.get("external_id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_EXTERNAL_ID_CHARS => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_external_id",
+            format!("external_id must be a non-empty string of at most {MAX_EXTERNAL_ID_CHARS} characters"),
+        )),
+    }
 }
 
 /// The required `asset` of a create request.

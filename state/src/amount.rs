@@ -22,16 +22,7 @@ pub enum AmountError {
 /// notation only, strictly positive, no more decimals than the chain has.
 /// The result is rescaled to the asset's scale.
 pub fn parse_amount(asset: Asset, text: &str) -> Result<Decimal, AmountError> {
-    let plain = !text.is_empty()
-        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && text.chars().filter(|&c| c == '.').count() <= 1
-        && !text.starts_with('.')
-        && !text.ends_with('.');
-    if !plain {
-        return Err(AmountError::NotANumber(text.to_string()));
-    }
-    let value: Decimal = text.parse().map_err(|_| AmountError::NotANumber(text.to_string()))?;
-    let value = value.normalize();
+    let value = parse_plain_decimal(text).ok_or_else(|| AmountError::NotANumber(text.to_string()))?;
     if value.scale() > asset.decimals() {
         return Err(AmountError::TooPrecise {
             value: text.to_string(),
@@ -63,6 +54,20 @@ pub fn amount_for_price(asset: Asset, fiat_amount: Decimal, rate: Decimal, decim
     }
     let amount = at_asset_scale(asset, amount);
     (amount > Decimal::ZERO && amount.scale() == asset.decimals()).then_some(amount)
+}
+
+/// A number in plain decimal notation (`12`, `0.084215`; no sign, exponent
+/// or bare point), normalized; `None` for anything else.
+pub fn parse_plain_decimal(text: &str) -> Option<Decimal> {
+    let plain = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && text.chars().filter(|&c| c == '.').count() <= 1
+        && !text.starts_with('.')
+        && !text.ends_with('.');
+    plain
+        .then(|| text.parse::<Decimal>().ok())
+        .flatten()
+        .map(|d| d.normalize())
 }
 
 /// Converts an integer count of base units (satoshis, drops, token units)
