@@ -200,13 +200,15 @@ impl RateBook {
         let mut book = self.book.write().unwrap_or_else(|p| p.into_inner());
         let answered = !prices.is_empty();
         for p in prices {
-            book.quotes.entry((p.coin, p.currency)).or_default().insert(
-                provider,
-                SourceQuote {
-                    rate: p.rate,
-                    at: p.at.unwrap_or(now).min(now),
-                },
-            );
+            let answer = SourceQuote {
+                rate: p.rate,
+                at: p.at.unwrap_or(now).min(now),
+            };
+            let by_source = book.quotes.entry((p.coin, p.currency)).or_default();
+            // A lagging mirror's older price never replaces a fresher one.
+            if by_source.get(&provider).is_none_or(|held| held.at <= answer.at) {
+                by_source.insert(provider, answer);
+            }
         }
         let health = book.health.entry(provider).or_default();
         if answered {
@@ -528,6 +530,26 @@ mod tests {
             book.status(now)["sources"]["kraken"]["last_error"],
             serde_json::json!("EUR: HTTP 500")
         );
+    }
+
+    #[test]
+    fn an_older_answer_never_replaces_a_fresher_one() {
+        let book = RateBook::new(config(&[Provider::Coingecko]), &[Asset::Btc]);
+        let now = Utc::now();
+        book.record(
+            Provider::Coingecko,
+            vec![price(Coin::Btc, "97000", Some(now))],
+            None,
+            now,
+        );
+        let lagging_mirror = Some(now - chrono::Duration::minutes(5));
+        book.record(
+            Provider::Coingecko,
+            vec![price(Coin::Btc, "90000", lagging_mirror)],
+            None,
+            now,
+        );
+        assert_eq!(book.quote(Coin::Btc, "USD", now).unwrap().rate.to_string(), "97000");
     }
 
     #[test]

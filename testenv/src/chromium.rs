@@ -53,7 +53,12 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium_binary().display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; install Debian's chromium (scripts/test.sh does) or set CHROMIUM",
+                    chromium_binary().display()
+                )
+            });
         let stderr = child.stderr.take().unwrap();
         let url = tokio::task::spawn_blocking(move || {
             for line in BufReader::new(stderr).lines() {

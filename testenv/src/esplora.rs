@@ -82,19 +82,13 @@ impl Drop for FakeEsplora {
     }
 }
 
-fn take(counter: &AtomicU32) -> bool {
-    counter
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
-
 /// Injected faults, if any are due.
 fn fault(s: &Shared) -> Option<Response> {
     s.requests.fetch_add(1, Ordering::SeqCst);
-    if take(&s.rate_limited) {
+    if super::take(&s.rate_limited) {
         return Some((StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response());
     }
-    if take(&s.garbage) {
+    if super::take(&s.garbage) {
         return Some((StatusCode::OK, "<html><body>502 Bad Gateway</body></html>").into_response());
     }
     None

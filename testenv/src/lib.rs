@@ -77,3 +77,11 @@ pub async fn serve_loopback(app: axum::Router) -> (String, tokio::task::AbortHan
     .abort_handle();
     (url, task)
 }
+
+/// Takes one from an injected-fault counter: true while faults are due.
+pub fn take(counter: &std::sync::atomic::AtomicU32) -> bool {
+    use std::sync::atomic::Ordering;
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}

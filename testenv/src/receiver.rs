@@ -49,13 +49,12 @@ impl Receiver {
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        })
-        .abort_handle();
-        Receiver { url, shared, task }
+        let (base, task) = super::serve_loopback(app).await;
+        Receiver {
+            url: format!("{base}/hook"),
+            shared,
+            task,
+        }
     }
 
     /// While failing, every delivery gets HTTP 503.

@@ -243,24 +243,19 @@ impl Drop for FakeTron {
     }
 }
 
-fn take(n: &AtomicU32) -> bool {
-    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
-        .is_ok()
-}
-
 /// Records the API key and returns an injected fault, if one is due.
 fn fault(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     if let Some(key) = headers.get("TRON-PRO-API-KEY").and_then(|v| v.to_str().ok()) {
         s.chain.lock().unwrap().api_keys.push(key.to_string());
     }
-    if take(&s.too_many) {
+    if super::take(&s.too_many) {
         return Some((StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response());
     }
-    if take(&s.penalties) {
+    if super::take(&s.penalties) {
         let body = json!({"success": false, "error": "The key exceeds the frequency limit(15), and the query server is suspended for 30s", "statusCode": 403});
         return Some((StatusCode::FORBIDDEN, axum::Json(body)).into_response());
     }
-    if take(&s.error_bodies) {
+    if super::take(&s.error_bodies) {
         let body = json!({"Error": "class org.tron.core.exception.BadItemException : block not found"});
         return Some((StatusCode::OK, axum::Json(body)).into_response());
     }
@@ -316,7 +311,7 @@ async fn infos_by_num(State(s): State<Arc<Shared>>, headers: HeaderMap, body: ax
     if let Some(f) = fault(&s, &headers) {
         return f;
     }
-    if take(&s.missing_infos) {
+    if super::take(&s.missing_infos) {
         return axum::Json(json!([])).into_response();
     }
     let n = num(&body);
