@@ -41,11 +41,7 @@ pub async fn create(
 fn parse_create(app: &App, obj: &Map<String, Value>) -> Result<NewAccount, ApiError> {
     let asset = asset_field(obj)?;
     if app.engine.policy(asset).is_none() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "asset_not_configured",
-            format!("{asset} is not configured"),
-        ));
+        return Err(ApiError::asset_not_configured(asset));
     }
     let external_id = external_id_field(obj)?.ok_or_else(|| {
         ApiError::bad_request(

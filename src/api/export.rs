@@ -38,6 +38,20 @@ pub fn wants_csv(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<bool
     }
 }
 
+/// Refuses the JSON list's paging parameters, which the export ignores.
+pub fn refuse_params(pairs: &[(String, String)], names: &[&str]) -> Result<(), ApiError> {
+    match names
+        .iter()
+        .find(|name| param(pairs, name).is_some_and(|v| !v.is_empty()))
+    {
+        Some(name) => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("{name} does not apply to the CSV export (it streams every row from..to)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `from` (inclusive) and `to` (exclusive) of the export; either may be open.
 pub type DateRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
@@ -157,7 +171,7 @@ pub fn transfers(app: &Arc<App>, range: DateRange, asset: Option<Asset>, unmatch
             .filter(|t| asset.is_none_or(|a| a == t.asset))
             // As the JSON `unmatched=true`: unmatched and late money, never
             // dust or deposits.
-            .filter(|t| !unmatched || (!t.dust && t.account_id.is_none() && (t.intent_id.is_none() || t.late)))
+            .filter(|t| !unmatched || t.is_unmatched_or_late())
             .map(transfer_row)
             .collect();
         Ok((rows, past_range))

@@ -66,14 +66,7 @@ pub async fn transfers(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery
         }
     };
     if csv {
-        for name in ["limit", "after"] {
-            if param(&pairs, name).is_some_and(|v| !v.is_empty()) {
-                return Err(ApiError::bad_request(
-                    "invalid_parameter",
-                    format!("{name} does not apply to the CSV export (it streams every row from..to)"),
-                ));
-            }
-        }
+        super::export::refuse_params(&pairs, &["limit", "after"])?;
         return super::export::transfers(&app, range, super::asset_param(&app, &pairs)?, unmatched);
     }
     let before = match param(&pairs, "after") {

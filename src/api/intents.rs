@@ -115,11 +115,7 @@ pub fn parse_create(networks: &HashMap<Asset, Network>, bytes: &[u8]) -> Result<
     let obj = super::json_object(bytes, &CREATE_FIELDS)?;
     let asset = asset_field(&obj)?;
     let Some(network) = networks.get(&asset).copied() else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "asset_not_configured",
-            format!("{asset} is not configured"),
-        ));
+        return Err(ApiError::asset_not_configured(asset));
     };
     let fiat = parse_fiat(&obj)?;
     // `amount: null` beside a fiat price is no amount; alone it is not a decimal string.
@@ -437,14 +433,7 @@ pub async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(raw)
         })?),
     };
     if csv {
-        for name in ["external_id", "limit", "after"] {
-            if param(&pairs, name).is_some_and(|v| !v.is_empty()) {
-                return Err(ApiError::bad_request(
-                    "invalid_parameter",
-                    format!("{name} does not apply to the CSV export (it streams every row from..to)"),
-                ));
-            }
-        }
+        super::export::refuse_params(&pairs, &["external_id", "limit", "after"])?;
         return super::export::intents(&app, range, super::asset_param(&app, &pairs)?, status);
     }
     let filter = IntentFilter {

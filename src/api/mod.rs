@@ -73,6 +73,15 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// 422 for an asset paywatch is not configured for.
+    pub fn asset_not_configured(asset: Asset) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "asset_not_configured",
+            format!("{asset} is not configured"),
+        )
+    }
+
     /// A failure of paywatch itself (disk, store); logged, never a client's fault.
     pub fn internal(error: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %error, "request failed inside paywatch");
@@ -255,11 +264,7 @@ pub fn asset_param(app: &App, pairs: &[(String, String)]) -> Result<Option<Asset
             .map(Some)
             .map_err(|e| ApiError::bad_request("invalid_asset", e.to_string()))
             .and_then(|a| match a {
-                Some(asset) if app.engine.policy(asset).is_none() => Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "asset_not_configured",
-                    format!("{asset} is not configured"),
-                )),
+                Some(asset) if app.engine.policy(asset).is_none() => Err(ApiError::asset_not_configured(asset)),
                 other => Ok(other),
             }),
     }

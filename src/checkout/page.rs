@@ -55,12 +55,7 @@ pub fn network_name(asset: Asset) -> &'static str {
 }
 
 fn coin_name(asset: Asset) -> &'static str {
-    match asset {
-        Asset::Btc => "BTC",
-        Asset::Ltc => "LTC",
-        Asset::Xrp => "XRP",
-        Asset::UsdtBsc | Asset::UsdtTrc20 => "USDT",
-    }
+    crate::rates::Coin::of(asset).code()
 }
 
 impl CustomerView {

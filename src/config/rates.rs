@@ -250,8 +250,5 @@ pub(super) fn parse_rates(raw: RawRates) -> Result<RatesConfig, ConfigError> {
 }
 
 fn same_coin(a: Asset, b: Asset) -> bool {
-    matches!(
-        (a, b),
-        (Asset::UsdtBsc | Asset::UsdtTrc20, Asset::UsdtBsc | Asset::UsdtTrc20)
-    ) || a == b
+    crate::rates::Coin::of(a) == crate::rates::Coin::of(b)
 }

@@ -396,6 +396,15 @@ pub struct TransferView {
     pub assignment: Option<String>,
 }
 
+impl TransferView {
+    /// Money that counts toward no intent on time: unmatched, or late on an
+    /// ended intent (never dust, never a deposit). What `unmatched=true`
+    /// lists and what may be assigned by hand.
+    pub fn is_unmatched_or_late(&self) -> bool {
+        !self.dust && self.account_id.is_none() && (self.intent_id.is_none() || self.late)
+    }
+}
+
 impl Transfer {
     pub fn view(&self, scanned_height: u64) -> TransferView {
         TransferView {

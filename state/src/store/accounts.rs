@@ -72,6 +72,7 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<TransferView>, Option<u64>), StoreError> {
         let r = self.read()?;
+        let mut heights = ScannedHeights::new(&r);
         let deposits = r.open_table(ACCOUNT_DEPOSITS).map_err(db_err)?;
         let from = deposit_key(account_id, 0);
         let to = deposit_key(account_id, before.unwrap_or(u64::MAX));
@@ -84,8 +85,7 @@ impl Store {
                 return Ok((page, next.map(|n| n + 1)));
             }
             if let Some(t) = get_json::<Transfer>(&r, TRANSFERS, key.value())? {
-                let scanned = scanned_height_in(&r, t.key.asset)?;
-                page.push(t.view(scanned));
+                page.push(t.view(heights.of(t.key.asset)?));
             }
         }
         Ok((page, None))

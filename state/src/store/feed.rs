@@ -129,6 +129,7 @@ impl Store {
     /// Transfers newest first, and the `next` cursor.
     pub fn list_transfers(&self, filter: &TransferFilter) -> Result<(Vec<TransferView>, Option<u64>), StoreError> {
         let r = self.read()?;
+        let mut heights = ScannedHeights::new(&r);
         let list = r
             .open_table(if filter.unmatched {
                 UNMATCHED_LIST
@@ -154,16 +155,16 @@ impl Store {
             if filter.asset.is_some_and(|a| a != t.key.asset) {
                 continue;
             }
+            let view = t.view(heights.of(t.key.asset)?);
             // Listed as unmatched or late when seen; assigned to an intent
             // by hand since (and not late again on it).
-            if filter.unmatched && t.assignment.is_some() && !t.late {
+            if filter.unmatched && !view.is_unmatched_or_late() {
                 continue;
             }
             if page.len() == limit {
                 return Ok((page, last_pos));
             }
-            let scanned = scanned_height_in(&r, t.key.asset)?;
-            page.push(t.view(scanned));
+            page.push(view);
             last_pos = Some(pos.value());
         }
         Ok((page, None))
@@ -175,6 +176,7 @@ impl Store {
     /// once the list is exhausted).
     pub fn transfers_ascending(&self, after: u64, limit: usize) -> Result<TransferPage, StoreError> {
         let r = self.read()?;
+        let mut heights = ScannedHeights::new(&r);
         let list = r.open_table(TRANSFER_LIST).map_err(db_err)?;
         let transfers = r.open_table(TRANSFERS).map_err(db_err)?;
         let mut page = Vec::new();
@@ -186,8 +188,7 @@ impl Store {
                 continue;
             };
             let t: Transfer = decode("transfers", key.value(), bytes.value())?;
-            let scanned = scanned_height_in(&r, t.key.asset)?;
-            page.push((pos.value(), t.view(scanned)));
+            page.push((pos.value(), t.view(heights.of(t.key.asset)?)));
         }
         Ok((page, last))
     }

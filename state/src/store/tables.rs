@@ -161,6 +161,30 @@ pub fn scanned_height_in(r: &ReadTransaction, asset: crate::Asset) -> Result<u64
         .unwrap_or(0))
 }
 
+/// `scanned_height_in` for a list of rows: each asset's height read once.
+pub struct ScannedHeights<'r> {
+    read: &'r ReadTransaction,
+    known: std::collections::HashMap<crate::Asset, u64>,
+}
+
+impl<'r> ScannedHeights<'r> {
+    pub fn new(read: &'r ReadTransaction) -> ScannedHeights<'r> {
+        ScannedHeights {
+            read,
+            known: std::collections::HashMap::new(),
+        }
+    }
+
+    pub fn of(&mut self, asset: crate::Asset) -> Result<u64, StoreError> {
+        if let Some(height) = self.known.get(&asset) {
+            return Ok(*height);
+        }
+        let height = scanned_height_in(self.read, asset)?;
+        self.known.insert(asset, height);
+        Ok(height)
+    }
+}
+
 /// Reads and decodes one JSON value in a read transaction.
 pub fn get_json<T: DeserializeOwned>(
     r: &ReadTransaction,
