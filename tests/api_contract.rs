@@ -128,6 +128,7 @@ async fn every_route_is_documented_and_every_documented_route_answers() {
             let method: reqwest::Method = method.parse().unwrap();
             let required = paywatch::api::required_scope(&method, path).map(|s| s.as_str());
             if needs_token {
+                assert!(documented_scope.is_some(), "{method} {path} documents no scope");
                 assert_eq!(required, documented_scope, "{method} {path}");
             } else {
                 assert_eq!(documented_scope, None, "{method} {path} is public");

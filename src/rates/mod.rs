@@ -196,17 +196,31 @@ impl RateBook {
 
     /// Records one source's answers and its failure (a partial failure
     /// included) from one round.
-    fn record(&self, provider: Provider, prices: Vec<providers::Price>, failure: Option<String>, now: DateTime<Utc>) {
+    fn record(
+        &self,
+        provider: Provider,
+        prices: Vec<(providers::Price, DateTime<Utc>)>,
+        failure: Option<String>,
+        now: DateTime<Utc>,
+    ) {
         let mut book = self.book.write().unwrap_or_else(|p| p.into_inner());
         let answered = !prices.is_empty();
-        for p in prices {
+        for (p, received) in prices {
+            // The provider's own time where it gives one, else the arrival;
+            // a clock ahead of ours is no fresher than the arrival.
             let answer = SourceQuote {
                 rate: p.rate,
-                at: p.at.unwrap_or(now).min(now),
+                at: p.at.map_or(received, |at| at.min(received)).min(now),
             };
             let by_source = book.quotes.entry((p.coin, p.currency)).or_default();
-            // A lagging mirror's older price never replaces a fresher one.
-            if by_source.get(&provider).is_none_or(|held| held.at <= answer.at) {
+            // A lagging mirror's older price (by the provider's own time)
+            // never replaces a fresher one; an answer without a time of its
+            // own always does (our clock may have stepped back).
+            let older = p.at.is_some()
+                && by_source
+                    .get(&provider)
+                    .is_some_and(|held| held.at.min(now) > answer.at);
+            if !older {
                 by_source.insert(provider, answer);
             }
         }
@@ -309,15 +323,15 @@ impl RateBook {
         }
     }
 
-    /// One source's answers, each stamped when it arrived (or with the
-    /// provider's own time), and its first failure if any pair failed.
+    /// One source's answers with when each arrived, and its first failure
+    /// if any pair failed.
     async fn read_source(
         &self,
         http: &reqwest::Client,
         clock: &dyn Clock,
         provider: Provider,
         base: &str,
-    ) -> (Vec<providers::Price>, Option<String>) {
+    ) -> (Vec<(providers::Price, DateTime<Utc>)>, Option<String>) {
         let mut prices = Vec::new();
         let mut failure = None;
         for request in providers::requests(provider, base, &self.coins, &self.config.currencies) {
@@ -350,11 +364,7 @@ impl RateBook {
             match answer.await {
                 Ok(found) => {
                     let received = clock.now();
-                    prices.extend(found.into_iter().map(|mut p| {
-                        // A provider's clock ahead of ours is no fresher than now.
-                        p.at = Some(p.at.map_or(received, |at| at.min(received)));
-                        p
-                    }));
+                    prices.extend(found.into_iter().map(|p| (p, received)));
                 }
                 Err(e) => {
                     failure.get_or_insert(truncated(&e));
@@ -474,17 +484,27 @@ mod tests {
             &[Asset::Ltc],
         );
         let now = Utc::now();
-        book.record(Provider::Kraken, vec![price(Coin::Ltc, "100.10", None)], None, now);
-        book.record(Provider::Coinbase, vec![price(Coin::Ltc, "100.30", None)], None, now);
+        book.record(
+            Provider::Kraken,
+            vec![(price(Coin::Ltc, "100.10", None), now)],
+            None,
+            now,
+        );
+        book.record(
+            Provider::Coinbase,
+            vec![(price(Coin::Ltc, "100.30", None), now)],
+            None,
+            now,
+        );
         // CoinGecko's own time is ten minutes old: stale, whatever it says.
         let old = Some(now - chrono::Duration::minutes(10));
-        book.record(Provider::Coingecko, vec![price(Coin::Ltc, "90", old)], None, now);
+        book.record(Provider::Coingecko, vec![(price(Coin::Ltc, "90", old), now)], None, now);
         book.record(Provider::Binance, vec![], Some("HTTP 500".into()), now);
         let q = book.quote(Coin::Ltc, "USD", now).unwrap();
         assert_eq!(q.rate.to_string(), "100.2", "halfway between the two middle ones");
         assert_eq!(q.source, "median of kraken, coinbase");
         // A third source far off is left out, not averaged in.
-        book.record(Provider::Binance, vec![price(Coin::Ltc, "200", None)], None, now);
+        book.record(Provider::Binance, vec![(price(Coin::Ltc, "200", None), now)], None, now);
         let q = book.quote(Coin::Ltc, "USD", now).unwrap();
         assert_eq!(
             (q.rate.to_string(), q.source.as_str()),
@@ -505,24 +525,44 @@ mod tests {
     fn two_sources_that_disagree_give_no_quote_and_min_sources_holds() {
         let book = RateBook::new(config(&[Provider::Kraken, Provider::Coinbase]), &[Asset::Btc]);
         let now = Utc::now();
-        book.record(Provider::Kraken, vec![price(Coin::Btc, "97000", None)], None, now);
-        book.record(Provider::Coinbase, vec![price(Coin::Btc, "48500", None)], None, now);
+        book.record(
+            Provider::Kraken,
+            vec![(price(Coin::Btc, "97000", None), now)],
+            None,
+            now,
+        );
+        book.record(
+            Provider::Coinbase,
+            vec![(price(Coin::Btc, "48500", None), now)],
+            None,
+            now,
+        );
         let refused = book.quote(Coin::Btc, "USD", now).unwrap_err().to_string();
         assert!(
             refused.contains("kraken 97000") && refused.contains("coinbase 48500"),
             "{refused}"
         );
-        book.record(Provider::Coinbase, vec![price(Coin::Btc, "97100", None)], None, now);
+        book.record(
+            Provider::Coinbase,
+            vec![(price(Coin::Btc, "97100", None), now)],
+            None,
+            now,
+        );
         assert_eq!(book.quote(Coin::Btc, "USD", now).unwrap().rate.to_string(), "97050");
         let mut strict = config(&[Provider::Kraken, Provider::Coinbase]);
         strict.min_sources = 2;
         let book = RateBook::new(strict, &[Asset::Btc]);
-        book.record(Provider::Kraken, vec![price(Coin::Btc, "97000", None)], None, now);
+        book.record(
+            Provider::Kraken,
+            vec![(price(Coin::Btc, "97000", None), now)],
+            None,
+            now,
+        );
         assert!(book.quote(Coin::Btc, "USD", now).is_err(), "one source of two needed");
         // A failure of some pairs is said, even though others answered.
         book.record(
             Provider::Kraken,
-            vec![price(Coin::Btc, "97000", None)],
+            vec![(price(Coin::Btc, "97000", None), now)],
             Some("EUR: HTTP 500".into()),
             now,
         );
@@ -538,18 +578,38 @@ mod tests {
         let now = Utc::now();
         book.record(
             Provider::Coingecko,
-            vec![price(Coin::Btc, "97000", Some(now))],
+            vec![(price(Coin::Btc, "97000", Some(now)), now)],
             None,
             now,
         );
         let lagging_mirror = Some(now - chrono::Duration::minutes(5));
         book.record(
             Provider::Coingecko,
-            vec![price(Coin::Btc, "90000", lagging_mirror)],
+            vec![(price(Coin::Btc, "90000", lagging_mirror), now)],
             None,
             now,
         );
         assert_eq!(book.quote(Coin::Btc, "USD", now).unwrap().rate.to_string(), "97000");
+        // Without a time of its own, an answer always replaces: our clock
+        // may have stepped back, and the new price is the one to use.
+        let kraken = RateBook::new(config(&[Provider::Kraken]), &[Asset::Btc]);
+        kraken.record(
+            Provider::Kraken,
+            vec![(price(Coin::Btc, "97000", None), now)],
+            None,
+            now,
+        );
+        let stepped_back = now - chrono::Duration::minutes(5);
+        kraken.record(
+            Provider::Kraken,
+            vec![(price(Coin::Btc, "98000", None), stepped_back)],
+            None,
+            stepped_back,
+        );
+        assert_eq!(
+            kraken.quote(Coin::Btc, "USD", stepped_back).unwrap().rate.to_string(),
+            "98000"
+        );
     }
 
     #[test]

@@ -398,8 +398,8 @@ pub struct TransferView {
 
 impl TransferView {
     /// Money that counts toward no intent on time: unmatched, or late on an
-    /// ended intent (never dust, never a deposit). What `unmatched=true`
-    /// lists and what may be assigned by hand.
+    /// ended intent (never dust, never a deposit): what `unmatched=true`
+    /// lists.
     pub fn is_unmatched_or_late(&self) -> bool {
         !self.dust && self.account_id.is_none() && (self.intent_id.is_none() || self.late)
     }
