@@ -12,6 +12,9 @@ ANVIL=$(ensure_anvil)
 CHROMIUM=$(ensure_chromium)
 ensure_systemd_analyze
 export LITECOIND ANVIL CHROMIUM
+# A one-off build gains nothing from incremental artifacts, which would
+# double what the build writes to disk.
+export CARGO_INCREMENTAL=0
 echo "==> litecoind: $LITECOIND"
 echo "==> anvil: $ANVIL"
 echo "==> chromium: $CHROMIUM"

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::{api, backends, engine, metrics, rates, signals, state_dir, webhooks};
+use crate::{api, backends, cluster, engine, metrics, rates, signals, state_dir, webhooks};
 
 /// How long shutdown waits for tasks to finish in-flight work before it
 /// aborts them.
@@ -30,7 +30,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let store = state_dir::open_store(&config.state_dir)?;
+    let store = state_dir::open_store(&config)?;
     let tokens = state_dir::api_tokens(&config)?;
     if !config.api.tokens.is_empty() && config.api.token.is_some() {
         tracing::warn!("PAYWATCH_API_TOKEN is set but api.tokens_file names the tokens: the variable is not accepted");
@@ -70,30 +70,68 @@ pub async fn run(
 
     let cancel = CancellationToken::new();
     let mut tasks = CriticalTasks::default();
+    let cluster = Arc::new(cluster::Cluster::new(store.clone(), &config.cluster, metrics.clone()));
     let mut wakes = Vec::new();
     for (asset, source) in sources {
-        let poller = backends::poller(asset, source, &engine);
-        let (cancel, wake) = (cancel.clone(), Arc::new(Notify::new()));
+        let (asset, engine, wake) = (asset.clone(), engine.clone(), Arc::new(Notify::new()));
         wakes.push(wake.clone());
-        tasks.spawn(format!("poller {}", asset.asset), async move {
-            poller.run(cancel, wake).await;
-            Ok(())
-        });
+        let lease = format!("scan/{}", asset.asset);
+        tasks.spawn(
+            format!("poller {}", asset.asset),
+            cluster.clone().hold(lease, cancel.clone(), move |fence, term| {
+                // A new poller per term: nothing it knew in an earlier term
+                // (the tip, stored blocks) is trusted after another
+                // instance scanned meanwhile.
+                let poller = backends::poller(&asset, source.clone(), &engine).under_lease(fence);
+                let (engine, wake, code) = (engine.clone(), wake.clone(), asset.asset);
+                async move {
+                    engine.set_scanning_here(code, true);
+                    poller.run(term, wake).await;
+                    engine.set_scanning_here(code, false);
+                }
+            }),
+        );
     }
     tasks.spawn("poll-now signal", signals::poll_now_on_sigusr1(wakes, cancel.clone()));
     tasks.spawn("intent writer", engine.clone().watch_writer(cancel.clone()));
+    tasks.spawn(
+        "wakeups from other instances",
+        cluster::follow_other_instances(engine.clone(), cancel.clone()),
+    );
     if let Some(webhook) = &config.webhook {
-        let dispatcher = webhooks::Dispatcher::new(
+        // Built once here, so a bad webhook config stops the start.
+        let first = webhooks::Dispatcher::new(
             store.clone(),
             webhook.clone(),
             engine.webhook_wake.clone(),
             metrics.clone(),
         )?;
-        let cancel = cancel.clone();
-        tasks.spawn("webhook dispatcher", async move {
-            dispatcher.run(cancel).await;
-            Ok(())
-        });
+        let mut first = Some(first);
+        let (store, webhook, wake, metrics) = (
+            store.clone(),
+            webhook.clone(),
+            engine.webhook_wake.clone(),
+            metrics.clone(),
+        );
+        tasks.spawn(
+            "webhook dispatcher",
+            cluster
+                .clone()
+                .hold("webhooks".into(), cancel.clone(), move |fence, term| {
+                    let dispatcher = match first.take() {
+                        Some(d) => Ok(d),
+                        None => {
+                            webhooks::Dispatcher::new(store.clone(), webhook.clone(), wake.clone(), metrics.clone())
+                        }
+                    };
+                    async move {
+                        match dispatcher {
+                            Ok(d) => d.under_lease(fence).run(term).await,
+                            Err(e) => tracing::error!(error = %e, "cannot build the webhook dispatcher"),
+                        }
+                    }
+                }),
+        );
     }
     let rates = config.rates.clone().map(|rates| {
         let configured: Vec<_> = config.assets.iter().map(|a| a.asset).collect();
@@ -114,6 +152,7 @@ pub async fn run(
         rates,
         checkout: config.checkout.clone(),
         checkout_limiter: Default::default(),
+        cluster: cluster.clone(),
     });
     let api_shutdown = cancel.clone().cancelled_owned();
     tasks.spawn("HTTP API", async move {
@@ -125,7 +164,8 @@ pub async fn run(
             signals::watchdog(engine.clone(), period / 2, cancel.clone()),
         );
     }
-    tracing::info!(listen = ?listen, state_dir = %config.state_dir.display(), assets = config.assets.len(), "paywatch started");
+    let (backend, location) = store.describe();
+    tracing::info!(listen = ?listen, store = backend, location, instance = cluster.holder(), assets = config.assets.len(), "paywatch started");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     let outcome = tokio::select! {

@@ -13,6 +13,7 @@
 //! - `engine` — applies scan updates and API requests to the store
 //! - `backends` — one chain source per configured asset
 //! - `api` — the HTTP API; `webhooks` — signed delivery from the outbox
+//! - `cluster` — instances sharing a PostgreSQL store: leases, wakeups
 //! - `config` — the configuration file; `cli` — the command line
 //! - `metrics`, `signals`, `state_dir`, `backoff`, `clock` — small pieces
 
@@ -22,6 +23,7 @@ pub mod backoff;
 pub mod checkout;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 mod daemon;
 pub mod engine;

@@ -45,6 +45,10 @@ pub struct Metrics {
     /// Age of each source's answer per pair; refreshed at scrape time.
     pub rate_age: IntGaugeVec,
     pub rate_errors: IntCounterVec,
+    /// 1 while this instance holds the lease (a shared store).
+    pub lease_held: IntGaugeVec,
+    /// Terms this instance began under each lease: takeovers.
+    pub lease_terms: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -175,6 +179,17 @@ impl Metrics {
                 &["source", "pair"],
             )?,
             rate_errors: IntCounterVec::new(opts("rate_errors_total", "Failed reads of a rate source."), &["source"])?,
+            lease_held: IntGaugeVec::new(
+                opts(
+                    "lease_held",
+                    "1 while this instance holds the lease (scan/ASSET, webhooks) of a shared store.",
+                ),
+                &["lease"],
+            )?,
+            lease_terms: IntCounterVec::new(
+                opts("lease_terms_total", "Times this instance took the lease (takeovers)."),
+                &["lease"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -204,6 +219,8 @@ impl Metrics {
         r.register(Box::new(m.rate_source_up.clone()))?;
         r.register(Box::new(m.rate_age.clone()))?;
         r.register(Box::new(m.rate_errors.clone()))?;
+        r.register(Box::new(m.lease_held.clone()))?;
+        r.register(Box::new(m.lease_terms.clone()))?;
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Ok(m)
     }

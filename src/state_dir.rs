@@ -7,14 +7,29 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use paywatch_chains::Secret;
-use paywatch_state::Store;
+use paywatch_state::{PgOptions, Store};
 
-use crate::config::{ApiToken, Config};
+use crate::config::{ApiToken, Config, StoreConfig};
 
 pub const STORE_FILE: &str = "paywatch.redb";
 pub const TOKEN_FILE: &str = "api-token";
 
-pub fn open_store(state_dir: &Path) -> anyhow::Result<Arc<Store>> {
+/// Opens the configured store: PostgreSQL, or the embedded file in
+/// `state_dir` (created if missing).
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+    match &config.store {
+        StoreConfig::Embedded => open_embedded(&config.state_dir),
+        StoreConfig::Postgres(options) => open_postgres(options),
+    }
+}
+
+pub fn open_postgres(options: &PgOptions) -> anyhow::Result<Arc<Store>> {
+    let store = Store::open_postgres(options.clone())
+        .with_context(|| format!("failed to open the PostgreSQL store {}", options.display))?;
+    Ok(Arc::new(store))
+}
+
+pub fn open_embedded(state_dir: &Path) -> anyhow::Result<Arc<Store>> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

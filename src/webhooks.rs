@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use paywatch_state::{DeliveryAttempt, OutboxEntry, Store};
+use paywatch_state::{DeliveryAttempt, Fence, OutboxEntry, Store, StoreError};
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +49,9 @@ pub struct Dispatcher {
     http: reqwest::Client,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// The delivery lease this dispatcher runs under (a shared store):
+    /// every outcome it records carries it.
+    fence: Option<Fence>,
 }
 
 /// What one POST got.
@@ -77,13 +80,24 @@ impl Dispatcher {
             http,
             wake,
             metrics,
+            fence: None,
         })
+    }
+
+    /// The dispatcher of one lease term (see `cluster`).
+    pub fn under_lease(mut self, fence: Option<Fence>) -> Dispatcher {
+        self.fence = fence;
+        self
     }
 
     pub async fn run(self, cancel: CancellationToken) {
         loop {
             let pause = match self.pass(&cancel).await {
                 Ok(p) => p,
+                Err(e) if matches!(e.downcast_ref(), Some(StoreError::Fenced { .. })) => {
+                    tracing::warn!(error = %e, "another instance delivers webhooks now; stopping here");
+                    return;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "webhook outbox unreadable; retrying");
                     Some(Duration::from_secs(5))
@@ -131,7 +145,7 @@ impl Dispatcher {
                 if age(&entry, now) > self.config.max_age {
                     let why = entry.last_error.clone().unwrap_or_else(|| "never delivered".into());
                     tracing::warn!(seq = entry.seq, event_id = %entry.event_id, error = %why, "webhook delivery given up after max_age");
-                    self.store.outbox_give_up(entry, why)?;
+                    self.store.outbox_give_up(entry, why, self.fence.as_ref())?;
                     self.metrics.webhook_deliveries.with_label_values(&["failed"]).inc();
                     continue;
                 }
@@ -153,7 +167,7 @@ impl Dispatcher {
                     outcome: if result.delivered { "delivered" } else { "failed" }.into(),
                 };
                 if result.delivered {
-                    self.store.outbox_delivered(entry.seq, &record)?;
+                    self.store.outbox_delivered(entry.seq, &record, self.fence.as_ref())?;
                     self.metrics.webhook_deliveries.with_label_values(&["delivered"]).inc();
                     unanswered_in_a_row = 0;
                     continue;
@@ -163,7 +177,7 @@ impl Dispatcher {
                 tracing::warn!(seq = entry.seq, event_id = %entry.event_id, attempts = entry.attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "webhook delivery failed");
                 let next = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
                 held_back.insert(entry.ordering_key.clone());
-                self.store.outbox_retry(entry, next, &record)?;
+                self.store.outbox_retry(entry, next, &record, self.fence.as_ref())?;
                 self.metrics.webhook_deliveries.with_label_values(&["retry"]).inc();
                 earliest_wait = Some(earliest_wait.map_or(delay, |w| w.min(delay)));
                 if result.http_status.is_none() {

@@ -50,6 +50,8 @@ pub struct App {
     /// `[checkout]`: the public payment pages, when on.
     pub checkout: Option<crate::config::CheckoutConfig>,
     pub checkout_limiter: crate::checkout::RateLimiter,
+    /// Which leases this instance holds (a shared store).
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// An API error: `{"error": {"code", "message"}}` with its HTTP status.

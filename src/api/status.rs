@@ -23,6 +23,7 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
             asset.code().to_string(),
             json!({
                 "backend": h.backend,
+                "scanned_here": engine.scans_here(asset),
                 "healthy": h.healthy,
                 "tip_height": h.tip_height,
                 "scanned_height": h.scanned_height,
@@ -51,6 +52,23 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
     let webhooks = engine.store.outbox_stats().map_err(ApiError::internal)?;
     let uptime = (engine.clock.now() - engine.started_at).num_seconds().max(0);
     let rates = app.rates.as_ref().map(|book| book.status(engine.clock.now()));
+    let (backend, location) = engine.store.describe();
+    let leases: Vec<Value> = engine
+        .store
+        .leases()
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|l| {
+            json!({
+                "lease": l.name,
+                "holder": l.holder,
+                "fence": l.fence,
+                "live": l.live,
+                "held_here": l.live && l.holder == app.cluster.holder(),
+                "expires_at": chrono::DateTime::from_timestamp_millis(l.expires_at_ms),
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": uptime,
@@ -59,6 +77,12 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
         "accounts": accounts,
         "rates": rates,
         "webhooks": {"backlog": webhooks.backlog, "failed": webhooks.failed},
+        "store": {
+            "backend": backend,
+            "location": if location.is_empty() { Value::Null } else { json!(location) },
+            "instance": app.cluster.holder(),
+            "leases": leases,
+        },
     }))
     .into_response())
 }

@@ -10,6 +10,9 @@ use paywatch_state::Asset;
 pub const CONFIG_PATH: &str = "/etc/paywatch/paywatch.toml";
 pub const LISTEN: &str = "127.0.0.1:8787";
 pub const STATE_DIR: &str = "./paywatch-state";
+/// `cluster.lease_ttl`: a dead leader's scanning and deliveries are taken
+/// over within about this long.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Per remote call; a whole scan step gets `STEP_TIMEOUT_FACTOR` times this.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);

@@ -9,6 +9,7 @@
 //! - `backend` — each backend's own keys, typed, in `BackendConfig`
 //! - `defaults` — every default, named, in one place
 //! - `rates` — fiat exchange-rate sources
+//! - `store` — the embedded store or PostgreSQL, and `[cluster]`
 //! - `tokens` — named API tokens with scopes
 //! - `values` — durations, secret files, the error naming its key
 
@@ -16,6 +17,7 @@ mod asset;
 mod backend;
 pub mod defaults;
 mod rates;
+mod store;
 mod tokens;
 mod values;
 
@@ -31,6 +33,7 @@ use serde::Deserialize;
 pub use self::asset::AssetConfig;
 pub use self::backend::{BackendConfig, EvmToken, TronToken};
 pub use self::rates::{Provider, RateSource, RatesConfig};
+pub use self::store::{ClusterConfig, StoreConfig};
 pub use self::tokens::{ApiToken, Scope};
 pub use self::values::{ConfigError, parse_duration};
 use self::values::{duration_or, err, read_secret, toml_message};
@@ -39,6 +42,10 @@ use self::values::{duration_or, err, read_secret, toml_message};
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     state_dir: Option<PathBuf>,
+    store: Option<String>,
+    store_password_file: Option<PathBuf>,
+    #[serde(default)]
+    cluster: store::RawCluster,
     #[serde(default)]
     api: RawApi,
     webhook: Option<RawWebhook>,
@@ -101,6 +108,9 @@ struct RawLog {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub state_dir: PathBuf,
+    /// `store`: the embedded file in `state_dir`, or PostgreSQL.
+    pub store: StoreConfig,
+    pub cluster: ClusterConfig,
     pub api: ApiConfig,
     pub webhook: Option<WebhookConfig>,
     pub log: LogConfig,
@@ -174,6 +184,16 @@ impl Config {
             (None, _) => Vec::new(),
         };
 
+        let store = store::parse_store(raw.store, raw.store_password_file, &env)?;
+        let cluster = store::parse_cluster(raw.cluster, &env)?;
+        if matches!(store, StoreConfig::Postgres(_)) && token.is_none() && tokens.is_empty() {
+            // A token generated in one instance's state_dir would not open
+            // the others: every instance must accept the same tokens.
+            return Err(err(
+                "api.token_file",
+                "instances sharing a PostgreSQL store need the same API token: set api.token_file, PAYWATCH_API_TOKEN or api.tokens_file",
+            ));
+        }
         let webhook = raw.webhook.map(|w| parse_webhook(w, &env)).transpose()?;
         let rates = raw.rates.map(rates::parse_rates).transpose()?;
         let checkout = match raw.checkout {
@@ -202,6 +222,8 @@ impl Config {
         }
         Ok(Config {
             state_dir,
+            store,
+            cluster,
             api: ApiConfig { listen, token, tokens },
             webhook,
             log: LogConfig { json, level },

@@ -47,15 +47,30 @@ impl Engine {
             .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone())?;
         if let Ok(Some(state)) = self.store.chain_state(asset) {
             h.scanned_height = Some(state.cursor.height);
+            if !self.scans_here(asset) {
+                // Another instance scans it (a shared store): what that one
+                // stored with the cursor, at every step, is what is known
+                // here. Its lag shows if it stops.
+                h.tip_height = Some(state.tip.height);
+                h.last_poll_at = Some(state.updated_at);
+                h.synced_at = Some(state.updated_at);
+                h.tip_changed_at = state.tip_rose_at;
+                h.polled_ok_once = true;
+                h.healthy = true;
+                h.last_error = None;
+                h.warnings.clear();
+                h.endpoints.clear();
+            }
         }
         Some(h)
     }
 
-    /// Ready once every configured chain answered a poll.
+    /// Ready once every configured chain answered a poll (here, or on the
+    /// instance that scans it).
     pub fn ready(&self) -> bool {
-        self.health
-            .values()
-            .all(|h| h.lock().unwrap_or_else(|p| p.into_inner()).polled_ok_once)
+        self.assets()
+            .into_iter()
+            .all(|asset| self.health(asset).is_some_and(|h| h.polled_ok_once))
     }
 
     /// How far `asset` is behind its chain, now.

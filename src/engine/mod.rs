@@ -51,6 +51,8 @@ pub struct Engine {
     /// Assets whose watch sets keep a hot subset (see `AssetSetup`).
     per_address_mempool: HashSet<Asset>,
     health: HashMap<Asset, Mutex<AssetHealth>>,
+    /// Assets this instance scans now (see `scans_here`).
+    scanning_here: Mutex<HashSet<Asset>>,
     /// Newest event seq, for long-polling feed readers.
     last_seq: watch::Sender<u64>,
     /// Per asset, creates held back while a poller applies a step (`Fences`).
@@ -132,6 +134,7 @@ impl Engine {
             watch_sets,
             per_address_mempool,
             health,
+            scanning_here: Mutex::default(),
             last_seq,
             webhook_wake: Arc::new(Notify::new()),
             metrics,
@@ -318,8 +321,41 @@ impl Engine {
                     .observe(secs);
             }
         }
-        self.last_seq.send_replace(last.seq);
+        self.note_events_up_to(last.seq);
+    }
+
+    /// Wakes feed readers and the webhook dispatcher for events up to `seq`,
+    /// committed here or by another instance. The feed's newest seq only
+    /// rises: wakeups from several instances may arrive out of order.
+    pub fn note_events_up_to(&self, seq: u64) {
+        self.last_seq.send_if_modified(|newest| {
+            let rises = seq > *newest;
+            if rises {
+                *newest = seq;
+            }
+            rises
+        });
         self.webhook_wake.notify_one();
+    }
+
+    /// Whether this instance runs the poller of `asset` now: always with
+    /// the embedded store; with a shared one, while it holds the lease.
+    pub fn scans_here(&self, asset: Asset) -> bool {
+        !self.store.is_shared()
+            || self
+                .scanning_here
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&asset)
+    }
+
+    pub fn set_scanning_here(&self, asset: Asset, scanning: bool) {
+        let mut here = self.scanning_here.lock().unwrap_or_else(|p| p.into_inner());
+        if scanning {
+            here.insert(asset);
+        } else {
+            here.remove(&asset);
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use paywatch_chains::WatchSet;
 use paywatch_chains::watch::next_watch_version;
-use paywatch_state::{Applied, Asset, AssetPolicy, BlockRef, ScanUpdate, Store, StoreError};
+use paywatch_state::{Applied, Asset, AssetPolicy, BlockRef, Fence, ScanUpdate, Store, StoreError};
 
 use super::Engine;
 
@@ -59,13 +59,21 @@ impl Engine {
 
     /// Applies one scan step atomically, then tells feed readers, webhooks
     /// and metrics.
-    pub async fn apply_scan(self: &Arc<Self>, asset: Asset, update: ScanUpdate) -> Result<(), ApplyError> {
+    /// With a shared store, `fence` is the asset's scan lease as this
+    /// instance holds it: once another instance took it over, the update is
+    /// refused (`StoreError::Fenced`).
+    pub async fn apply_scan(
+        self: &Arc<Self>,
+        asset: Asset,
+        update: ScanUpdate,
+        fence: Option<Fence>,
+    ) -> Result<(), ApplyError> {
         let engine = self.clone();
         let applied: Applied = tokio::task::spawn_blocking(move || {
             let policy = engine.policies.get(&asset).ok_or(ApplyError::NotConfigured(asset))?;
             engine
                 .store
-                .apply_scan_counted(policy, &update, engine.clock.now())
+                .apply_scan_fenced(policy, &update, engine.clock.now(), fence.as_ref())
                 .map_err(|e| match e {
                     StoreError::WatchChanged { .. } => ApplyError::WatchChanged,
                     other => ApplyError::Store(other),

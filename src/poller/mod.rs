@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use paywatch_chains::http::EndpointStatus;
 use paywatch_chains::source::{ChainSource, RecentBlocks, ScanBatch, ScanRequest};
 use paywatch_chains::{ChainError, WatchSet};
-use paywatch_state::{Asset, BLOCKS_KEPT, BlockRef, ChainTip, MempoolView, ScanUpdate, StoreError};
+use paywatch_state::{Asset, BLOCKS_KEPT, BlockRef, ChainTip, Fence, MempoolView, ScanUpdate, StoreError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -122,6 +122,9 @@ pub struct Poller {
     source: Arc<dyn ChainSource>,
     engine: Arc<Engine>,
     config: PollerConfig,
+    /// The scan lease this poller runs under (a shared store): every step
+    /// it applies carries it, and is refused once the lease moved on.
+    fence: Option<Fence>,
 }
 
 impl Poller {
@@ -133,7 +136,14 @@ impl Poller {
             source,
             engine,
             config,
+            fence: None,
         }
+    }
+
+    /// The poller of one lease term (see `cluster`).
+    pub fn under_lease(mut self, fence: Option<Fence>) -> Poller {
+        self.fence = fence;
+        self
     }
 
     /// Polls until `cancel` fires. `poll_now` wakes it early (single flight:
@@ -395,11 +405,15 @@ impl Poller {
         step: Option<(&BlockRef, &RecentBlocks)>,
     ) -> Result<(), PollError> {
         let mut redos = 0;
-        let mut fence = None;
+        let mut creates_held = None;
         loop {
             // Not raced with cancellation: a started write finishes (it is
             // one atomic commit either way, but finishing avoids redoing it).
-            match self.engine.apply_scan(self.asset, update.clone()).await {
+            match self
+                .engine
+                .apply_scan(self.asset, update.clone(), self.fence.clone())
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(ApplyError::WatchChanged) => {}
                 Err(e) => return Err(PollError::Apply(e)),
@@ -408,9 +422,9 @@ impl Poller {
                 return Err(PollError::Cancelled);
             }
             redos += 1;
-            if redos > MAX_REDOS && fence.is_none() {
+            if redos > MAX_REDOS && creates_held.is_none() {
                 tracing::info!(asset = %self.asset, redos, "intents keep being created during the step; holding creates back for its last redo");
-                fence = Some(self.engine.fence_creates(self.asset).await);
+                creates_held = Some(self.engine.fence_creates(self.asset).await);
             }
             let newer = self.engine.watch_set(self.asset)?;
             let added = watch.added_in(&newer);

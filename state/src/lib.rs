@@ -13,7 +13,8 @@
 //! - `scan` — what chain sources report, and the per-asset policy
 //! - `uri` — payment URIs
 //! - `ids` — time-ordered opaque ids
-//! - `store` — the redb store: one atomic write per batch, event log, outbox
+//! - `store` — the store (embedded redb or PostgreSQL): one atomic write per
+//!   batch, event log, outbox, leases
 
 pub mod amount;
 mod asset;
@@ -34,6 +35,6 @@ pub use model::{
 pub use scan::{AddressDeriver, AssetPolicy, Deriver, MempoolView, Observation, ScanUpdate};
 pub use store::{
     AccountOutcome, Applied, BLOCKS_KEPT, CancelOutcome, CloseOutcome, Counts, CreateError, CreateOutcome, Created,
-    DeliveryAttempt, IntentFilter, ManualAction, ManualOutcome, NewAccount, NewIntent, NewRecord, OutboxEntry,
-    OutboxStats, Refusal, Store, StoreError, TransferFilter,
+    DeliveryAttempt, Fence, IntentFilter, Lease, ListenHandle, ManualAction, ManualOutcome, NewAccount, NewIntent,
+    NewRecord, OutboxEntry, OutboxStats, PgOptions, Refusal, Store, StoreError, TableCount, TransferFilter,
 };

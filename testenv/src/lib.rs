@@ -17,6 +17,7 @@ pub mod chromium;
 pub mod configs;
 pub mod esplora;
 pub mod litecoind;
+pub mod postgres;
 pub mod proxy;
 pub mod receiver;
 pub mod rippled;

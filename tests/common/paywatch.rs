@@ -53,8 +53,15 @@ impl Paywatch {
         let api_port = free_port();
         std::fs::write(dir.path().join("api-token-file"), TOKEN).unwrap();
         std::fs::write(dir.path().join("webhook-secret"), WEBHOOK_SECRET).unwrap();
+        // With PAYWATCH_TEST_STORE=postgres, the same test runs on a fresh
+        // PostgreSQL database instead of the embedded store.
+        let store = if super::postgres::selected() {
+            format!("store = \"{}\"\n", super::postgres::server().fresh_database())
+        } else {
+            String::new()
+        };
         let mut config = format!(
-            "state_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\ntoken_file = \"{}\"\n\n",
+            "{store}state_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\ntoken_file = \"{}\"\n\n",
             dir.path().join("state").display(),
             dir.path().join("api-token-file").display()
         );

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::intents::{AccountUse, CreateError, account_use, exclusive_address, fresh_tag};
 use super::tables::*;
 use super::tx::{DepositTotals, Tx, render_account};
-use super::{Store, StoreError, db_err};
+use super::{Store, StoreError};
 use crate::ids::new_id;
 use crate::matcher::match_key;
 use crate::model::{ACCOUNT_ID_PREFIX, Account, AccountStatus, AccountView, Transfer, TransferView};
@@ -52,9 +52,8 @@ impl Store {
     pub fn account_by_external_id(&self, asset: Asset, external_id: &str) -> Result<Option<AccountView>, StoreError> {
         let id = {
             let r = self.read()?;
-            let t = r.open_table(ACCOUNT_EXTERNAL_IDS).map_err(db_err)?;
-            t.get(account_external_key(asset.code(), external_id).as_str())
-                .map_err(db_err)?
+            let t = r.open_table(ACCOUNT_EXTERNAL_IDS)?;
+            t.get(account_external_key(asset.code(), external_id).as_str())?
                 .map(|v| v.value().to_string())
         };
         match id {
@@ -73,12 +72,12 @@ impl Store {
     ) -> Result<(Vec<TransferView>, Option<u64>), StoreError> {
         let r = self.read()?;
         let mut heights = ScannedHeights::new(&r);
-        let deposits = r.open_table(ACCOUNT_DEPOSITS).map_err(db_err)?;
+        let deposits = r.open_table(ACCOUNT_DEPOSITS)?;
         let from = deposit_key(account_id, 0);
         let to = deposit_key(account_id, before.unwrap_or(u64::MAX));
         let mut page = Vec::new();
-        for entry in deposits.range(from.as_str()..to.as_str()).map_err(db_err)?.rev() {
-            let (k, key) = entry.map_err(db_err)?;
+        for entry in deposits.range(from.as_str()..to.as_str())?.rev() {
+            let (k, key) = entry?;
             if page.len() == limit.max(1) {
                 let next = k.value().rsplit('/').next().and_then(|n| n.parse::<u64>().ok());
                 // `next` is exclusive: the position after the last one shown.
@@ -96,10 +95,10 @@ impl Store {
     /// ask for. A closed account's deposits are still seen, in their block.
     pub fn open_account_addresses(&self, asset: Asset) -> Result<Vec<String>, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(ACCOUNTS).map_err(db_err)?;
+        let t = r.open_table(ACCOUNTS)?;
         let mut out = Vec::new();
-        for entry in redb::ReadableTable::iter(&t).map_err(db_err)? {
-            let (k, v) = entry.map_err(db_err)?;
+        for entry in t.iter()? {
+            let (k, v) = entry?;
             let account: Account = decode("accounts", k.value(), v.value())?;
             if account.asset == asset && account.status == AccountStatus::Open && account.tag.is_none() {
                 out.push(account.address);
@@ -137,7 +136,7 @@ impl Store {
     }
 }
 
-fn view_in_read(r: &redb::ReadTransaction, account: &Account) -> Result<AccountView, StoreError> {
+fn view_in_read(r: &ReadTxn, account: &Account) -> Result<AccountView, StoreError> {
     let totals = get_json::<DepositTotals>(r, ACCOUNT_TOTALS, &account.id)?.unwrap_or_default();
     Ok(render_account(account, &totals))
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::settle::{Affected, note, revert, settle_transfers, transition};
 use super::tables::*;
 use super::tx::Tx;
-use super::{Store, StoreError};
+use super::{Fence, Store, StoreError};
 use crate::amount::at_asset_scale;
 use crate::machine::{self, Arrival};
 use crate::matcher::candidate_keys;
@@ -47,7 +47,20 @@ impl Store {
         update: &ScanUpdate,
         now: DateTime<Utc>,
     ) -> Result<Applied, StoreError> {
-        self.write(|tx| {
+        self.apply_scan_fenced(policy, update, now, None)
+    }
+
+    /// `apply_scan_counted` by the holder of `fence`, the asset's scan
+    /// lease: refused with `Fenced` once another instance took the lease,
+    /// whatever the cursor says.
+    pub fn apply_scan_fenced(
+        &self,
+        policy: &AssetPolicy,
+        update: &ScanUpdate,
+        now: DateTime<Utc>,
+        fence: Option<&Fence>,
+    ) -> Result<Applied, StoreError> {
+        self.write_fenced(fence, |tx| {
             apply_in(tx, policy, update, now)?;
             Ok(Applied {
                 events: std::mem::take(&mut tx.events),
@@ -63,12 +76,12 @@ impl Store {
     /// what a source must account for in its next mempool read.
     pub fn pending_mempool_txids(&self, asset: crate::Asset) -> Result<Vec<String>, StoreError> {
         let r = self.read()?;
-        let unsettled = r.open_table(UNSETTLED).map_err(super::db_err)?;
+        let unsettled = r.open_table(UNSETTLED)?;
         let code = asset.code();
         let (from, to) = (format!("{code}/"), format!("{code}0"));
         let mut out = Vec::new();
-        for entry in redb::ReadableTable::range(&unsettled, from.as_str()..to.as_str()).map_err(super::db_err)? {
-            let (key, _) = entry.map_err(super::db_err)?;
+        for entry in unsettled.range(from.as_str()..to.as_str())? {
+            let (key, _) = entry?;
             let key = key.value().to_string();
             if let Some(t) = get_json::<Transfer>(&r, TRANSFERS, &key)?
                 && t.block_height.is_none()
@@ -291,8 +304,8 @@ fn observe(
     };
     let list_no = tx.next_counter("next_listing")?;
     {
-        let mut all = tx.txn().open_table(TRANSFER_LIST).map_err(super::db_err)?;
-        all.insert(list_no, encoded.as_str()).map_err(super::db_err)?;
+        let mut all = tx.txn().open_table(TRANSFER_LIST)?;
+        all.insert(list_no, encoded.as_str())?;
     }
     if dust {
         // Listed and counted; never matched, followed up, rolled back or
@@ -393,8 +406,8 @@ fn reappear(tx: &mut Tx<'_>, mut t: Transfer, now: DateTime<Utc>, affected: &mut
 }
 
 fn list_unmatched(tx: &mut Tx<'_>, list_no: u64, key: &str) -> Result<(), StoreError> {
-    let mut t = tx.txn().open_table(UNMATCHED_LIST).map_err(super::db_err)?;
-    t.insert(list_no, key).map_err(super::db_err)?;
+    let mut t = tx.txn().open_table(UNMATCHED_LIST)?;
+    t.insert(list_no, key)?;
     Ok(())
 }
 
@@ -491,10 +504,10 @@ fn roll_back(
         }
     }
     let stale: Vec<String> = {
-        let blocks = tx.txn().open_table(BLOCKS).map_err(super::db_err)?;
+        let blocks = tx.txn().open_table(BLOCKS)?;
         let mut keys = Vec::new();
-        for entry in redb::ReadableTable::range(&blocks, from.as_str()..to.as_str()).map_err(super::db_err)? {
-            let (k, _) = entry.map_err(super::db_err)?;
+        for entry in blocks.range(from.as_str()..to.as_str())? {
+            let (k, _) = entry?;
             keys.push(k.value().to_string());
         }
         keys
@@ -511,12 +524,6 @@ fn prune_blocks(tx: &mut Tx<'_>, policy: &AssetPolicy, cursor: u64) -> Result<()
     if keep_from == 0 {
         return Ok(());
     }
-    let mut blocks = tx.txn().open_table(BLOCKS).map_err(super::db_err)?;
-    blocks
-        .retain_in(
-            height_key(code, 0).as_str()..height_key(code, keep_from).as_str(),
-            |_, _| false,
-        )
-        .map_err(super::db_err)?;
-    Ok(())
+    let mut blocks = tx.txn().open_table(BLOCKS)?;
+    blocks.remove_range(height_key(code, 0).as_str()..height_key(code, keep_from).as_str())
 }

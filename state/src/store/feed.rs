@@ -1,11 +1,10 @@
 //! The event log, the transfers listing, and the webhook outbox.
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
 use super::tables::*;
-use super::{Store, StoreError, db_err};
+use super::{Fence, Store, StoreError};
 use crate::Asset;
 use crate::model::{Event, Transfer, TransferView};
 
@@ -85,12 +84,11 @@ pub fn ordering_key_of(event: &Event) -> String {
 }
 
 fn record_attempt(tx: &mut super::tx::Tx<'_>, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
-    let mut t = tx.txn().open_table(DELIVERIES).map_err(db_err)?;
+    let mut t = tx.txn().open_table(DELIVERIES)?;
     t.insert(
         delivery_key(attempt.seq, attempt.attempt).as_str(),
         encode(attempt).as_slice(),
-    )
-    .map_err(db_err)?;
+    )?;
     Ok(())
 }
 
@@ -103,10 +101,10 @@ impl Store {
     /// Events with `seq > after`, ascending, at most `limit`.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(EVENTS).map_err(db_err)?;
+        let t = r.open_table(EVENTS)?;
         let mut out = Vec::new();
-        for entry in t.range(after.saturating_add(1)..).map_err(db_err)?.take(limit) {
-            let (k, v) = entry.map_err(db_err)?;
+        for entry in t.range(after.saturating_add(1)..)?.take(limit) {
+            let (k, v) = entry?;
             out.push(decode("events", &k.value().to_string(), v.value())?);
         }
         Ok(out)
@@ -122,33 +120,31 @@ impl Store {
     /// The newest event's seq (0 when none).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(EVENTS).map_err(db_err)?;
-        Ok(t.last().map_err(db_err)?.map(|(k, _)| k.value()).unwrap_or(0))
+        let t = r.open_table(EVENTS)?;
+        Ok(t.last()?.map(|(k, _)| k.value()).unwrap_or(0))
     }
 
     /// Transfers newest first, and the `next` cursor.
     pub fn list_transfers(&self, filter: &TransferFilter) -> Result<(Vec<TransferView>, Option<u64>), StoreError> {
         let r = self.read()?;
         let mut heights = ScannedHeights::new(&r);
-        let list = r
-            .open_table(if filter.unmatched {
-                UNMATCHED_LIST
-            } else {
-                TRANSFER_LIST
-            })
-            .map_err(db_err)?;
-        let transfers = r.open_table(TRANSFERS).map_err(db_err)?;
+        let list = r.open_table(if filter.unmatched {
+            UNMATCHED_LIST
+        } else {
+            TRANSFER_LIST
+        })?;
+        let transfers = r.open_table(TRANSFERS)?;
         let range = match filter.before {
-            Some(b) => list.range(..b).map_err(db_err)?,
-            None => list.range::<u64>(..).map_err(db_err)?,
+            Some(b) => list.range(..b)?,
+            None => list.range(..)?,
         };
         let limit = filter.limit.max(1);
         let mut page: Vec<TransferView> = Vec::new();
         let mut last_pos = None;
         for entry in range.rev() {
-            let (pos, key) = entry.map_err(db_err)?;
+            let (pos, key) = entry?;
             let key = key.value().to_string();
-            let Some(bytes) = transfers.get(key.as_str()).map_err(db_err)? else {
+            let Some(bytes) = transfers.get(key.as_str())? else {
                 continue;
             };
             let t: Transfer = decode("transfers", &key, bytes.value())?;
@@ -177,14 +173,14 @@ impl Store {
     pub fn transfers_ascending(&self, after: u64, limit: usize) -> Result<TransferPage, StoreError> {
         let r = self.read()?;
         let mut heights = ScannedHeights::new(&r);
-        let list = r.open_table(TRANSFER_LIST).map_err(db_err)?;
-        let transfers = r.open_table(TRANSFERS).map_err(db_err)?;
+        let list = r.open_table(TRANSFER_LIST)?;
+        let transfers = r.open_table(TRANSFERS)?;
         let mut page = Vec::new();
         let mut last = None;
-        for entry in list.range(after.saturating_add(1)..).map_err(db_err)?.take(limit) {
-            let (pos, key) = entry.map_err(db_err)?;
+        for entry in list.range(after.saturating_add(1)..)?.take(limit) {
+            let (pos, key) = entry?;
             last = Some(pos.value());
-            let Some(bytes) = transfers.get(key.value()).map_err(db_err)? else {
+            let Some(bytes) = transfers.get(key.value())? else {
                 continue;
             };
             let t: Transfer = decode("transfers", key.value(), bytes.value())?;
@@ -196,10 +192,10 @@ impl Store {
     /// Outbox entries with `seq > after`, in `seq` order (at most `limit`).
     pub fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(OUTBOX).map_err(db_err)?;
+        let t = r.open_table(OUTBOX)?;
         let mut out = Vec::new();
-        for entry in t.range(after.saturating_add(1)..).map_err(db_err)?.take(limit) {
-            let (k, v) = entry.map_err(db_err)?;
+        for entry in t.range(after.saturating_add(1)..)?.take(limit) {
+            let (k, v) = entry?;
             out.push(decode("outbox", &k.value().to_string(), v.value())?);
         }
         Ok(out)
@@ -207,11 +203,16 @@ impl Store {
 
     /// The delivery of `seq` succeeded: it leaves the outbox, and the attempt
     /// is recorded.
-    pub fn outbox_delivered(&self, seq: u64, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
-        self.write(|tx| {
+    pub fn outbox_delivered(
+        &self,
+        seq: u64,
+        attempt: &DeliveryAttempt,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        self.write_fenced(fence, |tx| {
             record_attempt(tx, attempt)?;
-            let mut t = tx.txn().open_table(OUTBOX).map_err(db_err)?;
-            t.remove(seq).map_err(db_err)?;
+            let mut t = tx.txn().open_table(OUTBOX)?;
+            t.remove(seq)?;
             Ok(())
         })
     }
@@ -222,14 +223,15 @@ impl Store {
         mut entry: OutboxEntry,
         next_attempt_at: DateTime<Utc>,
         attempt: &DeliveryAttempt,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.write_fenced(fence, |tx| {
             record_attempt(tx, attempt)?;
             entry.attempts += 1;
             entry.next_attempt_at = next_attempt_at;
             entry.last_error = attempt.error.clone();
-            let mut t = tx.txn().open_table(OUTBOX).map_err(db_err)?;
-            t.insert(entry.seq, encode(&entry).as_slice()).map_err(db_err)?;
+            let mut t = tx.txn().open_table(OUTBOX)?;
+            t.insert(entry.seq, encode(&entry).as_slice())?;
             Ok(())
         })
     }
@@ -237,11 +239,11 @@ impl Store {
     /// Every recorded delivery attempt of event `seq`, oldest first.
     pub fn delivery_attempts(&self, seq: u64) -> Result<Vec<DeliveryAttempt>, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(DELIVERIES).map_err(db_err)?;
+        let t = r.open_table(DELIVERIES)?;
         let (from, to) = (delivery_key(seq, 0), delivery_key(seq, u32::MAX));
         let mut out = Vec::new();
-        for entry in t.range(from.as_str()..=to.as_str()).map_err(db_err)? {
-            let (k, v) = entry.map_err(db_err)?;
+        for entry in t.range(from.as_str()..=to.as_str())? {
+            let (k, v) = entry?;
             out.push(decode("deliveries", k.value(), v.value())?);
         }
         Ok(out)
@@ -252,20 +254,10 @@ impl Store {
     /// webhook was configured when it happened).
     pub fn delivery_state(&self, seq: u64) -> Result<&'static str, StoreError> {
         let r = self.read()?;
-        if r.open_table(OUTBOX)
-            .map_err(db_err)?
-            .get(seq)
-            .map_err(db_err)?
-            .is_some()
-        {
+        if r.open_table(OUTBOX)?.get(seq)?.is_some() {
             return Ok("queued");
         }
-        if r.open_table(WEBHOOK_FAILED)
-            .map_err(db_err)?
-            .get(seq)
-            .map_err(db_err)?
-            .is_some()
-        {
+        if r.open_table(WEBHOOK_FAILED)?.get(seq)?.is_some() {
             return Ok("failed");
         }
         drop(r);
@@ -277,8 +269,8 @@ impl Store {
     pub fn event_by_id(&self, id: &str) -> Result<Option<Event>, StoreError> {
         let seq = {
             let r = self.read()?;
-            let t = r.open_table(EVENT_IDS).map_err(db_err)?;
-            t.get(id).map_err(db_err)?.map(|v| v.value())
+            let t = r.open_table(EVENT_IDS)?;
+            t.get(id)?.map(|v| v.value())
         };
         match seq {
             Some(seq) => self.event(seq),
@@ -294,16 +286,16 @@ impl Store {
             return Ok(false);
         };
         self.write(|tx| {
-            let mut outbox = tx.txn().open_table(OUTBOX).map_err(db_err)?;
-            if outbox.get(seq).map_err(db_err)?.is_some() {
+            let mut outbox = tx.txn().open_table(OUTBOX)?;
+            if outbox.get(seq)?.is_some() {
                 return Ok(false);
             }
             let mut entry = OutboxEntry::new(&event, ordering_key_of(&event));
             entry.created_at = now;
             entry.next_attempt_at = now;
-            outbox.insert(seq, encode(&entry).as_slice()).map_err(db_err)?;
-            let mut failed = tx.txn().open_table(WEBHOOK_FAILED).map_err(db_err)?;
-            failed.remove(seq).map_err(db_err)?;
+            outbox.insert(seq, encode(&entry).as_slice())?;
+            let mut failed = tx.txn().open_table(WEBHOOK_FAILED)?;
+            failed.remove(seq)?;
             Ok(true)
         })
     }
@@ -311,34 +303,39 @@ impl Store {
     /// Gave up on `entry` after `max_age`: it moves to the failed table,
     /// visible in status and metrics, and stops holding back its intent's
     /// later events.
-    pub fn outbox_give_up(&self, mut entry: OutboxEntry, error: String) -> Result<(), StoreError> {
-        self.write(|tx| {
+    pub fn outbox_give_up(
+        &self,
+        mut entry: OutboxEntry,
+        error: String,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        self.write_fenced(fence, |tx| {
             entry.attempts += 1;
             entry.last_error = Some(error);
             {
-                let mut t = tx.txn().open_table(OUTBOX).map_err(db_err)?;
-                t.remove(entry.seq).map_err(db_err)?;
+                let mut t = tx.txn().open_table(OUTBOX)?;
+                t.remove(entry.seq)?;
             }
-            let mut failed = tx.txn().open_table(WEBHOOK_FAILED).map_err(db_err)?;
-            failed.insert(entry.seq, encode(&entry).as_slice()).map_err(db_err)?;
+            let mut failed = tx.txn().open_table(WEBHOOK_FAILED)?;
+            failed.insert(entry.seq, encode(&entry).as_slice())?;
             Ok(())
         })
     }
 
     pub fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         let r = self.read()?;
-        let backlog = r.open_table(OUTBOX).map_err(db_err)?.len().map_err(db_err)?;
-        let failed = r.open_table(WEBHOOK_FAILED).map_err(db_err)?.len().map_err(db_err)?;
+        let backlog = r.open_table(OUTBOX)?.len()?;
+        let failed = r.open_table(WEBHOOK_FAILED)?.len()?;
         Ok(OutboxStats { backlog, failed })
     }
 
     /// Deliveries given up, newest first.
     pub fn failed_deliveries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(WEBHOOK_FAILED).map_err(db_err)?;
+        let t = r.open_table(WEBHOOK_FAILED)?;
         let mut out = Vec::new();
-        for entry in t.iter().map_err(db_err)?.rev().take(limit) {
-            let (k, v) = entry.map_err(db_err)?;
+        for entry in t.iter()?.rev().take(limit) {
+            let (k, v) = entry?;
             out.push(decode("webhook_failed", &k.value().to_string(), v.value())?);
         }
         Ok(out)

@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
-use redb::ReadableTable;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -11,7 +10,7 @@ use super::accounts::{AccountOutcome, NewAccount, create_account_in};
 use super::apply::{Holder, key_holder};
 use super::tables::*;
 use super::tx::{Tx, pool_free_at_ms, render_intent};
-use super::{Store, StoreError, db_err};
+use super::{Store, StoreError};
 use crate::ids::{new_id, random_u32};
 use crate::machine::{self, NotCancellable, holds_match_key};
 use crate::matcher::{match_key, pay_amount_candidates};
@@ -248,10 +247,8 @@ impl Store {
         };
         let r = self.read()?;
         let id = {
-            let ids = r.open_table(EXTERNAL_IDS).map_err(db_err)?;
-            ids.get(external_id.as_str())
-                .map_err(db_err)?
-                .map(|v| v.value().to_string())
+            let ids = r.open_table(EXTERNAL_IDS)?;
+            ids.get(external_id.as_str())?.map(|v| v.value().to_string())
         };
         let Some(existing) = id.map(|id| get_json::<Intent>(&r, INTENTS, &id)).transpose()?.flatten() else {
             return Ok(None);
@@ -295,8 +292,8 @@ impl Store {
         let r = self.read()?;
         let limit = filter.limit.max(1);
         if let Some(ext) = &filter.external_id {
-            let ids = r.open_table(EXTERNAL_IDS).map_err(db_err)?;
-            let Some(id) = ids.get(ext.as_str()).map_err(db_err)?.map(|v| v.value().to_string()) else {
+            let ids = r.open_table(EXTERNAL_IDS)?;
+            let Some(id) = ids.get(ext.as_str())?.map(|v| v.value().to_string()) else {
                 return Ok((vec![], None));
             };
             let Some(intent) = get_json::<Intent>(&r, INTENTS, &id)? else {
@@ -306,14 +303,14 @@ impl Store {
                 filter.status.is_none_or(|s| s == intent.status) && filter.asset.is_none_or(|a| a == intent.asset);
             return Ok((if keep { vec![view_in_read(&r, &intent)?] } else { vec![] }, None));
         }
-        let table = r.open_table(INTENTS).map_err(db_err)?;
+        let table = r.open_table(INTENTS)?;
         let range = match &filter.after {
-            Some(after) => table.range::<&str>(..after.as_str()).map_err(db_err)?,
-            None => table.range::<&str>(..).map_err(db_err)?,
+            Some(after) => table.range(..after.as_str())?,
+            None => table.range(..)?,
         };
         let mut page = Vec::new();
         for entry in range.rev() {
-            let (k, v) = entry.map_err(db_err)?;
+            let (k, v) = entry?;
             let intent: Intent = decode("intents", k.value(), v.value())?;
             if filter.status.is_some_and(|s| s != intent.status) || filter.asset.is_some_and(|a| a != intent.asset) {
                 continue;
@@ -337,17 +334,16 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<IntentView>, StoreError> {
         let r = self.read()?;
-        let table = r.open_table(INTENTS).map_err(db_err)?;
+        let table = r.open_table(INTENTS)?;
         let mut page = Vec::new();
         let range = match after {
             Some(after) if after >= from => {
-                table.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Excluded(to)))
+                table.range((std::ops::Bound::Excluded(after), std::ops::Bound::Excluded(to)))
             }
-            _ => table.range::<&str>(from..to),
-        }
-        .map_err(db_err)?;
+            _ => table.range(from..to),
+        }?;
         for entry in range.take(limit) {
-            let (k, v) = entry.map_err(db_err)?;
+            let (k, v) = entry?;
             let intent: Intent = decode("intents", k.value(), v.value())?;
             page.push(view_in_read(&r, &intent)?);
         }
@@ -358,8 +354,8 @@ impl Store {
     pub fn intent_by_checkout_token(&self, token: &str) -> Result<Option<IntentView>, StoreError> {
         let r = self.read()?;
         let id = {
-            let t = r.open_table(CHECKOUT_TOKENS).map_err(db_err)?;
-            t.get(token).map_err(db_err)?.map(|v| v.value().to_string())
+            let t = r.open_table(CHECKOUT_TOKENS)?;
+            t.get(token)?.map(|v| v.value().to_string())
         };
         match id.map(|id| get_json::<Intent>(&r, INTENTS, &id)).transpose()?.flatten() {
             Some(intent) => Ok(Some(view_in_read(&r, &intent)?)),
@@ -376,10 +372,10 @@ impl Store {
     /// one pass: what `/v1/status` and `/metrics` show.
     pub fn counts(&self) -> Result<Counts, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(COUNTS).map_err(db_err)?;
+        let t = r.open_table(COUNTS)?;
         let mut out = Counts::default();
-        for entry in t.iter().map_err(db_err)? {
-            let (k, v) = entry.map_err(db_err)?;
+        for entry in t.iter()? {
+            let (k, v) = entry?;
             let Some((code, what)) = k.value().split_once('/') else {
                 continue;
             };
@@ -404,16 +400,16 @@ impl Store {
     /// Addresses of the open (awaiting, detected) intents of `asset`.
     pub fn open_intent_addresses(&self, asset: Asset) -> Result<Vec<String>, StoreError> {
         let r = self.read()?;
-        let open = r.open_table(OPEN_BY_EXPIRY).map_err(db_err)?;
-        let intents = r.open_table(INTENTS).map_err(db_err)?;
+        let open = r.open_table(OPEN_BY_EXPIRY)?;
+        let intents = r.open_table(INTENTS)?;
         let (from, to) = (format!("{}/", asset.code()), format!("{}0", asset.code()));
         let mut out = Vec::new();
-        for entry in open.range(from.as_str()..to.as_str()).map_err(db_err)? {
-            let (key, _) = entry.map_err(db_err)?;
+        for entry in open.range(from.as_str()..to.as_str())? {
+            let (key, _) = entry?;
             let Some(id) = key.value().rsplit('/').next().map(str::to_string) else {
                 continue;
             };
-            if let Some(bytes) = intents.get(id.as_str()).map_err(db_err)? {
+            if let Some(bytes) = intents.get(id.as_str())? {
                 let intent: Intent = decode("intents", &id, bytes.value())?;
                 out.push(intent.address);
             }
@@ -430,12 +426,12 @@ impl Store {
     pub fn watched_snapshot(&self, asset: Asset) -> Result<(u64, Vec<String>), StoreError> {
         let r = self.read()?;
         let generation = read_meta(&r, &watch_generation_key(asset))?;
-        let t = r.open_table(WATCHED).map_err(db_err)?;
+        let t = r.open_table(WATCHED)?;
         let prefix = format!("{}/", asset.code());
         let end = format!("{}0", asset.code()); // '0' sorts right after '/'
         let mut out = Vec::new();
-        for entry in t.range(prefix.as_str()..end.as_str()).map_err(db_err)? {
-            let (k, _) = entry.map_err(db_err)?;
+        for entry in t.range(prefix.as_str()..end.as_str())? {
+            let (k, _) = entry?;
             out.push(k.value()[prefix.len()..].to_string());
         }
         Ok((generation, out))
@@ -449,24 +445,24 @@ impl Store {
         if newest <= generation {
             return Ok((newest, Vec::new()));
         }
-        let t = r.open_table(WATCH_LOG).map_err(db_err)?;
+        let t = r.open_table(WATCH_LOG)?;
         let from = watch_log_key(asset.code(), generation + 1);
         let to = watch_log_key(asset.code(), newest);
         let mut out = Vec::new();
-        for entry in t.range(from.as_str()..=to.as_str()).map_err(db_err)? {
-            let (_, address) = entry.map_err(db_err)?;
+        for entry in t.range(from.as_str()..=to.as_str())? {
+            let (_, address) = entry?;
             out.push(address.value().to_string());
         }
         Ok((newest, out))
     }
 }
 
-fn read_meta(r: &redb::ReadTransaction, name: &str) -> Result<u64, StoreError> {
-    let t = r.open_table(META).map_err(db_err)?;
-    Ok(t.get(name).map_err(db_err)?.map(|v| v.value()).unwrap_or(0))
+fn read_meta(r: &ReadTxn, name: &str) -> Result<u64, StoreError> {
+    let t = r.open_table(META)?;
+    Ok(t.get(name)?.map(|v| v.value()).unwrap_or(0))
 }
 
-fn view_in_read(r: &redb::ReadTransaction, intent: &Intent) -> Result<IntentView, StoreError> {
+fn view_in_read(r: &ReadTxn, intent: &Intent) -> Result<IntentView, StoreError> {
     let mut payments = Vec::new();
     for key in &intent.payments {
         if let Some(t) = get_json(r, TRANSFERS, &key.encode())? {

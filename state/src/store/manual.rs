@@ -3,13 +3,12 @@
 //! one write holding the change, its audit record and its events.
 
 use chrono::{DateTime, Utc};
-use redb::ReadableTable;
 use serde_json::json;
 
 use super::settle::transition;
 use super::tables::*;
 use super::tx::{Extras, Tx, render_intent};
-use super::{Store, StoreError, db_err};
+use super::{Store, StoreError};
 use crate::ids::new_id;
 use crate::machine::{self, ChainView, transfer_confirmed};
 use crate::model::*;
@@ -277,10 +276,10 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<AuditRecord>, Option<u64>), StoreError> {
         let r = self.read()?;
-        let t = r.open_table(AUDIT).map_err(db_err)?;
+        let t = r.open_table(AUDIT)?;
         let mut page: Vec<AuditRecord> = Vec::new();
-        for entry in t.range(..before.unwrap_or(u64::MAX)).map_err(db_err)?.rev() {
-            let (k, v) = entry.map_err(db_err)?;
+        for entry in t.range(..before.unwrap_or(u64::MAX))?.rev() {
+            let (k, v) = entry?;
             if page.len() == limit.max(1) {
                 return Ok((page.clone(), page.last().map(|a| a.seq)));
             }
@@ -293,14 +292,14 @@ impl Store {
 /// Writes an audit record; the store has no call that rewrites one.
 fn put_audit(tx: &mut Tx<'_>, audit: &AuditRecord) -> Result<(), StoreError> {
     tx.require_schema(SCHEMA_ACCOUNTS)?;
-    let mut t = tx.txn().open_table(AUDIT).map_err(db_err)?;
-    if t.get(audit.seq).map_err(db_err)?.is_some() {
+    let mut t = tx.txn().open_table(AUDIT)?;
+    if t.get(audit.seq)?.is_some() {
         return Err(StoreError::Corrupt {
             table: "audit".into(),
             key: audit.seq.to_string(),
             source: serde::de::Error::custom("an audit record with this seq exists; records are never rewritten"),
         });
     }
-    t.insert(audit.seq, encode(audit).as_slice()).map_err(db_err)?;
+    t.insert(audit.seq, encode(audit).as_slice())?;
     Ok(())
 }

@@ -1,12 +1,16 @@
-//! The embedded store: one redb file, one atomic, durable write per batch.
-//!
-//! Nothing outside this module sees redb. Every operation that changes state
-//! (create, cancel, apply a scan, an outbox delivery result) is one write
-//! transaction that commits with `Durability::Immediate`, so when a call
-//! returns `Ok` the change, its events and its outbox entries are on disk
+//! The store: every operation that changes state (create, cancel, apply a
+//! scan, an outbox delivery result) is one write transaction, so when a call
+//! returns `Ok` the change, its events and its outbox entries are durable
 //! together, and a kill -9 at any moment leaves either all or none of them.
 //!
+//! Two backends hold the same tables (`kv`): the embedded redb file (the
+//! default: one machine, nothing to set up; commits with
+//! `Durability::Immediate`) and PostgreSQL (`pg`: several instances on one
+//! database, with leases). Nothing outside this module sees either.
+//!
 //! Layout:
+//! - `kv` — tables and transactions over either backend
+//! - `pg`, `migrations` — the PostgreSQL backend, its schema and leases
 //! - `tables` — table definitions and key formats
 //! - `tx` — `Tx`, typed helpers over one write transaction
 //! - `intents` — create, cancel, read and list intents
@@ -14,16 +18,22 @@
 //! - `manual` — assign, resolve, and the audit log
 //! - `apply` — apply a chain `ScanUpdate`
 //! - `feed` — the event log, transfers listing, webhook outbox
+//! - `copy` — copying a whole store into another (export, import)
 
 mod accounts;
 mod apply;
+mod copy;
 mod feed;
 mod intents;
+mod kv;
 mod manual;
+mod migrations;
+mod pg;
 mod settle;
 mod tables;
 mod tx;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -31,9 +41,11 @@ use redb::{Database, ReadableDatabase};
 
 pub use accounts::{AccountOutcome, CloseOutcome, NewAccount};
 pub use apply::Applied;
+pub use copy::TableCount;
 pub use feed::{DeliveryAttempt, OutboxEntry, OutboxStats, TransferFilter};
 pub use intents::{CancelOutcome, Counts, CreateError, CreateOutcome, Created, IntentFilter, NewIntent, NewRecord};
 pub use manual::{ManualAction, ManualOutcome, Refusal};
+pub use pg::{Lease, ListenHandle, PgOptions};
 pub use tables::BLOCKS_KEPT;
 
 use crate::Asset;
@@ -61,12 +73,38 @@ pub enum StoreError {
     /// Addresses were watched after the scan was computed: redo it for them.
     #[error("the {asset} watch set changed while the scan ran (generation {expected}, now {found})")]
     WatchChanged { asset: Asset, expected: u64, found: u64 },
-    #[error("the state directory was written by a newer paywatch (schema {found}, this build knows {known})")]
+    #[error("the store was written by a newer paywatch (schema {found}, this build knows {known})")]
     SchemaTooNew { found: u64, known: u64 },
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    #[error("store: {0}")]
+    Backend(String),
+    /// Another instance took the lease over: what this one computed under
+    /// it is not applied.
+    #[error("the lease {lease} passed to another instance (held under fence {held}, now {current:?})")]
+    Fenced {
+        lease: String,
+        held: u64,
+        current: Option<u64>,
+    },
+}
+
+/// A lease as held by its holder: a transaction carrying it is refused
+/// once another instance has taken the lease (PostgreSQL only; the embedded
+/// store has one process).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub token: u64,
 }
 
 fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Db(e.into())
+}
+
+enum Backend {
+    Redb(Database),
+    Pg(pg::PgStore),
 }
 
 /// redb's page cache. Its default (1 GiB) would let memory grow with the
@@ -75,7 +113,7 @@ pub const CACHE_BYTES: usize = 128 * 1024 * 1024;
 
 /// Handle to the open store; cheap to share behind an `Arc`.
 pub struct Store {
-    db: Database,
+    db: Backend,
     /// Assets whose pool index was brought in line with the configured
     /// pool by this process (see `intents::sync_pool`).
     pools_synced: std::sync::Mutex<std::collections::HashSet<Asset>>,
@@ -85,12 +123,24 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path` and makes sure every table exists.
+    /// Opens (or creates) the embedded store at `path` and makes sure every
+    /// table exists.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(db_err)?;
+        Store::with_backend(Backend::Redb(db))
+    }
+
+    /// Connects to the PostgreSQL store, applying the schema migrations it
+    /// lacks.
+    pub fn open_postgres(options: PgOptions) -> Result<Store, StoreError> {
+        let pg = pg::PgStore::open(options, &tables::table_names())?;
+        Store::with_backend(Backend::Pg(pg))
+    }
+
+    fn with_backend(db: Backend) -> Result<Store, StoreError> {
         let store = Store {
             db,
             pools_synced: std::sync::Mutex::default(),
@@ -100,6 +150,53 @@ impl Store {
         Ok(store)
     }
 
+    /// `redb` or `postgres`, and where.
+    pub fn describe(&self) -> (&'static str, String) {
+        match &self.db {
+            Backend::Redb(_) => ("redb", String::new()),
+            Backend::Pg(pg) => ("postgres", pg.display().to_string()),
+        }
+    }
+
+    /// Whether other instances may share this store (and leases apply).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.db, Backend::Pg(_))
+    }
+
+    fn pg(&self) -> Result<&pg::PgStore, StoreError> {
+        match &self.db {
+            Backend::Pg(pg) => Ok(pg),
+            Backend::Redb(_) => Err(StoreError::Backend("leases exist only in a PostgreSQL store".into())),
+        }
+    }
+
+    /// See `pg::PgStore::acquire_lease`.
+    pub fn acquire_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<Option<u64>, StoreError> {
+        self.pg()?.acquire_lease(name, holder, ttl)
+    }
+
+    /// See `pg::PgStore::release_lease`.
+    pub fn release_lease(&self, name: &str, holder: &str, fence: u64) -> Result<(), StoreError> {
+        self.pg()?.release_lease(name, holder, fence)
+    }
+
+    /// Every lease, with its holder; none in the embedded store.
+    pub fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        match &self.db {
+            Backend::Pg(pg) => pg.leases(),
+            Backend::Redb(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Calls `wake` when another instance commits events (PostgreSQL); the
+    /// embedded store has no other writer, and returns `None`.
+    pub fn listen(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Option<ListenHandle> {
+        match &self.db {
+            Backend::Pg(pg) => Some(pg.listen(wake)),
+            Backend::Redb(_) => None,
+        }
+    }
+
     /// Sets the checkout base URL for intents created from now on.
     pub fn set_checkout_base(&self, base: Option<String>) {
         *self.checkout_base.write().unwrap_or_else(|p| p.into_inner()) = base;
@@ -107,25 +204,43 @@ impl Store {
 
     /// Runs `f` in one write transaction and commits it durably.
     fn write<T>(&self, f: impl FnOnce(&mut tx::Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = match &self.db {
+            Backend::Redb(db) => kv::WriteTxn::Redb(db.begin_write().map_err(db_err)?),
+            Backend::Pg(pg) => kv::WriteTxn::Pg(RefCell::new(pg.begin_write()?)),
+        };
         let out = {
             let mut tx = tx::Tx::new(&txn);
             f(&mut tx)?
         };
-        txn.commit().map_err(db_err)?;
+        txn.commit()?;
         Ok(out)
     }
 
-    fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
-        self.db.begin_read().map_err(db_err)
+    /// `write`, refused with `Fenced` unless `fence` still holds its lease
+    /// (checked first, under a lock a takeover waits for).
+    fn write_fenced<T>(
+        &self,
+        fence: Option<&Fence>,
+        f: impl FnOnce(&mut tx::Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(|tx| {
+            tx.txn().check_fence(fence)?;
+            f(tx)
+        })
+    }
+
+    fn read(&self) -> Result<kv::ReadTxn, StoreError> {
+        Ok(match &self.db {
+            Backend::Redb(db) => kv::ReadTxn::Redb(db.begin_read().map_err(db_err)?),
+            Backend::Pg(pg) => kv::ReadTxn::Pg(RefCell::new(pg.begin_read()?)),
+        })
     }
 
     /// The hash stored for an applied block of `asset`, if still kept.
     pub fn block_hash(&self, asset: Asset, height: u64) -> Result<Option<String>, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(tables::BLOCKS).map_err(db_err)?;
-        Ok(t.get(tables::height_key(asset.code(), height).as_str())
-            .map_err(db_err)?
+        let t = r.open_table(tables::BLOCKS)?;
+        Ok(t.get(tables::height_key(asset.code(), height).as_str())?
             .map(|v| v.value().to_string()))
     }
 
@@ -133,14 +248,14 @@ impl Store {
     /// height: what a scan request carries for fork checks.
     pub fn recent_blocks(&self, asset: Asset, height: u64) -> Result<BTreeMap<u64, String>, StoreError> {
         let r = self.read()?;
-        let t = r.open_table(tables::BLOCKS).map_err(db_err)?;
+        let t = r.open_table(tables::BLOCKS)?;
         let (low, high) = (
             tables::height_key(asset.code(), 0),
             tables::height_key(asset.code(), height),
         );
         let mut out = BTreeMap::new();
-        for entry in t.range(low.as_str()..=high.as_str()).map_err(db_err)? {
-            let (key, hash) = entry.map_err(db_err)?;
+        for entry in t.range(low.as_str()..=high.as_str())? {
+            let (key, hash) = entry?;
             // Keys are `height_key`s: the height is the last segment.
             if let Some(at) = key.value().rsplit('/').next().and_then(|h| h.parse::<u64>().ok()) {
                 out.insert(at, hash.value().to_string());

@@ -1,13 +1,13 @@
-//! `Tx`: typed helpers over one redb write transaction, used by every
+//! `Tx`: typed helpers over one write transaction (either backend), used by every
 //! mutating store operation. Events appended here land in the same commit as
 //! the state change that caused them.
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
+use super::StoreError;
 use super::feed::OutboxEntry;
+use super::kv::WriteTxn;
 use super::tables::{self, *};
-use super::{StoreError, db_err};
 use crate::Asset;
 use crate::ids::new_id;
 use crate::machine::summarize;
@@ -21,7 +21,7 @@ pub struct Extras {
 }
 
 pub struct Tx<'a> {
-    txn: &'a WriteTransaction,
+    txn: &'a WriteTxn,
     /// Events appended in this transaction, in order.
     pub events: Vec<Event>,
     /// New transfers recorded in this transaction: matched (on time or late), unmatched.
@@ -49,7 +49,7 @@ pub fn pool_free_at_ms(intent: &Intent) -> u64 {
 }
 
 impl<'a> Tx<'a> {
-    pub fn new(txn: &'a WriteTransaction) -> Tx<'a> {
+    pub fn new(txn: &'a WriteTxn) -> Tx<'a> {
         Tx {
             txn,
             events: Vec::new(),
@@ -60,36 +60,15 @@ impl<'a> Tx<'a> {
     }
 
     pub fn init_schema(&mut self) -> Result<(), StoreError> {
-        // Opening a table in a write transaction creates it.
-        self.txn.open_table(INTENTS).map_err(db_err)?;
-        self.txn.open_table(EXTERNAL_IDS).map_err(db_err)?;
-        self.txn.open_table(OPEN_BY_EXPIRY).map_err(db_err)?;
-        self.txn.open_table(MATCH_KEYS).map_err(db_err)?;
-        self.txn.open_table(USED_TAGS).map_err(db_err)?;
-        self.txn.open_table(WATCHED).map_err(db_err)?;
-        self.txn.open_table(TRANSFERS).map_err(db_err)?;
-        self.txn.open_table(UNSETTLED).map_err(db_err)?;
-        self.txn.open_table(BLOCK_TRANSFERS).map_err(db_err)?;
-        self.txn.open_table(BLOCKS).map_err(db_err)?;
-        self.txn.open_table(TRANSFER_LIST).map_err(db_err)?;
-        self.txn.open_table(UNMATCHED_LIST).map_err(db_err)?;
-        self.txn.open_table(COUNTS).map_err(db_err)?;
-        self.txn.open_table(EVENTS).map_err(db_err)?;
-        self.txn.open_table(OUTBOX).map_err(db_err)?;
-        self.txn.open_table(WEBHOOK_FAILED).map_err(db_err)?;
-        self.txn.open_table(CHAINS).map_err(db_err)?;
-        self.txn.open_table(WATCH_LOG).map_err(db_err)?;
-        self.txn.open_table(DELIVERIES).map_err(db_err)?;
-        self.txn.open_table(EVENT_IDS).map_err(db_err)?;
-        self.txn.open_table(POOL_MEMBERS).map_err(db_err)?;
-        self.txn.open_table(POOL_FREE).map_err(db_err)?;
-        self.txn.open_table(ACCOUNTS).map_err(db_err)?;
-        self.txn.open_table(ACCOUNT_EXTERNAL_IDS).map_err(db_err)?;
-        self.txn.open_table(ACCOUNT_DEPOSITS).map_err(db_err)?;
-        self.txn.open_table(AUDIT).map_err(db_err)?;
-        self.txn.open_table(ACCOUNT_ADDRESSES).map_err(db_err)?;
-        self.txn.open_table(ACCOUNT_TOTALS).map_err(db_err)?;
-        self.txn.open_table(CHECKOUT_TOKENS).map_err(db_err)?;
+        // Opening a table in a write transaction creates it (in redb; the
+        // PostgreSQL tables are made by the migrations).
+        struct Create<'t>(&'t WriteTxn);
+        impl TableVisitor for Create<'_> {
+            fn visit<K: KeyKind, V: Kind>(&mut self, def: TableDef<K, V>) -> Result<(), StoreError> {
+                self.0.open_table(def).map(drop)
+            }
+        }
+        visit_tables(&mut Create(self.txn))?;
         match self.meta("schema_version")? {
             0 => self.set_meta("schema_version", SCHEMA_BASE),
             found if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
@@ -111,13 +90,13 @@ impl<'a> Tx<'a> {
     // --- plain key/value helpers -------------------------------------------
 
     pub fn meta(&self, name: &str) -> Result<u64, StoreError> {
-        let t = self.txn.open_table(META).map_err(db_err)?;
-        Ok(t.get(name).map_err(db_err)?.map(|v| v.value()).unwrap_or(0))
+        let t = self.txn.open_table(META)?;
+        Ok(t.get(name)?.map(|v| v.value()).unwrap_or(0))
     }
 
     pub fn set_meta(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
-        let mut t = self.txn.open_table(META).map_err(db_err)?;
-        t.insert(name, value).map_err(db_err)?;
+        let mut t = self.txn.open_table(META)?;
+        t.insert(name, value)?;
         Ok(())
     }
 
@@ -130,12 +109,12 @@ impl<'a> Tx<'a> {
 
     pub fn get_json<T: serde::de::DeserializeOwned>(
         &self,
-        def: TableDefinition<&str, &[u8]>,
+        def: TableDef<Str, Bytes>,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        let t = self.txn.open_table(def).map_err(db_err)?;
-        let out = match t.get(key).map_err(db_err)? {
-            Some(v) => Some(tables::decode(redb::TableHandle::name(&def), key, v.value())?),
+        let t = self.txn.open_table(def)?;
+        let out = match t.get(key)? {
+            Some(v) => Some(tables::decode(def.name(), key, v.value())?),
             None => None,
         };
         Ok(out)
@@ -143,78 +122,78 @@ impl<'a> Tx<'a> {
 
     pub fn put_json<T: serde::Serialize>(
         &mut self,
-        def: TableDefinition<&str, &[u8]>,
+        def: TableDef<Str, Bytes>,
         key: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        let mut t = self.txn.open_table(def).map_err(db_err)?;
-        t.insert(key, tables::encode(value).as_slice()).map_err(db_err)?;
+        let mut t = self.txn.open_table(def)?;
+        t.insert(key, tables::encode(value).as_slice())?;
         Ok(())
     }
 
-    pub fn get_str(&self, def: TableDefinition<&str, &str>, key: &str) -> Result<Option<String>, StoreError> {
-        let t = self.txn.open_table(def).map_err(db_err)?;
-        Ok(t.get(key).map_err(db_err)?.map(|v| v.value().to_string()))
+    pub fn get_str(&self, def: TableDef<Str, Str>, key: &str) -> Result<Option<String>, StoreError> {
+        let t = self.txn.open_table(def)?;
+        Ok(t.get(key)?.map(|v| v.value().to_string()))
     }
 
-    pub fn put_str(&mut self, def: TableDefinition<&str, &str>, key: &str, value: &str) -> Result<(), StoreError> {
-        let mut t = self.txn.open_table(def).map_err(db_err)?;
-        t.insert(key, value).map_err(db_err)?;
+    pub fn put_str(&mut self, def: TableDef<Str, Str>, key: &str, value: &str) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(def)?;
+        t.insert(key, value)?;
         Ok(())
     }
 
-    pub fn remove_str(&mut self, def: TableDefinition<&str, &str>, key: &str) -> Result<(), StoreError> {
-        let mut t = self.txn.open_table(def).map_err(db_err)?;
-        t.remove(key).map_err(db_err)?;
+    pub fn remove_str(&mut self, def: TableDef<Str, Str>, key: &str) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(def)?;
+        t.remove(key)?;
         Ok(())
     }
 
-    pub fn has(&self, def: TableDefinition<&str, ()>, key: &str) -> Result<bool, StoreError> {
-        let t = self.txn.open_table(def).map_err(db_err)?;
-        Ok(t.get(key).map_err(db_err)?.is_some())
+    pub fn has(&self, def: TableDef<Str, Unit>, key: &str) -> Result<bool, StoreError> {
+        let t = self.txn.open_table(def)?;
+        Ok(t.get(key)?.is_some())
     }
 
-    pub fn mark(&mut self, def: TableDefinition<&str, ()>, key: &str) -> Result<(), StoreError> {
-        let mut t = self.txn.open_table(def).map_err(db_err)?;
-        t.insert(key, ()).map_err(db_err)?;
+    pub fn mark(&mut self, def: TableDef<Str, Unit>, key: &str) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(def)?;
+        t.insert(key, ())?;
         Ok(())
     }
 
-    pub fn unmark(&mut self, def: TableDefinition<&str, ()>, key: &str) -> Result<(), StoreError> {
-        let mut t = self.txn.open_table(def).map_err(db_err)?;
-        t.remove(key).map_err(db_err)?;
+    pub fn unmark(&mut self, def: TableDef<Str, Unit>, key: &str) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(def)?;
+        t.remove(key)?;
         Ok(())
     }
 
     /// At most `limit` keys of a set table in `[from, to)`, in order.
     pub fn first_keys_in(
         &self,
-        def: TableDefinition<&str, ()>,
+        def: TableDef<Str, Unit>,
         from: &str,
         to: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let t = self.txn.open_table(def).map_err(db_err)?;
+        let t = self.txn.open_table(def)?;
         let mut out = Vec::new();
-        for entry in t.range(from..to).map_err(db_err)?.take(limit) {
-            let (k, _) = entry.map_err(db_err)?;
+        for entry in t.range(from..to)?.take(limit) {
+            let (k, _) = entry?;
             out.push(k.value().to_string());
         }
         Ok(out)
     }
 
     /// Whether a string table has any key in `[from, to)`.
-    pub fn any_str_in(&self, def: TableDefinition<&str, &str>, from: &str, to: &str) -> Result<bool, StoreError> {
-        let t = self.txn.open_table(def).map_err(db_err)?;
-        Ok(t.range(from..to).map_err(db_err)?.next().is_some())
+    pub fn any_str_in(&self, def: TableDef<Str, Str>, from: &str, to: &str) -> Result<bool, StoreError> {
+        let t = self.txn.open_table(def)?;
+        Ok(t.range(from..to)?.next().is_some())
     }
 
     /// Keys of a set table in `[from, to)`.
-    pub fn keys_in(&self, def: TableDefinition<&str, ()>, from: &str, to: &str) -> Result<Vec<String>, StoreError> {
-        let t = self.txn.open_table(def).map_err(db_err)?;
+    pub fn keys_in(&self, def: TableDef<Str, Unit>, from: &str, to: &str) -> Result<Vec<String>, StoreError> {
+        let t = self.txn.open_table(def)?;
         let mut out = Vec::new();
-        for entry in t.range(from..to).map_err(db_err)? {
-            let (k, _) = entry.map_err(db_err)?;
+        for entry in t.range(from..to)? {
+            let (k, _) = entry?;
             out.push(k.value().to_string());
         }
         Ok(out)
@@ -285,9 +264,9 @@ impl<'a> Tx<'a> {
 
     /// Adds `delta` to a `COUNTS` entry.
     pub fn add_count(&mut self, key: &str, delta: i64) -> Result<(), StoreError> {
-        let mut t = self.txn.open_table(COUNTS).map_err(db_err)?;
-        let n = t.get(key).map_err(db_err)?.map(|v| v.value()).unwrap_or(0);
-        t.insert(key, n.saturating_add_signed(delta)).map_err(db_err)?;
+        let mut t = self.txn.open_table(COUNTS)?;
+        let n = t.get(key)?.map(|v| v.value()).unwrap_or(0);
+        t.insert(key, n.saturating_add_signed(delta))?;
         Ok(())
     }
 
@@ -334,15 +313,15 @@ impl<'a> Tx<'a> {
         if from == Some(to) {
             return Ok(());
         }
-        let mut t = self.txn.open_table(COUNTS).map_err(db_err)?;
+        let mut t = self.txn.open_table(COUNTS)?;
         if let Some(from) = from {
             let key = format!("{}/{}", asset.code(), from.as_str());
-            let n = t.get(key.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or(0);
-            t.insert(key.as_str(), n.saturating_sub(1)).map_err(db_err)?;
+            let n = t.get(key.as_str())?.map(|v| v.value()).unwrap_or(0);
+            t.insert(key.as_str(), n.saturating_sub(1))?;
         }
         let key = format!("{}/{}", asset.code(), to.as_str());
-        let n = t.get(key.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or(0);
-        t.insert(key.as_str(), n + 1).map_err(db_err)?;
+        let n = t.get(key.as_str())?.map(|v| v.value()).unwrap_or(0);
+        t.insert(key.as_str(), n + 1)?;
         Ok(())
     }
 
@@ -409,15 +388,15 @@ impl<'a> Tx<'a> {
             audit: extras.audit,
         };
         {
-            let mut t = self.txn.open_table(EVENTS).map_err(db_err)?;
-            t.insert(seq, tables::encode(&event).as_slice()).map_err(db_err)?;
-            let mut ids = self.txn.open_table(EVENT_IDS).map_err(db_err)?;
-            ids.insert(event.id.as_str(), seq).map_err(db_err)?;
+            let mut t = self.txn.open_table(EVENTS)?;
+            t.insert(seq, tables::encode(&event).as_slice())?;
+            let mut ids = self.txn.open_table(EVENT_IDS)?;
+            ids.insert(event.id.as_str(), seq)?;
         }
         if self.meta("webhooks_enabled")? == 1 {
             let entry = OutboxEntry::new(&event, super::feed::ordering_key_of(&event));
-            let mut t = self.txn.open_table(OUTBOX).map_err(db_err)?;
-            t.insert(seq, tables::encode(&entry).as_slice()).map_err(db_err)?;
+            let mut t = self.txn.open_table(OUTBOX)?;
+            t.insert(seq, tables::encode(&entry).as_slice())?;
         }
         self.events.push(event);
         Ok(())
@@ -436,7 +415,7 @@ impl<'a> Tx<'a> {
         self.put_str(WATCH_LOG, &watch_log_key(asset.code(), generation), address)
     }
 
-    pub fn txn(&self) -> &WriteTransaction {
+    pub fn txn(&self) -> &WriteTxn {
         self.txn
     }
 }

@@ -20,7 +20,7 @@ fn opened(outcome: Result<AccountOutcome, CreateError>) -> AccountView {
 }
 
 /// USDT_TRC20 in amount mode on `T1`, no mempool.
-fn trc20_setup() -> (AssetPolicy, tempfile::TempDir, Store, Chain) {
+fn trc20_setup() -> (AssetPolicy, Place, Store, Chain) {
     let mut policy = AssetPolicy::defaults(crate::Asset::UsdtTrc20, vec!["T1".into()]);
     policy.mempool = false;
     let (dir, store, chain) = setup(&policy);

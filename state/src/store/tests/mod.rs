@@ -14,6 +14,32 @@ use crate::model::*;
 use crate::scan::{AssetPolicy, MempoolView, Observation, ScanUpdate};
 use crate::{CancelOutcome, CreateOutcome, MatchMode, NewIntent};
 
+/// Where a test's store lives: a redb file in a temporary directory, or,
+/// with `PAYWATCH_TEST_STORE=postgres`, a fresh PostgreSQL database (the
+/// same scenarios run against both stores). `open` opens it, again after a
+/// simulated restart.
+struct Place {
+    dir: tempfile::TempDir,
+    postgres: Option<String>,
+}
+
+impl Place {
+    fn new() -> Place {
+        Place {
+            dir: tempfile::tempdir().unwrap(),
+            postgres: paywatch_testenv::postgres::selected()
+                .then(|| paywatch_testenv::postgres::server().fresh_database()),
+        }
+    }
+
+    fn open(&self) -> Store {
+        match &self.postgres {
+            Some(url) => Store::open_postgres(PgOptions::parse(url, None).unwrap()).unwrap(),
+            None => Store::open(&self.dir.path().join("db")).unwrap(),
+        }
+    }
+}
+
 fn t(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
 }
@@ -131,9 +157,9 @@ fn kinds(events: &[Event]) -> Vec<EventType> {
     events.iter().map(|e| e.kind).collect()
 }
 
-fn setup(policy: &AssetPolicy) -> (tempfile::TempDir, Store, Chain) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+fn setup(policy: &AssetPolicy) -> (Place, Store, Chain) {
+    let dir = Place::new();
+    let store = dir.open();
     store.set_webhooks_enabled(true).unwrap();
     let mut chain = Chain::new(policy.clone());
     store
@@ -392,8 +418,8 @@ fn tags_are_never_reused() {
 #[test]
 fn nothing_is_ready_before_the_first_poll() {
     let policy = AssetPolicy::defaults(crate::Asset::Ltc, vec!["A1".into()]);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+    let dir = Place::new();
+    let store = dir.open();
     assert!(matches!(
         store.create_intent(&policy, new_intent(crate::Asset::Ltc, "1"), t(1)),
         Err(CreateError::AssetNotReady(_))

@@ -207,9 +207,8 @@ proptest! {
         let addresses: Vec<String> = (0..6).map(|i| format!("A{i}")).collect();
         let mut policy = AssetPolicy::defaults(crate::Asset::Ltc, addresses);
         policy.confirmations = 2;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let mut store = Store::open(&path).unwrap();
+        let dir = Place::new();
+        let mut store = dir.open();
         store.set_webhooks_enabled(true).unwrap();
         let mut sim = Sim { reported: HashSet::new(), txs: vec![], height: 100, cursor: block(100), now: t(0), intents: vec![], next_tx: 0 };
         let first = ScanUpdate { from: None, ..sim.update(None, true) };
@@ -264,7 +263,7 @@ proptest! {
                 }
                 Op::Restart => {
                     drop(store);
-                    store = Store::open(&path).unwrap();
+                    store = dir.open();
                 }
             }
             let u = sim.update(None, true);

@@ -18,11 +18,10 @@ impl crate::AddressDeriver for FakeDeriver {
 fn derived_addresses_are_never_handed_out_twice() {
     let mut policy = AssetPolicy::defaults(crate::Asset::Btc, vec!["POOL".into()]);
     policy.deriver = Some(crate::Deriver(std::sync::Arc::new(FakeDeriver)));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
+    let dir = Place::new();
     let mut chain = Chain::new(policy.clone());
     {
-        let store = Store::open(&path).unwrap();
+        let store = dir.open();
         store
             .apply_scan(&policy, &chain.update(vec![], Some(vec![]), None), t(0))
             .unwrap();
@@ -36,7 +35,7 @@ fn derived_addresses_are_never_handed_out_twice() {
         // Cancelled long ago: still never reused.
         store.cancel_intent(&a.id, t(2)).unwrap();
     }
-    let store = Store::open(&path).unwrap();
+    let store = dir.open();
     let later = t(2) + Duration::days(10);
     let next: Vec<String> = (0..3)
         .map(|_| created(store.create_intent(&policy, new_intent(crate::Asset::Btc, "1"), later)).address)
@@ -228,7 +227,7 @@ fn pool_addresses_come_from_the_index_in_order_and_return_after_the_late_window(
 
     // Restarted with P0 removed and P3 added: P3 is free, P0 is never handed out again.
     drop(store);
-    let store = Store::open(&dir.path().join("db")).unwrap();
+    let store = dir.open();
     let changed = AssetPolicy::defaults(crate::Asset::Ltc, vec!["P1".into(), "P2".into(), "P3".into()]);
     let mut seen = vec![again.clone()];
     while let Ok(CreateOutcome::Created(v)) = take(&store, &changed, after) {
@@ -266,7 +265,7 @@ fn an_address_given_explicitly_is_not_handed_out_again_from_the_pool() {
 fn queued(store: &Store) -> Vec<(u64, String)> {
     let r = store.read().unwrap();
     let t = r.open_table(super::super::tables::POOL_FREE).unwrap();
-    redb::ReadableTable::iter(&t)
+    t.iter()
         .unwrap()
         .map(|e| {
             let key = e.unwrap().0.value().to_string();
@@ -325,7 +324,7 @@ fn a_pool_address_still_reserved_when_first_queued_is_queued_again_not_lost() {
         .apply_scan(&before, &chain.update(vec![], Some(vec![]), Some(ended)), ended)
         .unwrap();
     drop(store);
-    let store = Store::open(&dir.path().join("db")).unwrap();
+    let store = dir.open();
     let after = AssetPolicy::defaults(crate::Asset::Ltc, vec!["P0".into(), "P1".into()]);
     // Within P0's late window: P1 is handed out, P0 goes back in the queue
     // for when its window ends.

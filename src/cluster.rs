@@ -1,0 +1,199 @@
+//! Several instances on one PostgreSQL store (docs/high-availability.md).
+//!
+//! Every instance serves the whole API. Each asset's poller, and the
+//! webhook dispatcher, runs on one instance at a time: the one holding its
+//! lease (`scan/<ASSET>`, `webhooks`). A holder renews every third of
+//! `lease_ttl`; an instance that cannot renew for two thirds of it stops
+//! the work itself, before the lease can pass on. Whatever a former holder
+//! still tries to write is refused by the fence in the write's own
+//! transaction (`Store::apply_scan_fenced`), so two instances never both
+//! apply. When the holder dies, another takes the lease once it lapses:
+//! within `lease_ttl` and a third.
+//!
+//! With the embedded store there is one instance: the work simply runs.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use paywatch_state::{Fence, Store};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ClusterConfig;
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+
+pub struct Cluster {
+    store: Arc<Store>,
+    /// `<instance>/<random>`: a restarted instance is a new holder, so it
+    /// never mistakes its predecessor's lease (and fence) for its own.
+    holder: String,
+    ttl: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// Why a lease term ended.
+#[derive(Debug, PartialEq)]
+enum TermEnd {
+    Shutdown,
+    Lost,
+    WorkEnded,
+}
+
+impl Cluster {
+    pub fn new(store: Arc<Store>, config: &ClusterConfig, metrics: Arc<Metrics>) -> Cluster {
+        let mut suffix = [0u8; 4];
+        let _ = getrandom::fill(&mut suffix);
+        Cluster {
+            store,
+            holder: format!("{}/{}", config.instance, hex::encode(suffix)),
+            ttl: config.lease_ttl,
+            metrics,
+        }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    async fn acquire(&self, lease: &str) -> anyhow::Result<Option<u64>> {
+        let (store, lease, holder, ttl) = (self.store.clone(), lease.to_string(), self.holder.clone(), self.ttl);
+        Ok(tokio::task::spawn_blocking(move || store.acquire_lease(&lease, &holder, ttl)).await??)
+    }
+
+    /// Runs the work of `lease` while this instance holds it, until
+    /// `cancel`: `start` makes one term's work from the fence it holds and
+    /// a token cancelled when the term ends. With the embedded store, one
+    /// term without a fence runs until `cancel`.
+    pub async fn hold<F, Fut>(
+        self: Arc<Self>,
+        lease: String,
+        cancel: CancellationToken,
+        mut start: F,
+    ) -> anyhow::Result<()>
+    where
+        F: FnMut(Option<Fence>, CancellationToken) -> Fut + Send,
+        Fut: Future<Output = ()> + Send,
+    {
+        if !self.store.is_shared() {
+            start(None, cancel).await;
+            return Ok(());
+        }
+        let retry = self.ttl / 3;
+        let held = self.metrics.lease_held.with_label_values(&[lease.as_str()]);
+        held.set(0);
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            let token = match self.acquire(&lease).await {
+                Ok(Some(token)) => token,
+                Ok(None) => {
+                    pause(&cancel, retry).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(lease, error = %e, "cannot reach the store to take a lease; retrying");
+                    pause(&cancel, retry).await;
+                    continue;
+                }
+            };
+            let fence = Fence {
+                lease: lease.clone(),
+                token,
+            };
+            tracing::info!(lease, fence = token, holder = %self.holder, "took the lease; working under it");
+            self.metrics.lease_terms.with_label_values(&[lease.as_str()]).inc();
+            held.set(1);
+            let term = cancel.child_token();
+            let end = self.term(&fence, &term, start(Some(fence.clone()), term.clone())).await;
+            held.set(0);
+            match end {
+                TermEnd::Shutdown => {
+                    let (store, holder) = (self.store.clone(), self.holder.clone());
+                    let released =
+                        tokio::task::spawn_blocking(move || store.release_lease(&fence.lease, &holder, fence.token))
+                            .await;
+                    if !matches!(released, Ok(Ok(()))) {
+                        tracing::warn!(
+                            lease,
+                            "could not release the lease; another instance takes it once it lapses"
+                        );
+                    }
+                    return Ok(());
+                }
+                TermEnd::Lost => tracing::warn!(lease, "lost the lease; stopped the work under it"),
+                TermEnd::WorkEnded => {
+                    tracing::warn!(lease, "the work under the lease stopped; taking the lease again");
+                    pause(&cancel, retry).await;
+                }
+            }
+        }
+    }
+
+    /// One term: the work runs while renewals succeed. The work is always
+    /// awaited to its end (it stops promptly once `term` is cancelled), so
+    /// no write of this term is still in flight when the next one starts.
+    async fn term(&self, fence: &Fence, term: &CancellationToken, work: impl Future<Output = ()>) -> TermEnd {
+        let mut work = std::pin::pin!(work);
+        let mut renewed = Instant::now();
+        let mut work_done = false;
+        let end = loop {
+            tokio::select! {
+                _ = &mut work => {
+                    work_done = true;
+                    break if term.is_cancelled() { TermEnd::Shutdown } else { TermEnd::WorkEnded };
+                }
+                _ = term.cancelled() => break TermEnd::Shutdown,
+                _ = tokio::time::sleep(self.ttl / 3) => {}
+            }
+            match self.acquire(&fence.lease).await {
+                Ok(Some(token)) if token == fence.token => renewed = Instant::now(),
+                Ok(_) => break TermEnd::Lost,
+                Err(e) => {
+                    tracing::warn!(lease = fence.lease, error = %e, "cannot renew the lease");
+                    // Stop before the lease can lapse and pass on.
+                    if renewed.elapsed() >= self.ttl * 2 / 3 {
+                        break TermEnd::Lost;
+                    }
+                }
+            }
+        };
+        term.cancel();
+        if !work_done {
+            work.await;
+        }
+        end
+    }
+}
+
+async fn pause(cancel: &CancellationToken, d: Duration) {
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+/// Wakes this instance's feed readers and webhook dispatcher when another
+/// instance commits events (PostgreSQL `NOTIFY`); with the embedded store
+/// there is no other writer and it waits for `cancel`.
+pub async fn follow_other_instances(engine: Arc<Engine>, cancel: CancellationToken) -> anyhow::Result<()> {
+    let notified = Arc::new(tokio::sync::Notify::new());
+    let wake = notified.clone();
+    let Some(_listening) = engine.store.listen(Arc::new(move || wake.notify_one())) else {
+        cancel.cancelled().await;
+        return Ok(());
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = notified.notified() => {}
+        }
+        let store = engine.store.clone();
+        match tokio::task::spawn_blocking(move || store.last_seq()).await? {
+            Ok(seq) => engine.note_events_up_to(seq),
+            Err(e) => tracing::warn!(error = %e, "cannot read the newest event after a wakeup"),
+        }
+    }
+}
