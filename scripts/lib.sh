@@ -25,6 +25,24 @@ ensure_litecoind() {
     echo /usr/lib/litecoin/litecoind
 }
 
+# Prints the directory of PostgreSQL's server binaries (initdb, postgres),
+# installing Debian's postgresql package if none is found. The tests start
+# their own server from it, as an unprivileged user.
+ensure_postgres() {
+    local found
+    if [ -n "${POSTGRES_BIN:-}" ] && [ -x "$POSTGRES_BIN/initdb" ]; then
+        echo "$POSTGRES_BIN"
+        return 0
+    fi
+    found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$found" ] || [ ! -x "$found/initdb" ]; then
+        echo "PostgreSQL not found; installing Debian's postgresql package" >&2
+        apt_install postgresql POSTGRES_BIN || return 1
+        found=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    fi
+    echo "$found"
+}
+
 # Makes sure systemd-analyze is there (the unit's security rating is tested).
 ensure_systemd_analyze() {
     command -v systemd-analyze >/dev/null 2>&1 && return 0

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the local nodes the
 # end-to-end tests need (litecoind from Debian's packages, anvil from npm) if
-# missing, and Chromium for the checkout page's browser test, then
-# runs formatting and lint checks and every test of the workspace.
+# missing, Chromium for the checkout page's browser test, and PostgreSQL
+# (the tests start their own servers from it), then runs formatting and lint
+# checks and every test of the workspace; then the store's tests and each
+# chain's lifecycle tests again, on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -10,14 +12,16 @@ cd "$(dirname "$0")/.."
 LITECOIND=$(ensure_litecoind)
 ANVIL=$(ensure_anvil)
 CHROMIUM=$(ensure_chromium)
+POSTGRES_BIN=$(ensure_postgres)
 ensure_systemd_analyze
-export LITECOIND ANVIL CHROMIUM
+export LITECOIND ANVIL CHROMIUM POSTGRES_BIN
 # A one-off build gains nothing from incremental artifacts, which would
 # double what the build writes to disk.
 export CARGO_INCREMENTAL=0
 echo "==> litecoind: $LITECOIND"
 echo "==> anvil: $ANVIL"
 echo "==> chromium: $CHROMIUM"
+echo "==> postgres: $POSTGRES_BIN"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -27,3 +31,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "==> cargo test"
 cargo test --workspace --all-targets
+
+echo "==> the store's tests and the lifecycle tests again, on PostgreSQL"
+PAYWATCH_TEST_STORE=postgres cargo test -p paywatch-state --lib store::
+PAYWATCH_TEST_STORE=postgres cargo test -p paywatch --test ltc_regtest --test accounts --test evm_anvil \
+    --test xrp_rippled --test tron_http

@@ -84,6 +84,11 @@ enum Command {
     },
     /// Show the daemon's status.
     Status(ClientArgs),
+    /// Move the state between the embedded store and PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Print the event feed (one JSON event per line).
     Events {
         /// Start after this seq.
@@ -173,6 +178,23 @@ enum AccountAction {
 }
 
 #[derive(Subcommand)]
+enum StoreAction {
+    /// Copy every record of one store into another, new and empty one,
+    /// then compare them entry by entry. A store is a state directory (the
+    /// embedded store; paywatch must be stopped) or a postgres:// URL (its
+    /// password from PAYWATCH_STORE_PASSWORD or --password-file).
+    Copy {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// File holding the PostgreSQL password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum TransferAction {
     /// Attach the transfer (`ASSET:txid:index`) to an open intent.
     Assign {
@@ -223,6 +245,20 @@ pub fn main() -> ExitCode {
         Command::Status(client) => client_command(&client, |c| {
             Box::pin(async move { print_json(c.get("/v1/status").await?) })
         }),
+        Command::Store {
+            action:
+                StoreAction::Copy {
+                    from,
+                    to,
+                    password_file,
+                },
+        } => match copy_store(&from, &to, password_file.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("paywatch: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Events { after, follow, client } => {
             client_command(&client, move |c| Box::pin(events(c, after, follow)))
         }
@@ -272,6 +308,44 @@ fn run_daemon(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `store copy`: opens both stores (migrating a new database first),
+/// copies, verifies, and prints what each table held.
+fn copy_store(from: &str, to: &str, password_file: Option<&Path>) -> anyhow::Result<()> {
+    let password = match password_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("PAYWATCH_STORE_PASSWORD").ok().filter(|p| !p.is_empty()),
+    };
+    let is_url = |l: &str| l.starts_with("postgres://") || l.starts_with("postgresql://");
+    let open = |location: &str| -> anyhow::Result<std::sync::Arc<paywatch_state::Store>> {
+        if is_url(location) {
+            let options = paywatch_state::PgOptions::parse(location, password.clone()).map_err(anyhow::Error::msg)?;
+            crate::state_dir::open_postgres(&options)
+        } else {
+            crate::state_dir::open_embedded(Path::new(location))
+        }
+    };
+    if !is_url(from) && !Path::new(from).join(crate::state_dir::STORE_FILE).exists() {
+        anyhow::bail!(
+            "cannot open the source store: {from} holds no {}",
+            crate::state_dir::STORE_FILE
+        );
+    }
+    let source = open(from).context("cannot open the source store")?;
+    let target = open(to).context("cannot open the target store")?;
+    let counts = source.copy_into(&target).context("the copy failed")?;
+    let total: u64 = counts.iter().map(|c| c.entries).sum();
+    for c in &counts {
+        println!("{:<24} {:>10}", c.table, c.entries);
+    }
+    println!("copied and verified {total} entries");
+    Ok(())
 }
 
 fn init_logs(log: &config::LogConfig) {

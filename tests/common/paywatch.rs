@@ -48,21 +48,57 @@ impl Paywatch {
     /// Starts paywatch with `assets` (TOML asset tables) and, when given, a
     /// webhook URL; waits until it is ready.
     pub async fn start(assets: impl FnOnce(&std::path::Path) -> String, webhook: Option<&str>) -> Paywatch {
+        // With PAYWATCH_TEST_STORE=postgres, the same test runs on a fresh
+        // PostgreSQL database instead of the embedded store.
+        let top = if super::postgres::selected() {
+            format!("store = \"{}\"\n", super::postgres::server().fresh_database())
+        } else {
+            String::new()
+        };
+        Paywatch::start_with(assets, webhook, top, None).await
+    }
+
+    /// On the embedded store in `state_dir` (whatever the test run's store).
+    pub async fn start_embedded_in(
+        assets: impl FnOnce(&std::path::Path) -> String,
+        state_dir: &std::path::Path,
+    ) -> Paywatch {
+        Paywatch::start_with(assets, None, String::new(), Some(state_dir.to_path_buf())).await
+    }
+
+    /// One of several instances on the PostgreSQL store at `store_url`,
+    /// named `instance`, with leases of `lease_ttl`.
+    pub async fn start_shared(
+        assets: impl FnOnce(&std::path::Path) -> String,
+        webhook: Option<&str>,
+        store_url: &str,
+        instance: &str,
+        lease_ttl: &str,
+    ) -> Paywatch {
+        let top =
+            format!("store = \"{store_url}\"\n\n[cluster]\ninstance = \"{instance}\"\nlease_ttl = \"{lease_ttl}\"\n\n");
+        Paywatch::start_with(assets, webhook, top, None).await
+    }
+
+    /// `start` with `top` (top-level keys and tables) first in the config.
+    async fn start_with(
+        assets: impl FnOnce(&std::path::Path) -> String,
+        webhook: Option<&str>,
+        top: String,
+        state_dir: Option<PathBuf>,
+    ) -> Paywatch {
         super::install_tls();
         let dir = tempfile::tempdir().unwrap();
         let api_port = free_port();
         std::fs::write(dir.path().join("api-token-file"), TOKEN).unwrap();
         std::fs::write(dir.path().join("webhook-secret"), WEBHOOK_SECRET).unwrap();
-        // With PAYWATCH_TEST_STORE=postgres, the same test runs on a fresh
-        // PostgreSQL database instead of the embedded store.
-        let store = if super::postgres::selected() {
-            format!("store = \"{}\"\n", super::postgres::server().fresh_database())
-        } else {
-            String::new()
+        let (top, sections) = match top.find("\n[") {
+            Some(at) => top.split_at(at + 1),
+            None => (top.as_str(), ""),
         };
         let mut config = format!(
-            "{store}state_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\ntoken_file = \"{}\"\n\n",
-            dir.path().join("state").display(),
+            "{top}state_dir = \"{}\"\n\n{sections}[api]\nlisten = \"127.0.0.1:{api_port}\"\ntoken_file = \"{}\"\n\n",
+            state_dir.unwrap_or_else(|| dir.path().join("state")).display(),
             dir.path().join("api-token-file").display()
         );
         if let Some(url) = webhook {
@@ -145,6 +181,15 @@ impl Paywatch {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the running daemon.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     /// SIGTERM and wait for the exit status.

@@ -47,7 +47,12 @@ const CHANNEL: &str = "paywatch";
 const MAX_CONNECTIONS: usize = 16;
 
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Postgres(e.to_string())
+    // The cause (refused, a password needed, no such database) is in the
+    // source; the error itself says only which step failed.
+    match std::error::Error::source(&e) {
+        Some(cause) => StoreError::Postgres(format!("{e}: {cause}")),
+        None => StoreError::Postgres(e.to_string()),
+    }
 }
 
 /// The runtime every connection of the process is driven on. Never
@@ -190,7 +195,7 @@ fn connect(options: &PgOptions) -> Result<Client, StoreError> {
         Ok::<_, tokio_postgres::Error>(client)
     }));
     let client = opened
-        .map_err(|e| StoreError::Postgres(format!("connecting failed: {e}")))?
+        .map_err(|e| StoreError::Postgres(format!("the connection task failed: {e}")))?
         .map_err(pg_err)?;
     // A statement stuck behind a lock fails instead of hanging the caller,
     // and a transaction left open by a paused process cannot hold the

@@ -32,6 +32,14 @@ impl Place {
         }
     }
 
+    /// Always PostgreSQL: for what only that store has.
+    fn postgres() -> Place {
+        Place {
+            dir: tempfile::tempdir().unwrap(),
+            postgres: Some(paywatch_testenv::postgres::server().fresh_database()),
+        }
+    }
+
     fn open(&self) -> Store {
         match &self.postgres {
             Some(url) => Store::open_postgres(PgOptions::parse(url, None).unwrap()).unwrap(),
@@ -427,5 +435,6 @@ fn nothing_is_ready_before_the_first_poll() {
 }
 
 mod accounts;
+mod postgres;
 mod properties;
 mod watching;
