@@ -178,7 +178,7 @@ async fn the_scanning_instance_killed_again_and_again_loses_and_duplicates_nothi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_resumes_fenced_out_and_applies_nothing_stale() {
-    let mut pair = start_pair(8).await;
+    let pair = start_pair(8).await;
     let mut paid = Vec::new();
     for i in 0..3 {
         let amount = format!("0.0{}", i + 1);
