@@ -3,10 +3,13 @@
 # second, idle CPU and RSS, RSS with many pending intents, and detection
 # latency (broadcast to intent.detected, poll_interval 1s), on a local
 # Litecoin regtest node. Prints the figures; BENCHMARKS.md records them.
+# STORE=postgres runs paywatch on a local PostgreSQL server instead of the
+# embedded store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 PENDING=${PENDING:-100000}
+STORE=${STORE:-redb}
 LITECOIND=$(ensure_litecoind)
 cargo build --quiet --release --bin paywatch --example load
 PAYWATCH=$(pwd)/target/release/paywatch
@@ -17,14 +20,21 @@ RPC_PORT=$(free_port); P2P_PORT=$(free_port); API_PORT=$(free_port)
 cleanup() {
     [ -n "${PW_PID:-}" ] && kill "$PW_PID" 2>/dev/null || true
     cli stop >/dev/null 2>&1 || true
+    [ "$STORE" = postgres ] && stop_postgres
     sleep 1; rm -rf "$WORK"
 }
 trap cleanup EXIT
 start_litecoind
+STORE_LINE=""
+if [ "$STORE" = postgres ]; then
+    start_postgres
+    STORE_LINE="store = \"$PG_URL_BASE/paywatch\""
+fi
 SHOP=$(cli getnewaddress "" bech32)
 TOKEN=bench-token
 printf '%s' "$TOKEN" > "$WORK/token"; printf 'p' > "$WORK/pw"
 cat > "$WORK/paywatch.toml" <<TOML
+$STORE_LINE
 state_dir = "$WORK/state"
 [api]
 listen = "127.0.0.1:$API_PORT"
@@ -102,6 +112,11 @@ echo "==> RSS with $PENDING pending intents"
 DONE=$(python3 -c "import json,urllib.request; r=urllib.request.Request('$URL/v1/status', headers={'Authorization':'Bearer $TOKEN'}); print(json.loads(urllib.request.urlopen(r).read())['intents']['awaiting'])")
 if [ "$DONE" -lt "$PENDING" ]; then $LOAD "$URL" "$TOKEN" create 32 $((PENDING - DONE)); fi
 sleep 5
-python3 -c "print(f'RSS with $PENDING pending intents: {$(rss_kb) / 1024:.1f} MiB; store file: {$(stat -c %s "$WORK/state/paywatch.redb") / 1048576:.0f} MiB')"
+if [ "$STORE" = postgres ]; then
+    SIZE=$("$PG_BIN_DIR/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d paywatch -Atc "SELECT pg_database_size('paywatch')")
+else
+    SIZE=$(stat -c %s "$WORK/state/paywatch.redb")
+fi
+python3 -c "print(f'RSS with $PENDING pending intents: {$(rss_kb) / 1024:.1f} MiB; store ($STORE): {$SIZE / 1048576:.0f} MiB')"
 T0=$(cpu_ticks); sleep 10; T1=$(cpu_ticks)
 python3 -c "print(f'CPU with $PENDING pending intents, idle chain: {($T1 - $T0) / $HZ / 10 * 100:.2f} % of one core')"

@@ -2,11 +2,14 @@
 # Catch-up benchmark: paywatch's time to scan and apply N regtest blocks
 # (default 300), divided by the time a plain loop needs just to fetch the same
 # raw blocks from the node. Target: at most 1.2. Prints the figures.
+# STORE=postgres runs paywatch on a local PostgreSQL server instead of the
+# embedded store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 BLOCKS=${BLOCKS:-300}
 RUNS=${RUNS:-3}
+STORE=${STORE:-redb}
 LITECOIND=$(ensure_litecoind)
 cargo build --quiet --release --bin paywatch
 cargo build --quiet --release -p paywatch-chains --example fetch_blocks
@@ -18,14 +21,22 @@ RPC_PORT=$(free_port); P2P_PORT=$(free_port); API_PORT=$(free_port)
 cleanup() {
     [ -n "${PW_PID:-}" ] && kill "$PW_PID" 2>/dev/null || true
     cli stop >/dev/null 2>&1 || true
+    [ "$STORE" = postgres ] && stop_postgres
     sleep 1; rm -rf "$WORK"
 }
 trap cleanup EXIT
 # 101 + 300 blocks stays below MWEB activation (432), which would need a peg-in.
 start_litecoind
+STORE_LINE=""
+if [ "$STORE" = postgres ]; then
+    start_postgres
+    STORE_LINE="store = \"$PG_URL_BASE/run\""
+    psql_run "ALTER DATABASE paywatch RENAME TO run"
+fi
 WATCHED=$(cli getnewaddress "" bech32)
 printf 'p' > "$WORK/pw"
 cat > "$WORK/paywatch.toml" <<TOML
+$STORE_LINE
 state_dir = "$WORK/state"
 [api]
 listen = "127.0.0.1:$API_PORT"
@@ -46,6 +57,7 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$API_PORT/readyz" >/dev/null 
 kill "$PW_PID"; wait "$PW_PID" || true; PW_PID=
 START=$(cli getblockcount)
 cp -r "$WORK/state" "$WORK/state-behind"
+[ "$STORE" = postgres ] && psql_run "CREATE DATABASE behind TEMPLATE run"
 
 echo "==> mining $BLOCKS blocks with ~100 outputs each (a few pay the watched address)"
 mapfile -t RECIPIENTS < <(for _ in $(seq 100); do cli getnewaddress "" bech32; done)
@@ -65,6 +77,9 @@ BASE=$(for _ in $(seq "$RUNS"); do $FETCH "http://127.0.0.1:$RPC_PORT" u p $((ST
 echo "==> paywatch: start behind by $BLOCKS blocks, time until scanned == tip, $RUNS runs"
 measure() {
     rm -rf "$WORK/state"; cp -r "$WORK/state-behind" "$WORK/state"
+    if [ "$STORE" = postgres ]; then
+        psql_run "DROP DATABASE run" && psql_run "CREATE DATABASE run TEMPLATE behind"
+    fi
     python3 - "$PAYWATCH" "$WORK/paywatch.toml" "$API_PORT" "$TIP" <<'PY'
 import http.client, json, subprocess, sys, time
 exe, config, port, tip = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

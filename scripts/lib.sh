@@ -43,6 +43,32 @@ ensure_postgres() {
     echo "$found"
 }
 
+# Starts a throwaway PostgreSQL server for the bench scripts, durable as in
+# production (fsync on): data in $WORK/pg, port $PG_PORT, run as the postgres
+# user when root. Sets PG_URL_BASE (no database) and creates the database
+# "paywatch". stop_postgres stops it.
+start_postgres() {
+    PG_BIN_DIR=$(ensure_postgres)
+    PG_PORT=$(free_port)
+    PG_AS=()
+    mkdir -p "$WORK/pg"
+    if [ "$(id -u)" -eq 0 ]; then
+        chmod 755 "$WORK"; chown postgres "$WORK/pg"; PG_AS=(runuser -u postgres --)
+    fi
+    "${PG_AS[@]}" "$PG_BIN_DIR/initdb" -U postgres --auth=trust -E UTF8 -D "$WORK/pg/data" >/dev/null
+    "${PG_AS[@]}" "$PG_BIN_DIR/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w \
+        -o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1" start >/dev/null
+    PG_URL_BASE="postgres://postgres@127.0.0.1:$PG_PORT"
+    psql_run "CREATE DATABASE paywatch"
+}
+
+# Runs SQL against the bench server's maintenance database.
+psql_run() { "$PG_BIN_DIR/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "$1" >/dev/null; }
+
+stop_postgres() {
+    "${PG_AS[@]}" "$PG_BIN_DIR/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
 # Makes sure systemd-analyze is there (the unit's security rating is tested).
 ensure_systemd_analyze() {
     command -v systemd-analyze >/dev/null 2>&1 && return 0

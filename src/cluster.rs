@@ -43,8 +43,16 @@ enum TermEnd {
 
 impl Cluster {
     pub fn new(store: Arc<Store>, config: &ClusterConfig, metrics: Arc<Metrics>) -> Cluster {
+        // Two processes must never share a holder name: without random
+        // bytes, the process id and the time make it unique enough.
         let mut suffix = [0u8; 4];
-        let _ = getrandom::fill(&mut suffix);
+        if getrandom::fill(&mut suffix).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            suffix = (std::process::id() ^ nanos.rotate_left(16)).to_be_bytes();
+        }
         Cluster {
             store,
             holder: format!("{}/{}", config.instance, hex::encode(suffix)),
@@ -111,52 +119,64 @@ impl Cluster {
             held.set(0);
             match end {
                 TermEnd::Shutdown => {
-                    let (store, holder) = (self.store.clone(), self.holder.clone());
-                    let released =
-                        tokio::task::spawn_blocking(move || store.release_lease(&fence.lease, &holder, fence.token))
-                            .await;
-                    if !matches!(released, Ok(Ok(()))) {
-                        tracing::warn!(
-                            lease,
-                            "could not release the lease; another instance takes it once it lapses"
-                        );
-                    }
+                    self.release(fence).await;
                     return Ok(());
                 }
                 TermEnd::Lost => tracing::warn!(lease, "lost the lease; stopped the work under it"),
                 TermEnd::WorkEnded => {
-                    tracing::warn!(lease, "the work under the lease stopped; taking the lease again");
-                    pause(&cancel, retry).await;
+                    // Let another instance have it meanwhile: the work may
+                    // fail here for a reason of this instance's own.
+                    tracing::warn!(lease, "the work under the lease stopped; giving the lease up");
+                    self.release(fence).await;
+                    pause(&cancel, self.ttl).await;
                 }
             }
         }
     }
 
-    /// One term: the work runs while renewals succeed. The work is always
-    /// awaited to its end (it stops promptly once `term` is cancelled), so
-    /// no write of this term is still in flight when the next one starts.
+    /// One term: the work runs while renewals succeed. A renewal that fails
+    /// or does not answer (a hung connection) ends the term once two thirds
+    /// of `lease_ttl` have passed since the last renewal that worked was
+    /// sent, before the lease can pass on. The work is always awaited to its
+    /// end (it stops promptly once `term` is cancelled), so no write of this
+    /// term is still in flight when the next one starts.
     async fn term(&self, fence: &Fence, term: &CancellationToken, work: impl Future<Output = ()>) -> TermEnd {
         let mut work = std::pin::pin!(work);
         let mut renewed = Instant::now();
         let mut work_done = false;
         let end = loop {
+            let renewal_due = tokio::time::sleep(self.ttl / 3);
             tokio::select! {
                 _ = &mut work => {
                     work_done = true;
                     break if term.is_cancelled() { TermEnd::Shutdown } else { TermEnd::WorkEnded };
                 }
                 _ = term.cancelled() => break TermEnd::Shutdown,
-                _ = tokio::time::sleep(self.ttl / 3) => {}
+                _ = renewal_due => {}
             }
-            match self.acquire(&fence.lease).await {
-                Ok(Some(token)) if token == fence.token => renewed = Instant::now(),
-                Ok(_) => break TermEnd::Lost,
-                Err(e) => {
+            let sent = Instant::now();
+            let deadline = renewed + self.ttl * 2 / 3;
+            let renewal = tokio::time::timeout_at(deadline, self.acquire(&fence.lease));
+            let outcome = tokio::select! {
+                _ = &mut work => {
+                    work_done = true;
+                    break if term.is_cancelled() { TermEnd::Shutdown } else { TermEnd::WorkEnded };
+                }
+                _ = term.cancelled() => break TermEnd::Shutdown,
+                outcome = renewal => outcome,
+            };
+            match outcome {
+                Ok(Ok(Some(token))) if token == fence.token => renewed = sent,
+                Ok(Ok(_)) => break TermEnd::Lost,
+                Ok(Err(e)) => {
                     tracing::warn!(lease = fence.lease, error = %e, "cannot renew the lease");
-                    // Stop before the lease can lapse and pass on.
-                    if renewed.elapsed() >= self.ttl * 2 / 3 {
+                    if Instant::now() >= deadline {
                         break TermEnd::Lost;
                     }
+                }
+                Err(_) => {
+                    tracing::warn!(lease = fence.lease, "the lease renewal did not answer in time");
+                    break TermEnd::Lost;
                 }
             }
         };
@@ -165,6 +185,18 @@ impl Cluster {
             work.await;
         }
         end
+    }
+
+    async fn release(&self, fence: Fence) {
+        let (store, holder, lease) = (self.store.clone(), self.holder.clone(), fence.lease.clone());
+        let released =
+            tokio::task::spawn_blocking(move || store.release_lease(&fence.lease, &holder, fence.token)).await;
+        if !matches!(released, Ok(Ok(()))) {
+            tracing::warn!(
+                lease,
+                "could not release the lease; another instance takes it once it lapses"
+            );
+        }
     }
 }
 

@@ -54,9 +54,24 @@ pub async fn run(
         metrics.clone(),
         clock.clone(),
     )?);
-    store
-        .set_webhooks_enabled(config.webhook.is_some())
-        .context("failed to write the store")?;
+    if store.is_shared() {
+        let fingerprint = config.webhook.as_ref().map(webhooks::config_fingerprint).unwrap_or(0);
+        if !store
+            .agree_on_webhooks(fingerprint, &config.cluster.instance)
+            .context("failed to write the store")?
+        {
+            let _ = engine.stop_writer(SHUTDOWN_GRACE).await;
+            return Err(crate::config::ConfigError {
+                key: "webhook".into(),
+                message: "another running instance on this store has a different [webhook] (or none): give every instance the same url and secret".into(),
+            }
+            .into());
+        }
+    } else {
+        store
+            .set_webhooks_enabled(config.webhook.is_some())
+            .context("failed to write the store")?;
+    }
     store.set_checkout_base(config.checkout.as_ref().map(|c| c.base_url.clone()));
 
     let mut sources = Vec::new();

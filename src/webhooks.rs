@@ -43,6 +43,21 @@ pub fn signature_header(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String
     format!("t={unix_seconds},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Names a webhook configuration (URL and secret) without revealing the
+/// secret: the instances of a shared store must all run with the same one.
+/// Never 0 (which means "no webhooks").
+pub fn config_fingerprint(config: &WebhookConfig) -> u64 {
+    use sha2::Digest;
+    let mut hash = Sha256::new();
+    hash.update(config.url.as_bytes());
+    hash.update([0u8]);
+    hash.update(config.secret.expose().as_bytes());
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first).max(1)
+}
+
 pub struct Dispatcher {
     store: Arc<Store>,
     config: WebhookConfig,
@@ -156,7 +171,17 @@ impl Dispatcher {
                     continue;
                 }
                 made += 1;
-                let result = self.attempt(&entry).await;
+                let result = match &self.fence {
+                    // Under a lease, a POST still in flight when the term
+                    // ends is dropped: the next holder sends the event again
+                    // (at least once), and an older event of the intent can
+                    // no longer land after a newer one it sends.
+                    Some(_) => tokio::select! {
+                        attempt = self.attempt(&entry) => attempt,
+                        _ = cancel.cancelled() => return Ok(None),
+                    },
+                    None => self.attempt(&entry).await,
+                };
                 let record = DeliveryAttempt {
                     seq: entry.seq,
                     attempt: entry.attempts + 1,

@@ -177,7 +177,7 @@ async fn the_scanning_instance_killed_again_and_again_loses_and_duplicates_nothi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_leader_resumes_fenced_out_and_applies_nothing_stale() {
+async fn a_leader_paused_past_its_lease_resumes_stopped_and_the_state_stays_exact() {
     let pair = start_pair(8).await;
     let mut paid = Vec::new();
     for i in 0..3 {
@@ -205,8 +205,9 @@ async fn a_paused_leader_resumes_fenced_out_and_applies_nothing_stale() {
     let more = pair.instances[other].ltc_intent("0.09").await;
     pair.node.send(more["address"].as_str().unwrap(), "0.09").await;
     paid.push(more["id"].as_str().unwrap().to_string());
-    // Back: whatever it had computed before the pause is refused, and it
-    // stops working under the lease it lost.
+    // Back: it finds its lease gone and stops working under it (a step it
+    // had computed before the pause is refused by its fence, shown exactly
+    // in state/src/store/tests/postgres.rs).
     pair.instances[paused].signal("CONT");
     wait_for(
         "the resumed instance to notice it lost the lease",
@@ -261,4 +262,57 @@ async fn a_feed_reader_on_one_instance_wakes_for_events_committed_on_the_other()
         waited < Duration::from_secs(20),
         "answered when the event came, not at the end of the wait"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_another_webhook_setting_is_refused_while_others_run() {
+    let pair = start_pair(4).await;
+    // The same config without [webhook]: it would turn the others' off.
+    let text = pair.instances[0].config_text();
+    let start = text.find("[webhook]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap() + 2;
+    let port = common::free_port();
+    let config = format!("{}{}", &text[..start], &text[end..])
+        .replace("instance = \"alpha\"", "instance = \"gamma\"")
+        .replace(
+            &format!("127.0.0.1:{}", pair.instances[0].api_port),
+            &format!("127.0.0.1:{port}"),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paywatch.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_paywatch"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .output(),
+    )
+    .await
+    .expect("refused at start, not left running")
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different [webhook]"));
+    // The others still deliver.
+    let [a, _] = &pair.instances;
+    let intent = a.ltc_intent("0.3").await;
+    let (status, _) = a
+        .post(
+            &format!("/v1/intents/{}/cancel", intent["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let events = a.events().await;
+    let ids: HashSet<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    wait_for("the cancel delivered", Duration::from_secs(30), || async {
+        let got: HashSet<String> = pair
+            .receiver
+            .accepted_unique()
+            .into_iter()
+            .map(|d| d.event_id)
+            .collect();
+        ids.is_subset(&got).then_some(())
+    })
+    .await;
 }

@@ -49,14 +49,15 @@ impl Engine {
             h.scanned_height = Some(state.cursor.height);
             if !self.scans_here(asset) {
                 // Another instance scans it (a shared store): what that one
-                // stored with the cursor, at every step, is what is known
-                // here. Its lag shows if it stops.
+                // stored with the cursor is what is known here. The lag is
+                // judged by the start of its last round that reached the tip,
+                // so a scanner that fails, lags or stops shows here too.
                 h.tip_height = Some(state.tip.height);
                 h.last_poll_at = Some(state.updated_at);
-                h.synced_at = Some(state.updated_at);
+                h.synced_at = state.synced_at;
                 h.tip_changed_at = state.tip_rose_at;
-                h.polled_ok_once = true;
-                h.healthy = true;
+                h.polled_ok_once = state.synced_at.is_some();
+                h.healthy = state.synced_at.is_some();
                 h.last_error = None;
                 h.warnings.clear();
                 h.endpoints.clear();

@@ -22,6 +22,27 @@ pub(super) struct Watch {
     pub(super) hot_built: Instant,
 }
 
+/// The longest creates are held back on other instances, should the
+/// holder die before it releases them.
+const CREATES_HELD_AT_MOST: Duration = Duration::from_secs(30);
+
+/// Creates of an asset held back (`Engine::fence_creates`) until dropped.
+pub struct CreatesHeld {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    store: Option<Arc<Store>>,
+    asset: Asset,
+}
+
+impl Drop for CreatesHeld {
+    fn drop(&mut self) {
+        if let Some(store) = &self.store
+            && let Err(e) = store.hold_creates(self.asset, 0)
+        {
+            tracing::warn!(asset = %self.asset, error = %e, "cannot release the creates held on the other instances; they resume when the hold lapses");
+        }
+    }
+}
+
 /// Why a scan update was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -52,9 +73,28 @@ impl Engine {
     /// Holds back intent creation of `asset` until the guard is dropped:
     /// the last resort when creates keep changing the watch set faster than
     /// even a one-block step can be redone.
-    pub async fn fence_creates(&self, asset: Asset) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    ///
+    /// With a shared store, creates on the other instances are held back
+    /// too, through the store, for at most `CREATES_HELD_AT_MOST`.
+    pub async fn fence_creates(&self, asset: Asset) -> Option<CreatesHeld> {
         let fence = self.create_fences.get(&asset)?.clone();
-        Some(fence.lock_owned().await)
+        let local = fence.lock_owned().await;
+        let store = self.store.is_shared().then(|| self.store.clone());
+        if let Some(store) = &store {
+            let until = (self.clock.now() + chrono::Duration::from_std(CREATES_HELD_AT_MOST).unwrap_or_default())
+                .timestamp_millis()
+                .max(0) as u64;
+            let shared = store.clone();
+            match tokio::task::spawn_blocking(move || shared.hold_creates(asset, until)).await {
+                Ok(Ok(())) => {}
+                _ => tracing::warn!(asset = %asset, "cannot hold creates on the other instances; holding this one's"),
+            }
+        }
+        Some(CreatesHeld {
+            _local: local,
+            store,
+            asset,
+        })
     }
 
     /// Applies one scan step atomically, then tells feed readers, webhooks

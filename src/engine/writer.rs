@@ -113,6 +113,9 @@ pub(super) fn spawn_create_writer(
                 for asset in assets {
                     match fences.get(&asset).map(|f| f.try_lock()) {
                         Some(Ok(guard)) => {
+                            if held_elsewhere(&store, asset, clock.as_ref()) {
+                                continue;
+                            }
                             held.push(guard);
                             open.insert(asset);
                         }
@@ -166,6 +169,20 @@ pub(super) fn spawn_create_writer(
         sender: Mutex::new(Some(sender)),
         thread: Mutex::new(Some(thread)),
     })
+}
+
+/// Whether another instance sharing the store holds creates of `asset`
+/// back (`Engine::fence_creates`). A create checked just before the hold
+/// was written can still commit after it: at most one more redo.
+fn held_elsewhere(store: &Store, asset: Asset, clock: &dyn Clock) -> bool {
+    if !store.is_shared() {
+        return false;
+    }
+    match store.creates_held_until(asset) {
+        Ok(until) => until > clock.now().timestamp_millis().max(0) as u64,
+        // Unreadable: the create itself will fail the same way.
+        Err(_) => false,
+    }
 }
 
 /// How often creates waiting for a fenced asset are tried again.

@@ -121,6 +121,11 @@ impl Paywatch {
         pw
     }
 
+    /// The config file's text.
+    pub fn config_text(&self) -> String {
+        self.config_body.clone()
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("paywatch.toml")
     }

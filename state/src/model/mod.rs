@@ -314,6 +314,10 @@ pub struct ChainState {
     /// restart, so a stuck backend is not trusted afresh.
     #[serde(default)]
     pub tip_rose_at: Option<DateTime<Utc>>,
+    /// When the last round that reached the tip began: what other instances
+    /// sharing the store judge the asset's lag by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_at: Option<DateTime<Utc>>,
 }
 
 /// Confirmations of a transfer given the height scanned so far: 0 in the

@@ -139,6 +139,9 @@ fn apply_in(tx: &mut Tx<'_>, policy: &AssetPolicy, update: &ScanUpdate, now: Dat
                 Some(s) if s.tip.height >= update.tip.height => s.tip_rose_at.or(Some(now)),
                 _ => Some(now),
             },
+            synced_at: update
+                .round_started_at
+                .or_else(|| stored.as_ref().and_then(|s| s.synced_at)),
         },
     )?;
 

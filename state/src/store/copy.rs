@@ -102,7 +102,7 @@ impl TableVisitor for Compare<'_> {
                 return Err(mismatch(def.name()));
             }
         }
-        if right_entries.next().is_some() {
+        if right_entries.next().transpose()?.is_some() {
             return Err(mismatch(def.name()));
         }
         Ok(())

@@ -323,6 +323,7 @@ impl<'t, K: KeyKind, V: Kind> Table<'t, K, V> {
                 page: std::collections::VecDeque::new(),
                 done: false,
                 reverse: None,
+                page_rows: FIRST_PAGE_ROWS,
             }),
         };
         Ok(Range {
@@ -407,7 +408,10 @@ impl<K: KeyKind, V: Kind> DoubleEndedIterator for Range<'_, K, V> {
     }
 }
 
-/// How many rows a PostgreSQL range reads per round trip.
+/// How many rows a PostgreSQL range reads in its first round trip, and at
+/// most in one: pages double from the first, so a caller that wants one
+/// entry (the newest event) reads few, and a long walk takes few trips.
+const FIRST_PAGE_ROWS: i64 = 8;
 const PAGE_ROWS: i64 = 256;
 
 /// A range over a PostgreSQL table, walked in one direction (the first
@@ -420,6 +424,8 @@ struct PgRange<'t> {
     page: std::collections::VecDeque<Row>,
     done: bool,
     reverse: Option<bool>,
+    /// Rows the next page asks for.
+    page_rows: i64,
 }
 
 impl PgRange<'_> {
@@ -437,10 +443,11 @@ impl PgRange<'_> {
             let rows = self
                 .txn
                 .borrow_mut()
-                .range(self.table, &self.low, &self.high, back, PAGE_ROWS);
+                .range(self.table, &self.low, &self.high, back, self.page_rows);
             match rows {
                 Ok(rows) => {
-                    self.done = (rows.len() as i64) < PAGE_ROWS;
+                    self.done = (rows.len() as i64) < self.page_rows;
+                    self.page_rows = (self.page_rows * 2).min(PAGE_ROWS);
                     if let Some((last, _)) = rows.last() {
                         if back {
                             self.high = Bound::Excluded(last.clone());

@@ -45,6 +45,8 @@ const MIGRATION_LOCK: i64 = WRITER_LOCK + 1;
 const CHANNEL: &str = "paywatch";
 /// Connections kept per process.
 const MAX_CONNECTIONS: usize = 16;
+/// How long a caller waits for a connection when all are in use.
+const POOL_WAIT: Duration = Duration::from_secs(30);
 
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
     // The cause (refused, a password needed, no such database) is in the
@@ -126,9 +128,13 @@ impl PgOptions {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        // A peer that vanished (a killed host, a cut network) is noticed in
-        // seconds, not after the kernel's two hours.
+        // A peer that vanished (a killed host, a cut network) is noticed
+        // within about 20 seconds, idle or not, not after the kernel's
+        // two hours (idle) or fifteen minutes (unacknowledged data).
         config.keepalives_idle(Duration::from_secs(10));
+        config.keepalives_interval(Duration::from_secs(3));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(20));
         if config.get_application_name().is_none() {
             config.application_name("paywatch");
         }
@@ -237,7 +243,17 @@ impl Pool {
                     }
                 };
             }
-            slot = self.freed.wait(slot).unwrap_or_else(|p| p.into_inner());
+            let (next, waited) = self
+                .freed
+                .wait_timeout(slot, POOL_WAIT)
+                .unwrap_or_else(|p| p.into_inner());
+            slot = next;
+            if waited.timed_out() && slot.0.is_empty() && slot.1 >= MAX_CONNECTIONS {
+                return Err(StoreError::Postgres(format!(
+                    "no database connection came free within {} s",
+                    POOL_WAIT.as_secs()
+                )));
+            }
         }
     }
 
@@ -278,7 +294,7 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects and applies the migrations this database lacks.
-    pub fn open(options: PgOptions, tables: &[&'static str]) -> Result<PgStore, StoreError> {
+    pub fn open(options: PgOptions) -> Result<PgStore, StoreError> {
         let store = PgStore {
             pool: Arc::new(Pool {
                 options,
@@ -286,7 +302,7 @@ impl PgStore {
                 freed: Condvar::new(),
             }),
         };
-        store.migrate(tables)?;
+        store.migrate()?;
         Ok(store)
     }
 
@@ -304,44 +320,15 @@ impl PgStore {
     /// Applies, in order and each in its own transaction, the migrations
     /// the database has not had; refuses a database migrated further than
     /// this build knows.
-    fn migrate(&self, tables: &[&'static str]) -> Result<(), StoreError> {
-        let steps = super::migrations::steps(tables);
+    fn migrate(&self) -> Result<(), StoreError> {
+        let steps = super::migrations::steps();
         self.with_conn(|conn| {
-            conn.batch(
-                "CREATE TABLE IF NOT EXISTS pw_migrations (
-                     version integer PRIMARY KEY,
-                     name text NOT NULL,
-                     applied_at timestamptz NOT NULL DEFAULT now())",
-            )?;
-            conn.batch("BEGIN")?;
-            let outcome = (|| {
-                conn.query("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-                let rows = conn.query("SELECT coalesce(max(version), 0) FROM pw_migrations", &[])?;
-                let applied: i32 = rows.first().map(|r| r.get(0)).unwrap_or(0);
-                if applied as usize > steps.len() {
-                    return Err(StoreError::SchemaTooNew {
-                        found: applied as u64,
-                        known: steps.len() as u64,
-                    });
-                }
-                for (index, (name, sql)) in steps.iter().enumerate().skip(applied as usize) {
-                    let version = index as i32 + 1;
-                    conn.batch(sql)?;
-                    conn.execute(
-                        "INSERT INTO pw_migrations (version, name) VALUES ($1, $2)",
-                        &[&version, name],
-                    )?;
-                    tracing::info!(version, name, "applied a database migration");
-                }
-                Ok(())
-            })();
-            match outcome {
-                Ok(()) => conn.batch("COMMIT"),
-                Err(e) => {
-                    let _ = conn.batch("ROLLBACK");
-                    Err(e)
-                }
-            }
+            // A session lock, so that instances starting together on an
+            // empty database create even the bookkeeping table once.
+            conn.query("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+            let outcome = migrate_locked(conn, &steps);
+            let unlocked = conn.query("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+            outcome.and(unlocked.map(drop))
         })
     }
 
@@ -370,7 +357,8 @@ impl PgStore {
                      fence = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > clock_timestamp()
                                   THEN l.fence ELSE l.fence + 1 END,
                      holder = EXCLUDED.holder,
-                     expires_at = EXCLUDED.expires_at
+                     -- From now, not from before a wait on the row's lock.
+                     expires_at = clock_timestamp() + $3 * interval '1 millisecond'
                  WHERE l.holder = EXCLUDED.holder OR l.expires_at <= clock_timestamp()
                  RETURNING fence",
                 &[&name, &holder, &ttl_ms],
@@ -441,6 +429,44 @@ impl PgStore {
     }
 }
 
+/// Applies, each in its own transaction, the migrations not applied yet;
+/// refuses a database migrated further than this build knows.
+fn migrate_locked(conn: &mut Conn, steps: &[(&'static str, String)]) -> Result<(), StoreError> {
+    conn.batch(
+        "CREATE TABLE IF NOT EXISTS pw_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )?;
+    let rows = conn.query("SELECT coalesce(max(version), 0) FROM pw_migrations", &[])?;
+    let applied: i32 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+    if applied as usize > steps.len() {
+        return Err(StoreError::SchemaTooNew {
+            found: applied as u64,
+            known: steps.len() as u64,
+        });
+    }
+    for (index, (name, sql)) in steps.iter().enumerate().skip(applied as usize) {
+        let version = index as i32 + 1;
+        conn.batch("BEGIN")?;
+        let step = conn.batch(sql).and_then(|()| {
+            conn.execute(
+                "INSERT INTO pw_migrations (version, name) VALUES ($1, $2)",
+                &[&version, name],
+            )
+        });
+        match step {
+            Ok(_) => conn.batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        tracing::info!(version, name, "applied a database migration");
+    }
+    Ok(())
+}
+
 /// Keeps a `listen` running; dropping it stops it.
 pub struct ListenHandle {
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -486,11 +512,25 @@ async fn listen_once(options: &PgOptions, wake: Arc<dyn Fn() + Send + Sync>) -> 
 
 /// One transaction on one connection: committed by `commit`, rolled back
 /// when dropped without it.
+///
+/// Round trips are what a transaction costs here, so it saves them: the
+/// `BEGIN` goes out with the first statement, and writes (which answer
+/// nothing the code reads) are queued and sent together, in order, before
+/// the next read and with the `COMMIT`. Once any statement failed,
+/// PostgreSQL has aborted the transaction: it is marked failed, and
+/// `commit` refuses it (a `COMMIT` of an aborted transaction would come
+/// back without an error, having saved nothing).
 pub struct PgTxn {
     conn: Option<Conn>,
     pool: Arc<Pool>,
-    /// Set when events were written: `commit` wakes the other instances.
+    /// Sent with the first statement, then `None`.
+    begin: Option<String>,
+    /// Writes not sent yet: a statement and its parameters.
+    queued: Vec<(String, Vec<Vec<u8>>)>,
+    /// Set when events or outbox entries were written: `commit` wakes the
+    /// other instances.
     notify: bool,
+    failed: bool,
 }
 
 fn table_sql(table: &str) -> String {
@@ -534,56 +574,137 @@ fn range_where<'b>(low: &'b Bound<Vec<u8>>, high: &'b Bound<Vec<u8>>) -> (String
 
 impl PgTxn {
     fn begin(pool: Arc<Pool>, sql: &str) -> Result<PgTxn, StoreError> {
-        let mut conn = pool.take()?;
-        if let Err(e) = conn.batch(sql) {
-            // A half-begun transaction is not worth untangling.
-            drop(conn);
-            pool.drop_one();
-            return Err(e);
-        }
+        let conn = pool.take()?;
         Ok(PgTxn {
             conn: Some(conn),
             pool,
+            begin: Some(sql.to_string()),
+            queued: Vec::new(),
             notify: false,
+            failed: false,
         })
     }
 
-    fn conn(&mut self) -> Result<&mut Conn, StoreError> {
-        self.conn
+    /// Sends what is queued (the `BEGIN`, writes), then `last` if given,
+    /// in one round trip, and returns `last`'s rows.
+    fn send(&mut self, last: Option<(&str, &[&(dyn ToSql + Sync)])>) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        if self.failed {
+            return Err(StoreError::Backend(
+                "an earlier statement of this transaction failed; it was rolled back".into(),
+            ));
+        }
+        let outcome = self.send_unchecked(last);
+        if outcome.is_err() {
+            self.failed = true;
+        }
+        outcome
+    }
+
+    fn send_unchecked(
+        &mut self,
+        last: Option<(&str, &[&(dyn ToSql + Sync)])>,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let begin = self.begin.take();
+        let queued = std::mem::take(&mut self.queued);
+        let conn = self
+            .conn
             .as_mut()
-            .ok_or_else(|| StoreError::Backend("the transaction already ended".into()))
+            .ok_or_else(|| StoreError::Backend("the transaction already ended".into()))?;
+        // Prepared once per connection (a round trip only the first time).
+        let mut statements = Vec::with_capacity(queued.len());
+        for (sql, _) in &queued {
+            statements.push(conn.statement(sql)?);
+        }
+        let last_statement = match last {
+            Some((sql, _)) => Some(conn.statement(sql)?),
+            None => None,
+        };
+        let client = &conn.client;
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = queued
+            .iter()
+            .map(|(_, values)| values.iter().map(|v| v as &(dyn ToSql + Sync)).collect())
+            .collect();
+        // Every request is sent before any answer is awaited: one round trip.
+        let begun = begin.as_deref().map(|sql| client.batch_execute(sql));
+        let writes: Vec<_> = statements
+            .iter()
+            .zip(&params)
+            .map(|(statement, values)| client.execute(statement, values))
+            .collect();
+        let read = last_statement
+            .as_ref()
+            .zip(last)
+            .map(|(statement, (_, values))| client.query(statement, values));
+        block_on(async move {
+            let (begun, writes, read) = futures_util::future::join3(
+                async move {
+                    match begun {
+                        Some(f) => f.await,
+                        None => Ok(()),
+                    }
+                },
+                futures_util::future::join_all(writes),
+                async move {
+                    match read {
+                        Some(f) => f.await.map(Some),
+                        None => Ok(None),
+                    }
+                },
+            )
+            .await;
+            begun.map_err(pg_err)?;
+            for written in writes {
+                written.map_err(pg_err)?;
+            }
+            Ok(read.map_err(pg_err)?.unwrap_or_default())
+        })
+    }
+
+    fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.send(Some((sql, params)))
+    }
+
+    fn queue(&mut self, sql: String, params: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        if self.failed {
+            return Err(StoreError::Backend(
+                "an earlier statement of this transaction failed; it was rolled back".into(),
+            ));
+        }
+        self.queued.push((sql, params));
+        // A long run of writes goes out now and then, not all at the end.
+        if self.queued.len() >= 512 {
+            self.send(None)?;
+        }
+        Ok(())
     }
 
     pub fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let sql = format!("SELECT v FROM {} WHERE k = $1", table_sql(table));
-        let rows = self.conn()?.query(&sql, &[&key])?;
+        let rows = self.query(&sql, &[&key])?;
         Ok(rows.first().map(|r| r.get(0)))
     }
 
     pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        if table == "events" {
+        if table == "events" || table == "outbox" {
             self.notify = true;
         }
         let sql = format!(
             "INSERT INTO {} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
             table_sql(table)
         );
-        self.conn()?.execute(&sql, &[&key, &value])?;
-        Ok(())
+        self.queue(sql, vec![key.to_vec(), value.to_vec()])
     }
 
     pub fn delete(&mut self, table: &str, key: &[u8]) -> Result<(), StoreError> {
         let sql = format!("DELETE FROM {} WHERE k = $1", table_sql(table));
-        self.conn()?.execute(&sql, &[&key])?;
-        Ok(())
+        self.queue(sql, vec![key.to_vec()])
     }
 
     pub fn delete_range(&mut self, table: &str, low: Bound<Vec<u8>>, high: Bound<Vec<u8>>) -> Result<(), StoreError> {
         let (conditions, values) = range_where(&low, &high);
         let sql = format!("DELETE FROM {}{conditions}", table_sql(table));
-        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| *v as &(dyn ToSql + Sync)).collect();
-        self.conn()?.execute(&sql, &params)?;
-        Ok(())
+        let values = values.into_iter().cloned().collect();
+        self.queue(sql, values)
     }
 
     pub fn range(
@@ -601,26 +722,25 @@ impl PgTxn {
             table_sql(table)
         );
         let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| *v as &(dyn ToSql + Sync)).collect();
-        let rows = self.conn()?.query(&sql, &params)?;
+        let rows = self.query(&sql, &params)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     pub fn count(&mut self, table: &str) -> Result<u64, StoreError> {
         let sql = format!("SELECT count(*) FROM {}", table_sql(table));
-        let rows = self.conn()?.query(&sql, &[])?;
+        let rows = self.query(&sql, &[])?;
         Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
     }
 
     /// Locks the lease row until this transaction ends (a takeover waits
     /// for it) and refuses the transaction unless `fence` is still current.
     pub fn check_fence(&mut self, fence: &Fence) -> Result<(), StoreError> {
-        let rows = self
-            .conn()?
-            .query("SELECT fence FROM pw_leases WHERE name = $1 FOR SHARE", &[&fence.lease])?;
+        let rows = self.query("SELECT fence FROM pw_leases WHERE name = $1 FOR SHARE", &[&fence.lease])?;
         let current = rows.first().map(|r| r.get::<_, i64>(0) as u64);
         if current == Some(fence.token) {
             Ok(())
         } else {
+            self.failed = true;
             Err(StoreError::Fenced {
                 lease: fence.lease.clone(),
                 held: fence.token,
@@ -630,28 +750,27 @@ impl PgTxn {
     }
 
     pub fn commit(mut self) -> Result<(), StoreError> {
-        let sql = if self.notify {
-            format!("SELECT pg_notify('{CHANNEL}', 'events'); COMMIT")
-        } else {
-            "COMMIT".to_string()
-        };
-        let mut conn = self
-            .conn
-            .take()
-            .ok_or_else(|| StoreError::Backend("the transaction already ended".into()))?;
-        match conn.batch(&sql) {
-            Ok(()) => {
+        if self.notify {
+            self.queued
+                .push((format!("SELECT pg_notify('{CHANNEL}', 'events')"), Vec::new()));
+        }
+        self.queued.push(("COMMIT".to_string(), Vec::new()));
+        let sent = self.send(None);
+        let conn = self.conn.take();
+        match (sent, conn) {
+            (Ok(_), Some(conn)) => {
                 self.pool.give_back(conn);
                 Ok(())
             }
-            Err(e) => {
-                // Whether a failed COMMIT took effect is unknown: the
-                // connection is dropped, and callers treat the change as
-                // possibly made (creates are idempotent, scans re-read the
-                // cursor).
-                drop(conn);
-                self.pool.drop_one();
-                Err(e)
+            (outcome, conn) => {
+                // Whether a COMMIT whose answer was lost took effect is
+                // unknown: the connection is dropped, and callers treat the
+                // change as possibly made (creates are idempotent, scans
+                // re-read the cursor).
+                if conn.is_some() {
+                    self.pool.drop_one();
+                }
+                outcome.map(drop)
             }
         }
     }
@@ -659,14 +778,23 @@ impl PgTxn {
 
 impl Drop for PgTxn {
     fn drop(&mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            match conn.batch("ROLLBACK") {
-                Ok(()) => self.pool.give_back(conn),
+        let Some(conn) = self.conn.take() else { return };
+        if self.begin.is_some() {
+            // Nothing was sent: nothing to undo.
+            self.pool.give_back(conn);
+            return;
+        }
+        // The rollback is not waited for: the connection goes back to the
+        // pool once it is done (or is dropped if it fails).
+        let pool = self.pool.clone();
+        runtime().spawn(async move {
+            match conn.client.batch_execute("ROLLBACK").await {
+                Ok(()) => pool.give_back(conn),
                 Err(_) => {
                     drop(conn);
-                    self.pool.drop_one();
+                    pool.drop_one();
                 }
             }
-        }
+        });
     }
 }

@@ -185,7 +185,7 @@ impl<'a> Tx<'a> {
     /// Whether a string table has any key in `[from, to)`.
     pub fn any_str_in(&self, def: TableDef<Str, Str>, from: &str, to: &str) -> Result<bool, StoreError> {
         let t = self.txn.open_table(def)?;
-        Ok(t.range(from..to)?.next().is_some())
+        Ok(t.range(from..to)?.next().transpose()?.is_some())
     }
 
     /// Keys of a set table in `[from, to)`.

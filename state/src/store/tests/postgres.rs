@@ -119,6 +119,49 @@ fn a_holder_fenced_out_cannot_apply_even_a_step_the_cursor_would_take() {
     std::thread::sleep(ttl + StdDuration::from_millis(200));
     let renewed = store.acquire_lease(LEASE, "a", ttl).unwrap().unwrap();
     assert!(renewed > again);
+    chain.height += 1;
+    let next = chain.update(vec![], Some(vec![]), Some(t(4)));
+    assert!(matches!(
+        store.apply_scan_fenced(&policy, &next, t(4), Some(&fence(again))),
+        Err(StoreError::Fenced { .. })
+    ));
+    store
+        .apply_scan_fenced(&policy, &next, t(4), Some(&fence(renewed)))
+        .unwrap();
+}
+
+/// A table no migration made: every statement on it fails.
+const MISSING: TableDef<Str, U64> = TableDef::new("no_such_table");
+
+#[test]
+fn a_failed_statement_never_lets_its_transaction_commit() {
+    let store = Place::postgres().open();
+    // The code ignores an error (as a careless caller could); PostgreSQL
+    // has aborted the transaction, so the commit must not report success.
+    let outcome = store.write(|tx| {
+        let mut counts = tx.txn().open_table(PAGED)?;
+        counts.insert("before", 1)?;
+        let _ignored = tx.txn().open_table(MISSING)?.get("x");
+        Ok(())
+    });
+    assert!(
+        outcome.is_err(),
+        "a transaction with a failed statement was reported committed"
+    );
+    let r = store.read().unwrap();
+    let counts = r.open_table(PAGED).unwrap();
+    assert!(counts.get("before").unwrap().is_none(), "nothing of it was stored");
+    drop(counts);
+    drop(r);
+    // The connection is usable again for the next transaction.
+    store
+        .write(|tx| tx.txn().open_table(PAGED)?.insert("later", 3))
+        .unwrap();
+    let r = store.read().unwrap();
+    assert_eq!(
+        r.open_table(PAGED).unwrap().get("later").unwrap().map(|v| v.value()),
+        Some(3)
+    );
 }
 
 const PAGED: TableDef<Str, U64> = TableDef::new("counts");
@@ -173,4 +216,54 @@ fn ranges_longer_than_a_page_read_the_same_both_ways() {
         t.last().unwrap().map(|(k, _)| k.value().to_string()),
         model.keys().last().cloned()
     );
+    drop(t);
+    drop(r);
+
+    // Inclusive and exclusive bounds, inside a write transaction that
+    // changed the table first, and a removed range.
+    store
+        .write(|tx| {
+            let mut t = tx.txn().open_table(PAGED)?;
+            t.remove_range("k/1".."k/2")?;
+            t.insert("k/15/extra", 9_999)?;
+            let inclusive: Vec<String> = t
+                .range("k/0"..="k/15/extra")?
+                .map(|e| e.map(|(k, _)| k.value().to_string()))
+                .collect::<Result<_, _>>()?;
+            let mut expected: Vec<String> = model
+                .keys()
+                .filter(|k| k.as_str() >= "k/0" && k.as_str() < "k/1")
+                .cloned()
+                .collect();
+            expected.push("k/15/extra".into());
+            assert_eq!(inclusive, expected);
+            let after: Vec<String> = t
+                .range((std::ops::Bound::Excluded("k/15/extra"), std::ops::Bound::Unbounded))?
+                .rev()
+                .map(|e| e.map(|(k, _)| k.value().to_string()))
+                .collect::<Result<_, _>>()?;
+            let mut expected: Vec<String> = model.keys().filter(|k| k.as_str() >= "k/2").cloned().collect();
+            expected.reverse();
+            assert_eq!(after, expected);
+            Ok(())
+        })
+        .unwrap();
+    let removed = model
+        .keys()
+        .filter(|k| k.as_str() >= "k/1" && k.as_str() < "k/2")
+        .count() as u64;
+    let r = store.read().unwrap();
+    assert_eq!(r.open_table(PAGED).unwrap().len().unwrap(), 700 - removed + 1);
+}
+
+#[test]
+fn creates_held_by_one_instance_are_seen_held_by_another() {
+    let place = Place::postgres();
+    let (one, other) = (place.open(), place.open());
+    assert_eq!(other.creates_held_until(crate::Asset::Btc).unwrap(), 0);
+    one.hold_creates(crate::Asset::Btc, 1_700_000_000_000).unwrap();
+    assert_eq!(other.creates_held_until(crate::Asset::Btc).unwrap(), 1_700_000_000_000);
+    assert_eq!(other.creates_held_until(crate::Asset::Ltc).unwrap(), 0, "per asset");
+    one.hold_creates(crate::Asset::Btc, 0).unwrap();
+    assert_eq!(other.creates_held_until(crate::Asset::Btc).unwrap(), 0);
 }
