@@ -56,6 +56,7 @@ $PAYWATCH run --config "$WORK/paywatch.toml" > "$WORK/pw.log" 2>&1 & PW_PID=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 kill "$PW_PID"; wait "$PW_PID" || true; PW_PID=
 START=$(cli getblockcount)
+mkdir -p "$WORK/state"   # (empty with a PostgreSQL store)
 cp -r "$WORK/state" "$WORK/state-behind"
 [ "$STORE" = postgres ] && psql_run "CREATE DATABASE behind TEMPLATE run"
 

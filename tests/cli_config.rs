@@ -58,6 +58,41 @@ fn bad_configs_stop_the_start_with_exit_code_2_naming_the_key() {
         (format!("[api]\nlisten = \"localhost\"\n{}", ltc("")), "api.listen"),
         (format!("[webhook]\nurl = \"ftp://x\"\n{}", ltc("")), "webhook.url"),
         ("state_dir = 5\n".to_string(), "state_dir"),
+        (
+            format!(
+                "store = \"postgres://u:secret@db/pw\"\n{}",
+                ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
+            ),
+            "store",
+        ),
+        (
+            format!(
+                "store = \"mysql://db/pw\"\n{}",
+                ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
+            ),
+            "store",
+        ),
+        (
+            format!(
+                "store = \"postgres://u@db/pw\"\n[cluster]\nlease_ttl = \"1s\"\n{}",
+                ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
+            ),
+            "cluster.lease_ttl",
+        ),
+        (
+            format!(
+                "[cluster]\ninstance = \"two words\"\n{}",
+                ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
+            ),
+            "cluster.instance",
+        ),
+        (
+            format!(
+                "store_password_file = \"/x\"\n{}",
+                ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
+            ),
+            "store_password_file",
+        ),
     ];
     for (config, key) in cases {
         for command in ["check-config", "run"] {
@@ -89,6 +124,37 @@ fn a_valid_config_checks_out() {
         output.contains("LTC: backend core-rpc, network regtest, match address"),
         "{output}"
     );
+}
+
+#[test]
+fn a_postgres_store_is_checked_and_shown_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("db-password");
+    std::fs::write(&secret, "hunter2-secret\n").unwrap();
+    let config = format!(
+        "store = \"postgres://paywatch@db.internal:5433/paywatch\"\nstore_password_file = \"{}\"\n[cluster]\ninstance = \"pay-1\"\n{}",
+        secret.display(),
+        ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
+    );
+    let (code, output) = run(&["check-config"], &config);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains("store: postgres://paywatch@db.internal:5433/paywatch (instance pay-1"),
+        "{output}"
+    );
+    assert!(!output.contains("hunter2"), "{output}");
+    // Without an API token of its own, instances could not share clients.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paywatch.toml");
+    std::fs::write(&path, &config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_paywatch"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("PAYWATCH_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api.token_file"));
 }
 
 #[test]

@@ -215,6 +215,15 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(arg) => match Config::load(&arg.config) {
             Ok(c) => {
                 println!("{}: valid", arg.config.display());
+                match &c.store {
+                    config::StoreConfig::Embedded => {
+                        println!("  store: {}", c.state_dir.join(crate::state_dir::STORE_FILE).display())
+                    }
+                    config::StoreConfig::Postgres(options) => println!(
+                        "  store: {} (instance {}, lease_ttl {:?})",
+                        options.display, c.cluster.instance, c.cluster.lease_ttl
+                    ),
+                }
                 for a in &c.assets {
                     println!(
                         "  {}: backend {}, network {}, match {}, {} address(es), {} confirmations",

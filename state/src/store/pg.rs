@@ -76,6 +76,20 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 /// `runtime()`, so this works on any thread, async worker or not, and
 /// never needs a runtime of the caller's.
 fn block_on<F: Future>(fut: F) -> F::Output {
+    // On a worker of a multi-thread runtime (the daemon's API handlers and
+    // pollers call the store directly), the worker's other tasks move to
+    // another thread while this one waits: a slow database then never
+    // stalls the timers that step a lease holder down, or the API.
+    let on_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_worker {
+        tokio::task::block_in_place(|| park_until_ready(fut))
+    } else {
+        park_until_ready(fut)
+    }
+}
+
+fn park_until_ready<F: Future>(fut: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl Wake for Unpark {
         fn wake(self: Arc<Self>) {
@@ -138,12 +152,20 @@ impl PgOptions {
         if config.get_application_name().is_none() {
             config.application_name("paywatch");
         }
+        let ports = config.get_ports();
         let host = config
             .get_hosts()
             .iter()
-            .map(|h| match h {
-                tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            .enumerate()
+            .map(|(i, h)| {
+                let name = match h {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                };
+                match ports.get(i).or(ports.first()) {
+                    Some(port) => format!("{name}:{port}"),
+                    None => name,
+                }
             })
             .collect::<Vec<_>>()
             .join(",");
