@@ -65,9 +65,12 @@ impl Cluster {
         &self.holder
     }
 
-    async fn acquire(&self, lease: &str) -> anyhow::Result<Option<u64>> {
+    /// Asks for `lease` (or renews it) on a blocking thread. The handle is
+    /// kept by callers that must know the call is over before they release
+    /// the lease (a late renewal would take it again).
+    fn acquire(&self, lease: &str) -> tokio::task::JoinHandle<Result<Option<u64>, paywatch_state::StoreError>> {
         let (store, lease, holder, ttl) = (self.store.clone(), lease.to_string(), self.holder.clone(), self.ttl);
-        Ok(tokio::task::spawn_blocking(move || store.acquire_lease(&lease, &holder, ttl)).await??)
+        tokio::task::spawn_blocking(move || store.acquire_lease(&lease, &holder, ttl))
     }
 
     /// Runs the work of `lease` while this instance holds it, until
@@ -82,7 +85,7 @@ impl Cluster {
     ) -> anyhow::Result<()>
     where
         F: FnMut(Option<Fence>, CancellationToken) -> Fut + Send,
-        Fut: Future<Output = ()> + Send,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         if !self.store.is_shared() {
             start(None, cancel).await;
@@ -95,14 +98,20 @@ impl Cluster {
             if cancel.is_cancelled() {
                 return Ok(());
             }
+            let sent = Instant::now();
             let token = match self.acquire(&lease).await {
-                Ok(Some(token)) => token,
-                Ok(None) => {
+                Ok(Ok(Some(token))) => token,
+                Ok(Ok(None)) => {
+                    pause(&cancel, retry).await;
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(lease, error = %e, "cannot reach the store to take a lease; retrying");
                     pause(&cancel, retry).await;
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(lease, error = %e, "cannot reach the store to take a lease; retrying");
+                    tracing::warn!(lease, error = %e, "the lease request failed to run; retrying");
                     pause(&cancel, retry).await;
                     continue;
                 }
@@ -115,7 +124,10 @@ impl Cluster {
             self.metrics.lease_terms.with_label_values(&[lease.as_str()]).inc();
             held.set(1);
             let term = cancel.child_token();
-            let end = self.term(&fence, &term, start(Some(fence.clone()), term.clone())).await;
+            // The work runs as a task of its own: however long one of its
+            // store calls blocks, the renewal timers here keep running.
+            let work = tokio::spawn(start(Some(fence.clone()), term.clone()));
+            let end = self.term(&fence, sent, &term, work).await;
             held.set(0);
             match end {
                 TermEnd::Shutdown => {
@@ -134,55 +146,75 @@ impl Cluster {
         }
     }
 
-    /// One term: the work runs while renewals succeed. A renewal that fails
-    /// or does not answer (a hung connection) ends the term once two thirds
-    /// of `lease_ttl` have passed since the last renewal that worked was
-    /// sent, before the lease can pass on. The work is always awaited to its
-    /// end (it stops promptly once `term` is cancelled), so no write of this
-    /// term is still in flight when the next one starts.
-    async fn term(&self, fence: &Fence, term: &CancellationToken, work: impl Future<Output = ()>) -> TermEnd {
-        let mut work = std::pin::pin!(work);
-        let mut renewed = Instant::now();
+    /// One term, the lease taken by a request sent at `taken`. Renewals go
+    /// out every third of `lease_ttl` from the last one sent; one that fails
+    /// is retried at once (briefly spaced) until two thirds of `lease_ttl`
+    /// have passed since the last renewal that worked was sent, and then the
+    /// term ends: before the lease can pass on, whatever the work is doing.
+    /// The work is awaited to its end (it stops promptly once `term` is
+    /// cancelled), and so is a renewal still running, so nothing of this
+    /// term is in flight when the lease is released or taken again.
+    async fn term(
+        &self,
+        fence: &Fence,
+        taken: Instant,
+        term: &CancellationToken,
+        mut work: tokio::task::JoinHandle<()>,
+    ) -> TermEnd {
+        let mut renewed = taken;
+        let mut next = taken + self.ttl / 3;
         let mut work_done = false;
+        let mut renewal: Option<tokio::task::JoinHandle<_>> = None;
         let end = loop {
-            let renewal_due = tokio::time::sleep(self.ttl / 3);
             tokio::select! {
                 _ = &mut work => {
                     work_done = true;
                     break if term.is_cancelled() { TermEnd::Shutdown } else { TermEnd::WorkEnded };
                 }
                 _ = term.cancelled() => break TermEnd::Shutdown,
-                _ = renewal_due => {}
+                _ = tokio::time::sleep_until(next) => {}
             }
             let sent = Instant::now();
             let deadline = renewed + self.ttl * 2 / 3;
-            let renewal = tokio::time::timeout_at(deadline, self.acquire(&fence.lease));
+            let handle = renewal.insert(self.acquire(&fence.lease));
             let outcome = tokio::select! {
                 _ = &mut work => {
                     work_done = true;
                     break if term.is_cancelled() { TermEnd::Shutdown } else { TermEnd::WorkEnded };
                 }
                 _ = term.cancelled() => break TermEnd::Shutdown,
-                outcome = renewal => outcome,
-            };
-            match outcome {
-                Ok(Ok(Some(token))) if token == fence.token => renewed = sent,
-                Ok(Ok(_)) => break TermEnd::Lost,
-                Ok(Err(e)) => {
-                    tracing::warn!(lease = fence.lease, error = %e, "cannot renew the lease");
-                    if Instant::now() >= deadline {
-                        break TermEnd::Lost;
-                    }
-                }
-                Err(_) => {
+                _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(lease = fence.lease, "the lease renewal did not answer in time");
                     break TermEnd::Lost;
+                }
+                outcome = handle => outcome,
+            };
+            renewal = None;
+            match outcome {
+                Ok(Ok(Some(token))) if token == fence.token => {
+                    renewed = sent;
+                    next = sent + self.ttl / 3;
+                }
+                Ok(Ok(_)) => break TermEnd::Lost,
+                Ok(Err(e)) => {
+                    tracing::warn!(lease = fence.lease, error = %e, "cannot renew the lease; trying again");
+                    next = Instant::now() + RENEWAL_RETRY;
+                }
+                Err(e) => {
+                    tracing::warn!(lease = fence.lease, error = %e, "the lease renewal failed to run; trying again");
+                    next = Instant::now() + RENEWAL_RETRY;
                 }
             }
         };
         term.cancel();
-        if !work_done {
-            work.await;
+        if !work_done
+            && let Err(e) = work.await
+            && e.is_panic()
+        {
+            tracing::error!(lease = fence.lease, "the work under the lease panicked");
+        }
+        if let Some(late) = renewal {
+            let _ = late.await;
         }
         end
     }
@@ -199,6 +231,9 @@ impl Cluster {
         }
     }
 }
+
+/// How soon a failed renewal is tried again.
+const RENEWAL_RETRY: Duration = Duration::from_millis(300);
 
 async fn pause(cancel: &CancellationToken, d: Duration) {
     tokio::select! {

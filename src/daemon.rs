@@ -55,17 +55,18 @@ pub async fn run(
         clock.clone(),
     )?);
     if store.is_shared() {
-        let fingerprint = config.webhook.as_ref().map(webhooks::config_fingerprint).unwrap_or(0);
-        if !store
-            .agree_on_webhooks(fingerprint, &config.cluster.instance)
-            .context("failed to write the store")?
-        {
-            let _ = engine.stop_writer(SHUTDOWN_GRACE).await;
-            return Err(crate::config::ConfigError {
-                key: "webhook".into(),
-                message: "another running instance on this store has a different [webhook] (or none): give every instance the same url and secret".into(),
-            }
-            .into());
+        let fingerprint = config.webhook.as_ref().map(webhooks::config_fingerprint);
+        let before = store
+            .adopt_webhook_config(fingerprint)
+            .context("failed to write the store")?;
+        match fingerprint {
+            Some(mine) if before != 0 && before != mine => tracing::warn!(
+                "this instance's [webhook] differs from the one the store delivered with: it is the one in force now, and instances still running with the other stop delivering"
+            ),
+            None if before != 0 => tracing::warn!(
+                "no [webhook] here, but the store's instances deliver webhooks: events are queued for the instances that have it"
+            ),
+            _ => {}
         }
     } else {
         store

@@ -75,6 +75,8 @@ struct Attempt {
     http_status: Option<u16>,
     error: Option<String>,
     duration: Duration,
+    /// Not sent: the lease term ended first.
+    stopped: bool,
 }
 
 impl Dispatcher {
@@ -106,7 +108,19 @@ impl Dispatcher {
     }
 
     pub async fn run(self, cancel: CancellationToken) {
+        if self.fence.is_some() {
+            // A former holder's POST may still be on its way to the
+            // receiver: the first delivery of this term waits it out, so an
+            // older event does not land after a newer one sent from here.
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(self.config.timeout) => {}
+            }
+        }
         loop {
+            if self.fence.is_some() && !self.config_in_force() {
+                return;
+            }
             let pause = match self.pass(&cancel).await {
                 Ok(p) => p,
                 Err(e) if matches!(e.downcast_ref(), Some(StoreError::Fenced { .. })) => {
@@ -129,6 +143,25 @@ impl Dispatcher {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(IDLE_RECHECK) => {}
                 },
+            }
+        }
+    }
+
+    /// Under a lease: whether this instance's `[webhook]` is the one the
+    /// store's instances deliver with (the newest started). If not, it
+    /// stops, and so gives the lease up to an instance that has it.
+    fn config_in_force(&self) -> bool {
+        match self.store.webhook_config() {
+            Ok(stored) if stored == config_fingerprint(&self.config) => true,
+            Ok(_) => {
+                tracing::warn!(
+                    "another instance started with a different [webhook], which is in force now: not delivering from here"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read which [webhook] is in force; not delivering until it can be read");
+                false
             }
         }
     }
@@ -177,11 +210,14 @@ impl Dispatcher {
                     // (at least once), and an older event of the intent can
                     // no longer land after a newer one it sends.
                     Some(_) => tokio::select! {
-                        attempt = self.attempt(&entry) => attempt,
+                        attempt = self.attempt(&entry, Some(cancel)) => attempt,
                         _ = cancel.cancelled() => return Ok(None),
                     },
-                    None => self.attempt(&entry).await,
+                    None => self.attempt(&entry, None).await,
                 };
+                if result.stopped {
+                    return Ok(None);
+                }
                 let record = DeliveryAttempt {
                     seq: entry.seq,
                     attempt: entry.attempts + 1,
@@ -222,12 +258,15 @@ impl Dispatcher {
         Ok(earliest_wait.filter(|w| *w < IDLE_RECHECK))
     }
 
-    async fn attempt(&self, entry: &OutboxEntry) -> Attempt {
+    /// One POST of `entry`'s event. With `stop` (under a lease), nothing is
+    /// sent once it is cancelled: the term is over.
+    async fn attempt(&self, entry: &OutboxEntry, stop: Option<&CancellationToken>) -> Attempt {
         let failed = |error: String| Attempt {
             delivered: false,
             http_status: None,
             error: Some(error),
             duration: Duration::ZERO,
+            stopped: false,
         };
         let event = match self.store.event(entry.seq) {
             Ok(Some(e)) => e,
@@ -238,6 +277,15 @@ impl Dispatcher {
             Ok(b) => b,
             Err(e) => return failed(format!("cannot encode event: {e}")),
         };
+        if stop.is_some_and(|c| c.is_cancelled()) {
+            return Attempt {
+                delivered: false,
+                http_status: None,
+                error: None,
+                duration: Duration::ZERO,
+                stopped: true,
+            };
+        }
         let t = Utc::now().timestamp();
         let started = Instant::now();
         let result = self
@@ -281,6 +329,7 @@ impl Dispatcher {
             http_status,
             error,
             duration,
+            stopped: false,
         }
     }
 

@@ -265,45 +265,39 @@ async fn a_feed_reader_on_one_instance_wakes_for_events_committed_on_the_other()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_with_another_webhook_setting_is_refused_while_others_run() {
+async fn an_instance_without_webhooks_joining_never_turns_delivery_off() {
     let pair = start_pair(4).await;
-    // The same config without [webhook]: it would turn the others' off.
+    // A third instance with the same config but no [webhook] (an API-only
+    // instance, or a config rollout gone half way): delivery goes on.
     let text = pair.instances[0].config_text();
     let start = text.find("[webhook]").unwrap();
     let end = start + text[start..].find("\n\n").unwrap() + 2;
-    let port = common::free_port();
-    let config = format!("{}{}", &text[..start], &text[end..])
-        .replace("instance = \"alpha\"", "instance = \"gamma\"")
-        .replace(
-            &format!("127.0.0.1:{}", pair.instances[0].api_port),
-            &format!("127.0.0.1:{port}"),
-        );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("paywatch.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_paywatch"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .output(),
-    )
-    .await
-    .expect("refused at start, not left running")
-    .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("different [webhook]"));
-    // The others still deliver.
-    let [a, _] = &pair.instances;
-    let intent = a.ltc_intent("0.3").await;
-    let (status, _) = a
+    let assets = text[text.find("[assets.").unwrap()..].to_string();
+    let store = text
+        .lines()
+        .find(|l| l.starts_with("store = "))
+        .unwrap()
+        .trim_start_matches("store = ")
+        .trim_matches('"')
+        .to_string();
+    assert!(start < end);
+    let third = Paywatch::start_shared(|_| assets.clone(), None, &store, "gamma", LEASE_TTL).await;
+    assert!(
+        third
+            .logs()
+            .contains("events are queued for the instances that have it"),
+        "{}",
+        third.logs()
+    );
+    let intent = third.ltc_intent("0.3").await;
+    let (status, _) = third
         .post(
             &format!("/v1/intents/{}/cancel", intent["id"].as_str().unwrap()),
             json!({}),
         )
         .await;
     assert_eq!(status, 200);
-    let events = a.events().await;
+    let events = third.events().await;
     let ids: HashSet<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
     wait_for("the cancel delivered", Duration::from_secs(30), || async {
         let got: HashSet<String> = pair

@@ -26,7 +26,7 @@ use paywatch_state::{
 use tokio::sync::{Notify, watch};
 
 pub use self::health::{AssetHealth, Lag};
-pub use self::scan::ApplyError;
+pub use self::scan::{ApplyError, CreatesHeld};
 use self::writer::{CreateJob, Fences, Writer, spawn_create_writer};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -53,6 +53,8 @@ pub struct Engine {
     health: HashMap<Asset, Mutex<AssetHealth>>,
     /// Assets this instance scans now (see `scans_here`).
     scanning_here: Mutex<HashSet<Asset>>,
+    /// Who holds creates back (`fence_creates`) in the store's leases.
+    creates_holder: String,
     /// Newest event seq, for long-polling feed readers.
     last_seq: watch::Sender<u64>,
     /// Per asset, creates held back while a poller applies a step (`Fences`).
@@ -135,6 +137,7 @@ impl Engine {
             per_address_mempool,
             health,
             scanning_here: Mutex::default(),
+            creates_holder: format!("creates-hold/{}/{}", std::process::id(), clock.now().timestamp_micros()),
             last_seq,
             webhook_wake: Arc::new(Notify::new()),
             metrics,

@@ -29,14 +29,39 @@ const CREATES_HELD_AT_MOST: Duration = Duration::from_secs(30);
 /// Creates of an asset held back (`Engine::fence_creates`) until dropped.
 pub struct CreatesHeld {
     _local: tokio::sync::OwnedMutexGuard<()>,
-    store: Option<Arc<Store>>,
+    /// The fence of the `creates/<ASSET>` lease, with a shared store.
+    shared: Option<u64>,
+    store: Arc<Store>,
+    holder: String,
     asset: Asset,
+}
+
+impl CreatesHeld {
+    fn lease(&self) -> String {
+        format!("creates/{}", self.asset)
+    }
+
+    /// Takes or renews the hold on the other instances (a shared store),
+    /// for another `CREATES_HELD_AT_MOST`.
+    pub async fn renew(&mut self) {
+        if !self.store.is_shared() {
+            return;
+        }
+        let (store, lease, holder) = (self.store.clone(), self.lease(), self.holder.clone());
+        match tokio::task::spawn_blocking(move || store.acquire_lease(&lease, &holder, CREATES_HELD_AT_MOST)).await {
+            Ok(Ok(Some(fence))) => self.shared = Some(fence),
+            // Held by another instance's scanner still (a former holder's
+            // hold lapses on its own): creates are held back all the same.
+            Ok(Ok(None)) => {}
+            _ => tracing::warn!(asset = %self.asset, "cannot hold creates on the other instances; holding this one's"),
+        }
+    }
 }
 
 impl Drop for CreatesHeld {
     fn drop(&mut self) {
-        if let Some(store) = &self.store
-            && let Err(e) = store.hold_creates(self.asset, 0)
+        if let Some(fence) = self.shared
+            && let Err(e) = self.store.release_lease(&self.lease(), &self.holder, fence)
         {
             tracing::warn!(asset = %self.asset, error = %e, "cannot release the creates held on the other instances; they resume when the hold lapses");
         }
@@ -75,26 +100,21 @@ impl Engine {
     /// even a one-block step can be redone.
     ///
     /// With a shared store, creates on the other instances are held back
-    /// too, through the store, for at most `CREATES_HELD_AT_MOST`.
+    /// too, under the lease `creates/<ASSET>` (the database's clock; it
+    /// lapses after `CREATES_HELD_AT_MOST` should this instance die), which
+    /// `CreatesHeld::renew` keeps while the redos go on.
     pub async fn fence_creates(&self, asset: Asset) -> Option<CreatesHeld> {
         let fence = self.create_fences.get(&asset)?.clone();
         let local = fence.lock_owned().await;
-        let store = self.store.is_shared().then(|| self.store.clone());
-        if let Some(store) = &store {
-            let until = (self.clock.now() + chrono::Duration::from_std(CREATES_HELD_AT_MOST).unwrap_or_default())
-                .timestamp_millis()
-                .max(0) as u64;
-            let shared = store.clone();
-            match tokio::task::spawn_blocking(move || shared.hold_creates(asset, until)).await {
-                Ok(Ok(())) => {}
-                _ => tracing::warn!(asset = %asset, "cannot hold creates on the other instances; holding this one's"),
-            }
-        }
-        Some(CreatesHeld {
+        let mut held = CreatesHeld {
             _local: local,
-            store,
+            shared: None,
+            store: self.store.clone(),
+            holder: self.creates_holder.clone(),
             asset,
-        })
+        };
+        held.renew().await;
+        Some(held)
     }
 
     /// Applies one scan step atomically, then tells feed readers, webhooks

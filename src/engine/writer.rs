@@ -113,7 +113,7 @@ pub(super) fn spawn_create_writer(
                 for asset in assets {
                     match fences.get(&asset).map(|f| f.try_lock()) {
                         Some(Ok(guard)) => {
-                            if held_elsewhere(&store, asset, clock.as_ref()) {
+                            if held_elsewhere(&store, asset) {
                                 continue;
                             }
                             held.push(guard);
@@ -174,15 +174,12 @@ pub(super) fn spawn_create_writer(
 /// Whether another instance sharing the store holds creates of `asset`
 /// back (`Engine::fence_creates`). A create checked just before the hold
 /// was written can still commit after it: at most one more redo.
-fn held_elsewhere(store: &Store, asset: Asset, clock: &dyn Clock) -> bool {
+fn held_elsewhere(store: &Store, asset: Asset) -> bool {
     if !store.is_shared() {
         return false;
     }
-    match store.creates_held_until(asset) {
-        Ok(until) => until > clock.now().timestamp_millis().max(0) as u64,
-        // Unreadable: the create itself will fail the same way.
-        Err(_) => false,
-    }
+    // Unreadable: the create itself will fail the same way.
+    store.lease_live(&format!("creates/{asset}")).unwrap_or(false)
 }
 
 /// How often creates waiting for a fenced asset are tried again.

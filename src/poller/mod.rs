@@ -405,7 +405,7 @@ impl Poller {
         step: Option<(&BlockRef, &RecentBlocks)>,
     ) -> Result<(), PollError> {
         let mut redos = 0;
-        let mut creates_held = None;
+        let mut creates_held: Option<Option<crate::engine::CreatesHeld>> = None;
         loop {
             // Not raced with cancellation: a started write finishes (it is
             // one atomic commit either way, but finishing avoids redoing it).
@@ -422,6 +422,10 @@ impl Poller {
                 return Err(PollError::Cancelled);
             }
             redos += 1;
+            if let Some(Some(held)) = &mut creates_held {
+                // Held for the whole of the redos, however long they take.
+                held.renew().await;
+            }
             if redos > MAX_REDOS && creates_held.is_none() {
                 tracing::info!(asset = %self.asset, redos, "intents keep being created during the step; holding creates back for its last redo");
                 creates_held = Some(self.engine.fence_creates(self.asset).await);

@@ -219,17 +219,24 @@ impl Paywatch {
     /// Any request; returns status and JSON body (Null when not JSON).
     pub async fn request(&self, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, Value) {
         let url = format!("http://127.0.0.1:{}{path}", self.api_port);
-        let mut req = self.http.request(method.parse().unwrap(), url);
-        if let Some(t) = token {
-            req = req.header("Authorization", format!("Bearer {t}"));
+        let build = || {
+            let mut req = self.http.request(method.parse().unwrap(), &url);
+            if let Some(t) = token {
+                req = req.header("Authorization", format!("Bearer {t}"));
+            }
+            if let Some(b) = body {
+                req = req.header("Content-Type", "application/json").body(b.to_string());
+            }
+            req
+        };
+        // A kept-alive connection the server closed (after refusing an
+        // oversized body early, say) fails the next request: a GET (which
+        // changes nothing) is sent again, once, on a new connection.
+        let resp = match build().send().await {
+            Err(e) if method == "GET" && (e.is_request() || e.is_connect()) => build().send().await,
+            sent => sent,
         }
-        if let Some(b) = body {
-            req = req.header("Content-Type", "application/json").body(b.to_string());
-        }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}\nlog:\n{}", self.logs()));
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}\nlog:\n{}", self.logs()));
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))

@@ -98,45 +98,30 @@ impl Store {
         self.write(|tx| tx.set_meta("webhooks_enabled", u64::from(enabled)))
     }
 
-    /// Sets the webhook configuration the instances of a shared store run
-    /// with (`fingerprint` names it; 0 for none), and turns the outbox on or
-    /// off with it, unless another instance holds a live lease and runs
-    /// with a different one: then `Ok(false)`, and nothing changes.
-    /// Instances that disagreed would turn each other's webhooks off.
-    pub fn agree_on_webhooks(&self, fingerprint: u64, instance: &str) -> Result<bool, StoreError> {
-        let others_running = self
-            .leases()?
-            .iter()
-            .any(|l| l.live && !l.holder.starts_with(&format!("{instance}/")));
+    /// With a shared store: takes `fingerprint` (naming a webhook URL and
+    /// secret) as the one every instance delivers with, and turns the
+    /// outbox on; the newest configuration started wins (a rolling change
+    /// of URL or secret), and a dispatcher whose configuration is no longer
+    /// the stored one stops delivering (`webhook_config`). An instance
+    /// without webhooks (`None`) changes nothing: it could otherwise turn
+    /// delivery off for the instances that have them. Returns the
+    /// fingerprint that was stored before.
+    pub fn adopt_webhook_config(&self, fingerprint: Option<u64>) -> Result<u64, StoreError> {
         self.write(|tx| {
-            let stored = tx.meta("webhook_config")?;
-            if stored == fingerprint {
-                return tx
-                    .set_meta("webhooks_enabled", u64::from(fingerprint != 0))
-                    .map(|()| true);
+            let before = tx.meta("webhook_config")?;
+            if let Some(fingerprint) = fingerprint {
+                tx.set_meta("webhook_config", fingerprint)?;
+                tx.set_meta("webhooks_enabled", 1)?;
             }
-            if others_running && stored != 0 {
-                return Ok(false);
-            }
-            tx.set_meta("webhook_config", fingerprint)?;
-            tx.set_meta("webhooks_enabled", u64::from(fingerprint != 0))?;
-            Ok(true)
+            Ok(before)
         })
     }
 
-    /// Holds back creates of `asset` on every instance sharing the store
-    /// until `until_ms` (milliseconds since the epoch; 0 releases): a
-    /// scanner whose step keeps being overtaken by creates applies it with
-    /// no create in between (see `creates_held_until`).
-    pub fn hold_creates(&self, asset: crate::Asset, until_ms: u64) -> Result<(), StoreError> {
-        self.write(|tx| tx.set_meta(&format!("creates_held/{}", asset.code()), until_ms))
-    }
-
-    /// Until when creates of `asset` are held back (0: they are not).
-    pub fn creates_held_until(&self, asset: crate::Asset) -> Result<u64, StoreError> {
+    /// The webhook configuration deliveries are made with (0: none yet).
+    pub fn webhook_config(&self) -> Result<u64, StoreError> {
         let r = self.read()?;
         Ok(r.open_table(META)?
-            .get(format!("creates_held/{}", asset.code()).as_str())?
+            .get("webhook_config")?
             .map(|v| v.value())
             .unwrap_or(0))
     }

@@ -104,7 +104,7 @@ fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
 
 enum Backend {
     Redb(Database),
-    Pg(pg::PgStore),
+    Pg(Box<pg::PgStore>),
 }
 
 /// redb's page cache. Its default (1 GiB) would let memory grow with the
@@ -141,7 +141,7 @@ impl Store {
             return Err(StoreError::Backend(format!("no migration creates the table {missing}")));
         }
         let pg = pg::PgStore::open(options)?;
-        Store::with_backend(Backend::Pg(pg))
+        Store::with_backend(Backend::Pg(Box::new(pg)))
     }
 
     fn with_backend(db: Backend) -> Result<Store, StoreError> {
@@ -182,6 +182,14 @@ impl Store {
     /// See `pg::PgStore::release_lease`.
     pub fn release_lease(&self, name: &str, holder: &str, fence: u64) -> Result<(), StoreError> {
         self.pg()?.release_lease(name, holder, fence)
+    }
+
+    /// Whether the lease `name` is in force (by the database's clock).
+    pub fn lease_live(&self, name: &str) -> Result<bool, StoreError> {
+        match &self.db {
+            Backend::Pg(pg) => pg.lease_live(name),
+            Backend::Redb(_) => Ok(false),
+        }
     }
 
     /// Every lease, with its holder; none in the embedded store.

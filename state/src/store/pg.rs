@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Bound;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -76,16 +76,20 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 /// `runtime()`, so this works on any thread, async worker or not, and
 /// never needs a runtime of the caller's.
 fn block_on<F: Future>(fut: F) -> F::Output {
-    // On a worker of a multi-thread runtime (the daemon's API handlers and
-    // pollers call the store directly), the worker's other tasks move to
-    // another thread while this one waits: a slow database then never
-    // stalls the timers that step a lease holder down, or the API.
+    waiting(|| park_until_ready(fut))
+}
+
+/// Runs `wait` (which blocks this thread) so that, on a worker of a
+/// multi-thread runtime (the daemon's API handlers and pollers call the
+/// store directly), the worker's other tasks move to another thread
+/// meanwhile: a slow database then never stalls the API or the timers.
+fn waiting<T>(wait: impl FnOnce() -> T) -> T {
     let on_worker = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if on_worker {
-        tokio::task::block_in_place(|| park_until_ready(fut))
+        tokio::task::block_in_place(wait)
     } else {
-        park_until_ready(fut)
+        wait()
     }
 }
 
@@ -105,6 +109,32 @@ fn park_until_ready<F: Future>(fut: F) -> F::Output {
         }
         std::thread::park();
     }
+}
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs `futures` to completion and returns their outputs in order. Each
+/// is first polled in order, before any is polled again (unlike
+/// `join_all`, whose order of first polls is not promised).
+async fn in_order<'a, T>(futures: Vec<Boxed<'a, T>>) -> Vec<T> {
+    let mut slots: Vec<(Boxed<'a, T>, Option<T>)> = futures.into_iter().map(|f| (f, None)).collect();
+    std::future::poll_fn(move |cx| {
+        let mut pending = false;
+        for (future, out) in slots.iter_mut() {
+            if out.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *out = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(slots.iter_mut().filter_map(|(_, out)| out.take()).collect())
+        }
+    })
+    .await
 }
 
 /// How to reach the database: the URL's settings, with the password
@@ -242,6 +272,10 @@ struct Pool {
 
 impl Pool {
     fn take(&self) -> Result<Conn, StoreError> {
+        waiting(|| self.take_waiting())
+    }
+
+    fn take_waiting(&self) -> Result<Conn, StoreError> {
         let mut slot = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             while let Some(conn) = slot.0.pop() {
@@ -312,6 +346,9 @@ pub struct Lease {
 /// The PostgreSQL store.
 pub struct PgStore {
     pool: Arc<Pool>,
+    /// Lease renewals have a connection of their own: a pool busy with API
+    /// reads must not starve them.
+    leases: Mutex<Option<Conn>>,
 }
 
 impl PgStore {
@@ -323,6 +360,7 @@ impl PgStore {
                 idle: Mutex::new((Vec::new(), 0)),
                 freed: Condvar::new(),
             }),
+            leases: Mutex::new(None),
         };
         store.migrate()?;
         Ok(store)
@@ -330,6 +368,27 @@ impl PgStore {
 
     pub fn display(&self) -> &str {
         &self.pool.options.display
+    }
+
+    /// Runs `f` on the leases' own connection, opened when missing (or
+    /// after it broke).
+    fn with_lease_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut slot = waiting(|| self.leases.lock().unwrap_or_else(|p| p.into_inner()));
+        if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *slot = Some(Conn {
+                client: connect(&self.pool.options)?,
+                statements: HashMap::new(),
+            });
+        }
+        let conn = slot
+            .as_mut()
+            .ok_or_else(|| StoreError::Backend("no lease connection".into()))?;
+        let out = f(conn);
+        if out.is_err() {
+            // Whatever state it is in, the next call starts on a new one.
+            *slot = None;
+        }
+        out
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -344,14 +403,31 @@ impl PgStore {
     /// this build knows.
     fn migrate(&self) -> Result<(), StoreError> {
         let steps = super::migrations::steps();
-        self.with_conn(|conn| {
-            // A session lock, so that instances starting together on an
-            // empty database create even the bookkeeping table once.
-            conn.query("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
-            let outcome = migrate_locked(conn, &steps);
-            let unlocked = conn.query("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
-            outcome.and(unlocked.map(drop))
-        })
+        let mut conn = self.pool.take()?;
+        // A session lock, so that instances starting together on an empty
+        // database create even the bookkeeping table once; a migration may
+        // take long, and waiting for a peer's is no error.
+        let outcome = conn
+            .batch("SET statement_timeout = 0")
+            .and_then(|()| conn.query("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).map(drop))
+            .and_then(|()| migrate_locked(&mut conn, &steps))
+            .and_then(|()| {
+                conn.query("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+                    .map(drop)
+            })
+            .and_then(|()| conn.batch("SET statement_timeout = '30s'"));
+        match outcome {
+            Ok(()) => {
+                self.pool.give_back(conn);
+                Ok(())
+            }
+            Err(e) => {
+                // Closing the session ends its transaction and its lock.
+                drop(conn);
+                self.pool.drop_one();
+                Err(e)
+            }
+        }
     }
 
     pub fn begin_write(&self) -> Result<PgTxn, StoreError> {
@@ -371,7 +447,7 @@ impl PgStore {
     /// fence, so whatever it started under the old one is refused.
     pub fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<Option<u64>, StoreError> {
         let ttl_ms = ttl.as_millis() as f64;
-        self.with_conn(|conn| {
+        self.with_lease_conn(|conn| {
             let rows = conn.query(
                 "INSERT INTO pw_leases AS l (name, holder, fence, expires_at)
                  VALUES ($1, $2, 1, clock_timestamp() + $3 * interval '1 millisecond')
@@ -392,13 +468,23 @@ impl PgStore {
     /// Gives a lease up at once (a clean stop), if `holder` still holds it
     /// under `fence`: another instance takes over without waiting it out.
     pub fn release_lease(&self, name: &str, holder: &str, fence: u64) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
+        self.with_lease_conn(|conn| {
             conn.execute(
                 "UPDATE pw_leases SET expires_at = clock_timestamp()
                  WHERE name = $1 AND holder = $2 AND fence = $3",
                 &[&name, &holder, &(fence as i64)],
             )?;
             Ok(())
+        })
+    }
+
+    pub fn lease_live(&self, name: &str) -> Result<bool, StoreError> {
+        self.with_conn(|conn| {
+            let rows = conn.query(
+                "SELECT expires_at > clock_timestamp() FROM pw_leases WHERE name = $1",
+                &[&name],
+            )?;
+            Ok(rows.first().is_some_and(|r| r.get::<_, bool>(0)))
         })
     }
 
@@ -646,40 +732,32 @@ impl PgTxn {
             .iter()
             .map(|(_, values)| values.iter().map(|v| v as &(dyn ToSql + Sync)).collect())
             .collect();
-        // Every request is sent before any answer is awaited: one round trip.
-        let begun = begin.as_deref().map(|sql| client.batch_execute(sql));
-        let writes: Vec<_> = statements
-            .iter()
-            .zip(&params)
-            .map(|(statement, values)| client.execute(statement, values))
-            .collect();
-        let read = last_statement
-            .as_ref()
-            .zip(last)
-            .map(|(statement, (_, values))| client.query(statement, values));
-        block_on(async move {
-            let (begun, writes, read) = futures_util::future::join3(
-                async move {
-                    match begun {
-                        Some(f) => f.await,
-                        None => Ok(()),
-                    }
-                },
-                futures_util::future::join_all(writes),
-                async move {
-                    match read {
-                        Some(f) => f.await.map(Some),
-                        None => Ok(None),
-                    }
-                },
-            )
-            .await;
-            begun.map_err(pg_err)?;
-            for written in writes {
-                written.map_err(pg_err)?;
+        // Every request is sent before any answer is awaited (one round
+        // trip), in this order: `in_order` polls each future once, in turn,
+        // before waiting on any, and tokio-postgres sends a request at its
+        // future's first poll.
+        type Answer<'a> =
+            Pin<Box<dyn Future<Output = Result<Option<Vec<tokio_postgres::Row>>, tokio_postgres::Error>> + Send + 'a>>;
+        let mut requests: Vec<Answer<'_>> = Vec::with_capacity(queued.len() + 2);
+        if let Some(sql) = begin.as_deref() {
+            requests.push(Box::pin(async move { client.batch_execute(sql).await.map(|()| None) }));
+        }
+        for (statement, values) in statements.iter().zip(&params) {
+            requests.push(Box::pin(async move {
+                client.execute(statement, values).await.map(|_| None)
+            }));
+        }
+        if let (Some(statement), Some((_, values))) = (last_statement.as_ref(), last) {
+            requests.push(Box::pin(async move { client.query(statement, values).await.map(Some) }));
+        }
+        let answers = block_on(in_order(requests));
+        let mut rows = Vec::new();
+        for answer in answers {
+            if let Some(read) = answer.map_err(pg_err)? {
+                rows = read;
             }
-            Ok(read.map_err(pg_err)?.unwrap_or_default())
-        })
+        }
+        Ok(rows)
     }
 
     fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
@@ -740,10 +818,12 @@ impl PgTxn {
         let (conditions, values) = range_where(low, high);
         let order = if reverse { "DESC" } else { "ASC" };
         let sql = format!(
-            "SELECT k, v FROM {}{conditions} ORDER BY k {order} LIMIT {limit}",
-            table_sql(table)
+            "SELECT k, v FROM {}{conditions} ORDER BY k {order} LIMIT ${}",
+            table_sql(table),
+            values.len() + 1
         );
-        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| *v as &(dyn ToSql + Sync)).collect();
+        let mut params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| *v as &(dyn ToSql + Sync)).collect();
+        params.push(&limit);
         let rows = self.query(&sql, &params)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }

@@ -257,13 +257,16 @@ fn ranges_longer_than_a_page_read_the_same_both_ways() {
 }
 
 #[test]
-fn creates_held_by_one_instance_are_seen_held_by_another() {
+fn a_lease_taken_by_one_instance_is_seen_live_by_another_until_released() {
     let place = Place::postgres();
     let (one, other) = (place.open(), place.open());
-    assert_eq!(other.creates_held_until(crate::Asset::Btc).unwrap(), 0);
-    one.hold_creates(crate::Asset::Btc, 1_700_000_000_000).unwrap();
-    assert_eq!(other.creates_held_until(crate::Asset::Btc).unwrap(), 1_700_000_000_000);
-    assert_eq!(other.creates_held_until(crate::Asset::Ltc).unwrap(), 0, "per asset");
-    one.hold_creates(crate::Asset::Btc, 0).unwrap();
-    assert_eq!(other.creates_held_until(crate::Asset::Btc).unwrap(), 0);
+    assert!(!other.lease_live("creates/BTC").unwrap());
+    let fence = one
+        .acquire_lease("creates/BTC", "one", StdDuration::from_secs(30))
+        .unwrap()
+        .unwrap();
+    assert!(other.lease_live("creates/BTC").unwrap());
+    assert!(!other.lease_live("creates/LTC").unwrap(), "per name");
+    one.release_lease("creates/BTC", "one", fence).unwrap();
+    assert!(!other.lease_live("creates/BTC").unwrap());
 }
