@@ -56,6 +56,15 @@ async fn holder(pw: &Paywatch, lease: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+fn event_ids(events: &[serde_json::Value]) -> HashSet<String> {
+    events.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// The ids of the events the receiver accepted.
+fn delivered(receiver: &Receiver) -> HashSet<String> {
+    receiver.accepted_unique().into_iter().map(|d| d.event_id).collect()
+}
+
 fn index_of(name: &str) -> usize {
     if name == "alpha" { 0 } else { 1 }
 }
@@ -84,15 +93,9 @@ async fn check_outcome(pair: &Pair, paid: &[String], unpaid: &[String]) {
             "{id} was never paid"
         );
     }
-    let ids: HashSet<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    let ids = event_ids(&events);
     wait_for("every event delivered", Duration::from_secs(60), || async {
-        let got: HashSet<String> = pair
-            .receiver
-            .accepted_unique()
-            .into_iter()
-            .map(|d| d.event_id)
-            .collect();
-        (got == ids).then_some(())
+        (delivered(&pair.receiver) == ids).then_some(())
     })
     .await;
     // Per intent, the first acceptance of each event came in seq order.
@@ -298,15 +301,9 @@ async fn an_instance_without_webhooks_joining_never_turns_delivery_off() {
         .await;
     assert_eq!(status, 200);
     let events = third.events().await;
-    let ids: HashSet<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    let ids = event_ids(&events);
     wait_for("the cancel delivered", Duration::from_secs(30), || async {
-        let got: HashSet<String> = pair
-            .receiver
-            .accepted_unique()
-            .into_iter()
-            .map(|d| d.event_id)
-            .collect();
-        ids.is_subset(&got).then_some(())
+        ids.is_subset(&delivered(&pair.receiver)).then_some(())
     })
     .await;
 }
