@@ -33,6 +33,7 @@ echo "==> cargo test"
 cargo test --workspace --all-targets
 
 echo "==> the store's tests and the lifecycle tests again, on PostgreSQL"
-PAYWATCH_TEST_STORE=postgres cargo test -p paywatch-state --lib store::
-PAYWATCH_TEST_STORE=postgres cargo test -p paywatch --test ltc_regtest --test accounts --test evm_anvil \
+# --workspace, as above: the same features, so nothing is built again.
+PAYWATCH_TEST_STORE=postgres cargo test --workspace --lib store::
+PAYWATCH_TEST_STORE=postgres cargo test --workspace --test ltc_regtest --test accounts --test evm_anvil \
     --test xrp_rippled --test tron_http
