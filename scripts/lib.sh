@@ -69,6 +69,21 @@ stop_postgres() {
     "${PG_AS[@]}" "$PG_BIN_DIR/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+# Prints the path of promtool (the alert rules are checked with it),
+# installing Debian's prometheus package if none is found. Its service is
+# not started by the install in a container, and not needed.
+ensure_promtool() {
+    for candidate in "${PROMTOOL:-}" /usr/bin/promtool; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    echo "promtool not found; installing Debian's prometheus package" >&2
+    apt_install prometheus PROMTOOL || return 1
+    echo /usr/bin/promtool
+}
+
 # Makes sure systemd-analyze is there (the unit's security rating is tested).
 ensure_systemd_analyze() {
     command -v systemd-analyze >/dev/null 2>&1 && return 0

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the local nodes the
 # end-to-end tests need (litecoind from Debian's packages, anvil from npm) if
-# missing, Chromium for the checkout page's browser test, and PostgreSQL
-# (the tests start their own servers from it), then runs formatting and lint
+# missing, Chromium for the checkout page's browser test, PostgreSQL (the
+# tests start their own servers from it) and promtool (the alert rules),
+# then runs formatting and lint
 # checks and every test of the workspace; then the store's tests and each
 # chain's lifecycle tests again, on PostgreSQL.
 set -euo pipefail
@@ -13,8 +14,9 @@ LITECOIND=$(ensure_litecoind)
 ANVIL=$(ensure_anvil)
 CHROMIUM=$(ensure_chromium)
 POSTGRES_BIN=$(ensure_postgres)
+PROMTOOL=$(ensure_promtool)
 ensure_systemd_analyze
-export LITECOIND ANVIL CHROMIUM POSTGRES_BIN
+export LITECOIND ANVIL CHROMIUM POSTGRES_BIN PROMTOOL
 # A one-off build gains nothing from incremental artifacts, which would
 # double what the build writes to disk.
 export CARGO_INCREMENTAL=0
@@ -22,6 +24,7 @@ echo "==> litecoind: $LITECOIND"
 echo "==> anvil: $ANVIL"
 echo "==> chromium: $CHROMIUM"
 echo "==> postgres: $POSTGRES_BIN"
+echo "==> promtool: $PROMTOOL"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
