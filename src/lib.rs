@@ -15,6 +15,7 @@
 //! - `api` — the HTTP API; `webhooks` — signed delivery from the outbox
 //! - `cluster` — instances sharing a PostgreSQL store: leases, wakeups
 //! - `config` — the configuration file; `cli` — the command line
+//! - `doctor` — the configuration checked against the live backends
 //! - `metrics`, `signals`, `state_dir`, `backoff`, `clock` — small pieces
 
 pub mod api;
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 mod daemon;
+pub mod doctor;
 pub mod engine;
 pub mod metrics;
 pub mod poller;

@@ -54,6 +54,10 @@ enum Command {
     Run(ConfigArg),
     /// Validate a configuration file and exit (0 valid, 2 invalid).
     CheckConfig(ConfigArg),
+    /// Check the configuration against the live backends: reachable, right
+    /// chain and network, token and decimals, tip, each endpoint (0 all
+    /// fine, 1 a backend failed, 2 invalid configuration).
+    Doctor(ConfigArg),
     /// Create, show, list or cancel payment intents.
     Intent {
         #[command(subcommand)]
@@ -242,6 +246,7 @@ pub fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Doctor(arg) => doctor(&arg.config),
         Command::Intent { action, client } => client_command(&client, |c| intent(c, action)),
         Command::Account { action, client } => client_command(&client, |c| account(c, action)),
         Command::Transfer { action, client } => client_command(&client, |c| transfer(c, action)),
@@ -316,6 +321,56 @@ fn run_daemon(path: &Path) -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "paywatch stopped on an error");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `doctor`: every asset's backend checked, a verdict each.
+fn doctor(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("paywatch: invalid configuration {}: {e}", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("paywatch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let checked = runtime
+        .block_on(async { tokio::time::timeout(crate::doctor::OVERALL_LIMIT, crate::doctor::check(&config)).await });
+    let Ok(verdicts) = checked else {
+        eprintln!(
+            "paywatch: the checks did not finish within {}s",
+            crate::doctor::OVERALL_LIMIT.as_secs()
+        );
+        return ExitCode::FAILURE;
+    };
+    for v in &verdicts {
+        print!("{}", v.text);
+    }
+    let failed = verdicts.iter().filter(|v| v.failed).count();
+    let warned = verdicts.iter().filter(|v| v.warned && !v.failed).count();
+    if failed > 0 {
+        println!(
+            "{failed} of {} asset(s) failed: fix them before taking payments",
+            verdicts.len()
+        );
+        ExitCode::FAILURE
+    } else {
+        println!(
+            "all {} asset(s) ok{}",
+            verdicts.len(),
+            if warned > 0 {
+                format!(" ({warned} with warnings)")
+            } else {
+                String::new()
+            }
+        );
+        ExitCode::SUCCESS
     }
 }
 
