@@ -12,18 +12,23 @@ apt_install() {
     }
 }
 
-# Prints the path of a litecoind binary, installing Debian's package if none.
-ensure_litecoind() {
-    for candidate in "${LITECOIND:-}" /usr/lib/litecoin/litecoind; do
+# Prints $1 (a path the caller was given, maybe empty) or else $2 when
+# executable; otherwise installs Debian's package $3 ($4 names the variable
+# that can point at the binary instead) and prints $2.
+find_or_install() {
+    for candidate in "$1" "$2"; do
         if [ -n "$candidate" ] && [ -x "$candidate" ]; then
             echo "$candidate"
             return 0
         fi
     done
-    echo "litecoind not found; installing Debian's litecoind package" >&2
-    apt_install litecoind LITECOIND || return 1
-    echo /usr/lib/litecoin/litecoind
+    echo "$(basename "$2") not found; installing Debian's $3 package" >&2
+    apt_install "$3" "$4" || return 1
+    echo "$2"
 }
+
+# Prints the path of a litecoind binary, installing Debian's package if none.
+ensure_litecoind() { find_or_install "${LITECOIND:-}" /usr/lib/litecoin/litecoind litecoind LITECOIND; }
 
 # Prints the directory of PostgreSQL's server binaries (initdb, postgres),
 # installing Debian's postgresql package if none is found. The tests start
@@ -72,17 +77,7 @@ stop_postgres() {
 # Prints the path of promtool (the alert rules are checked with it),
 # installing Debian's prometheus package if none is found. Its service is
 # not started by the install in a container, and not needed.
-ensure_promtool() {
-    for candidate in "${PROMTOOL:-}" /usr/bin/promtool; do
-        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    echo "promtool not found; installing Debian's prometheus package" >&2
-    apt_install prometheus PROMTOOL || return 1
-    echo /usr/bin/promtool
-}
+ensure_promtool() { find_or_install "${PROMTOOL:-}" /usr/bin/promtool prometheus PROMTOOL; }
 
 # Makes sure systemd-analyze is there (the unit's security rating is tested).
 ensure_systemd_analyze() {

@@ -27,12 +27,9 @@ pub(super) fn client_command(args: &ClientArgs, f: impl for<'a> FnOnce(&'a Clien
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match super::start_runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("paywatch: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(f(&client)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -280,20 +280,14 @@ pub fn main() -> ExitCode {
 }
 
 fn run_daemon(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
+    let config = match load_config(path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("paywatch: invalid configuration {}: {e}", path.display());
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     init_logs(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match start_runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("paywatch: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let listen = config.api.listen;
     let daemon = async move {
@@ -324,21 +318,32 @@ fn run_daemon(path: &Path) -> ExitCode {
     }
 }
 
+/// The configuration at `path`, or the exit code of an invalid one (said on
+/// stderr).
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("paywatch: invalid configuration {}: {e}", path.display());
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// A runtime from `builder`, or the exit code of a failure (said on stderr).
+pub(super) fn start_runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("paywatch: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 /// `doctor`: every asset's backend checked, a verdict each.
 fn doctor(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
+    let config = match load_config(path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("paywatch: invalid configuration {}: {e}", path.display());
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match start_runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("paywatch: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let checked = runtime
         .block_on(async { tokio::time::timeout(crate::doctor::OVERALL_LIMIT, crate::doctor::check(&config)).await });
