@@ -43,19 +43,9 @@ enum TermEnd {
 
 impl Cluster {
     pub fn new(store: Arc<Store>, config: &ClusterConfig, metrics: Arc<Metrics>) -> Cluster {
-        // Two processes must never share a holder name: without random
-        // bytes, the process id and the time make it unique enough.
-        let mut suffix = [0u8; 4];
-        if getrandom::fill(&mut suffix).is_err() {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            suffix = (std::process::id() ^ nanos.rotate_left(16)).to_be_bytes();
-        }
         Cluster {
             store,
-            holder: format!("{}/{}", config.instance, hex::encode(suffix)),
+            holder: format!("{}/{:08x}", config.instance, paywatch_state::ids::random_u32()),
             ttl: config.lease_ttl,
             metrics,
         }

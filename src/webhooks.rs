@@ -108,6 +108,9 @@ impl Dispatcher {
     }
 
     pub async fn run(self, cancel: CancellationToken) {
+        if self.fence.is_some() && !self.config_in_force() {
+            return;
+        }
         if self.fence.is_some() {
             // A former holder's POST may still be on its way to the
             // receiver: the first delivery of this term waits it out, so an

@@ -11,13 +11,14 @@ use paywatch_state::{AccountStatus, Asset, IntentStatus};
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, App};
+use crate::engine::AssetHealth;
 
 pub async fn status(State(app): State<Arc<App>>) -> ApiResult {
     let engine = &app.engine;
     let mut assets = serde_json::Map::new();
     for asset in engine.assets() {
         let h = engine.health(asset).unwrap_or_default();
-        let lag_detail = engine.lag(asset);
+        let lag_detail = engine.lag_of(asset, &h);
         let lag = lag_detail.as_ref().and_then(|l| l.blocks);
         assets.insert(
             asset.code().to_string(),
@@ -134,17 +135,20 @@ pub async fn healthz() -> impl IntoResponse {
 
 pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     let engine = &app.engine;
-    if !engine.ready() {
+    // Ready once every configured chain answered a poll (here, or on the
+    // instance that scans it); each asset's health read once.
+    let health: Vec<(Asset, Option<AssetHealth>)> =
+        engine.assets().into_iter().map(|a| (a, engine.health(a))).collect();
+    if !health.iter().all(|(_, h)| h.as_ref().is_some_and(|h| h.polled_ok_once)) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_ready", "reason": "not every chain has been polled yet"})),
         );
     }
-    let lagging: Vec<&str> = engine
-        .assets()
-        .into_iter()
-        .filter(|a| engine.lag(*a).is_some_and(|l| l.lagging))
-        .map(|a| a.code())
+    let lagging: Vec<&str> = health
+        .iter()
+        .filter(|(a, h)| h.as_ref().and_then(|h| engine.lag_of(*a, h)).is_some_and(|l| l.lagging))
+        .map(|(a, _)| a.code())
         .collect();
     if lagging.is_empty() {
         (StatusCode::OK, Json(json!({"status": "ready"})))

@@ -1,6 +1,7 @@
 //! The page itself: HTML rendered on the server from the customer's view of
 //! an intent (readable without JavaScript), and its QR code as inline SVG.
 
+use paywatch_state::amount::trimmed;
 use paywatch_state::uri::payment_uri;
 use paywatch_state::{Asset, AssetPolicy, IntentStatus, IntentView, MatchMode};
 use qrcode::{Color, QrCode};
@@ -114,9 +115,9 @@ impl CustomerView {
         };
         let coin = coin_name(intent.asset);
         let state_text = template
-            .replace("{received}", &intent.received.normalize().to_string())
-            .replace("{remaining}", &remaining.unwrap_or_default().normalize().to_string())
-            .replace("{amount}", &intent.pay_amount.normalize().to_string())
+            .replace("{received}", &trimmed(intent.received))
+            .replace("{remaining}", &trimmed(remaining.unwrap_or_default()))
+            .replace("{amount}", &trimmed(intent.pay_amount))
             .replace("{asset}", coin);
         CustomerView {
             state,

@@ -382,22 +382,17 @@ fn doctor(path: &Path) -> ExitCode {
 /// `store copy`: opens both stores (migrating a new database first),
 /// copies, verifies, and prints what each table held.
 fn copy_store(from: &str, to: &str, password_file: Option<&Path>) -> anyhow::Result<()> {
-    let password = match password_file {
-        Some(file) => Some(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {}", file.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => std::env::var("PAYWATCH_STORE_PASSWORD").ok().filter(|p| !p.is_empty()),
-    };
     let is_url = |l: &str| l.starts_with("postgres://") || l.starts_with("postgresql://");
     let open = |location: &str| -> anyhow::Result<std::sync::Arc<paywatch_state::Store>> {
-        if is_url(location) {
-            let options = paywatch_state::PgOptions::parse(location, password.clone()).map_err(anyhow::Error::msg)?;
-            crate::state_dir::open_postgres(&options)
-        } else {
-            crate::state_dir::open_embedded(Path::new(location))
+        if !is_url(location) {
+            return crate::state_dir::open_embedded(Path::new(location));
+        }
+        // The password as for `store` in the config: the file, else the
+        // environment.
+        let env = |name: &str| std::env::var(name).ok();
+        match config::parse_store(Some(location.to_string()), password_file.map(Path::to_path_buf), &env)? {
+            config::StoreConfig::Postgres(options) => crate::state_dir::open_postgres(&options),
+            config::StoreConfig::Embedded => anyhow::bail!("{location} is not a postgres:// URL"),
         }
     };
     if !is_url(from) && !Path::new(from).join(crate::state_dir::STORE_FILE).exists() {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::backend::{BackendConfig, parse_backend, split_backend};
 use super::defaults;
-use super::values::{ConfigError, chrono_duration, duration_or, err, toml_message};
+use super::values::{ConfigError, chrono_duration, duration_or, err, http_url, toml_message};
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -87,10 +87,7 @@ pub fn parse_asset(asset: Asset, key: &str, mut table: toml::Table) -> Result<As
         return Err(err(k("url"), "at least one URL is needed"));
     }
     for u in &urls {
-        let parsed = reqwest::Url::parse(u).map_err(|e| err(k("url"), format!("{u:?} is not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(err(k("url"), format!("{u:?} must be http or https")));
-        }
+        http_url(k("url"), u)?;
     }
     let network = match &raw.network {
         Some(n) => n.parse::<Network>().map_err(|e| err(k("network"), e))?,

@@ -33,10 +33,11 @@ use serde::Deserialize;
 pub use self::asset::AssetConfig;
 pub use self::backend::{BackendConfig, EvmToken, TronToken};
 pub use self::rates::{Provider, RateSource, RatesConfig};
+pub(crate) use self::store::parse_store;
 pub use self::store::{ClusterConfig, StoreConfig};
 pub use self::tokens::{ApiToken, Scope};
 pub use self::values::{ConfigError, parse_duration};
-use self::values::{duration_or, err, read_secret, toml_message};
+use self::values::{duration_or, err, http_url, read_secret, toml_message};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,8 +246,8 @@ fn parse_checkout(c: RawCheckout) -> Result<CheckoutConfig, ConfigError> {
             "the public URL of the pages is required, such as \"https://shop.example/pay\" (proxied to paywatch's /pay)",
         )
     })?;
-    let url = reqwest::Url::parse(&base).map_err(|e| err("checkout.base_url", format!("{base:?}: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
+    let url = http_url("checkout.base_url", &base)?;
+    if url.query().is_some() || url.fragment().is_some() {
         return Err(err(
             "checkout.base_url",
             "must be an http or https URL without query or fragment",
@@ -265,10 +266,7 @@ fn parse_checkout(c: RawCheckout) -> Result<CheckoutConfig, ConfigError> {
 }
 
 fn parse_webhook(w: RawWebhook, env: &impl Fn(&str) -> Option<String>) -> Result<WebhookConfig, ConfigError> {
-    let url = reqwest::Url::parse(&w.url).map_err(|e| err("webhook.url", format!("{:?} is not a URL: {e}", w.url)))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(err("webhook.url", "must be an http or https URL"));
-    }
+    http_url("webhook.url", &w.url)?;
     let secret = match (&w.secret_file, env("PAYWATCH_WEBHOOK_SECRET")) {
         (Some(file), _) => read_secret("webhook.secret_file", file)?,
         (None, Some(s)) if !s.trim().is_empty() => Secret::new(s.trim()),

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::defaults;
-use super::values::{ConfigError, duration_or, err};
+use super::values::{ConfigError, duration_or, err, http_url};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,10 +181,7 @@ pub(super) fn parse_rates(raw: RawRates) -> Result<RatesConfig, ConfigError> {
         let url = match (&s.url, provider) {
             (Some(_), Provider::Fixed) => return Err(err(format!("{key}.url"), "a fixed source has no url")),
             (Some(u), _) => {
-                let parsed = reqwest::Url::parse(u).map_err(|e| err(format!("{key}.url"), format!("{u:?}: {e}")))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(err(format!("{key}.url"), "must be an http or https URL"));
-                }
+                http_url(format!("{key}.url"), u)?;
                 u.trim_end_matches('/').to_string()
             }
             (None, p) => p.default_url().to_string(),

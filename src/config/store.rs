@@ -37,7 +37,7 @@ pub struct ClusterConfig {
     pub lease_ttl: Duration,
 }
 
-pub(super) fn parse_store(
+pub(crate) fn parse_store(
     url: Option<String>,
     password_file: Option<PathBuf>,
     env: &impl Fn(&str) -> Option<String>,
@@ -64,7 +64,7 @@ pub(super) fn parse_store(
     };
     PgOptions::parse(&url, password)
         .map(|options| StoreConfig::Postgres(Box::new(options)))
-        .map_err(|message| err("store", message.trim_start_matches("store: ")))
+        .map_err(|message| err("store", message))
 }
 
 pub(super) fn parse_cluster(

@@ -31,6 +31,16 @@ pub fn read_secret(key: &str, path: &Path) -> Result<Secret, ConfigError> {
     Ok(Secret::new(value))
 }
 
+/// An http or https URL, the error naming `key`.
+pub fn http_url(key: impl Into<String>, text: &str) -> Result<reqwest::Url, ConfigError> {
+    let key = key.into();
+    let url = reqwest::Url::parse(text).map_err(|e| err(&key, format!("{text:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(err(key, format!("{text:?} must be an http or https URL")));
+    }
+    Ok(url)
+}
+
 pub fn duration_or(key: &str, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
     match text {
         None => Ok(default),

@@ -66,17 +66,13 @@ impl Engine {
         Some(h)
     }
 
-    /// Ready once every configured chain answered a poll (here, or on the
-    /// instance that scans it).
-    pub fn ready(&self) -> bool {
-        self.assets()
-            .into_iter()
-            .all(|asset| self.health(asset).is_some_and(|h| h.polled_ok_once))
-    }
-
     /// How far `asset` is behind its chain, now.
     pub fn lag(&self, asset: Asset) -> Option<Lag> {
-        let h = self.health(asset)?;
+        self.lag_of(asset, &self.health(asset)?)
+    }
+
+    /// `lag` from a health already read.
+    pub fn lag_of(&self, asset: Asset, h: &AssetHealth) -> Option<Lag> {
         let (max_lag, _) = self.lag_policies.get(&asset).copied()?;
         let now = self.clock.now();
         let since = |t: DateTime<Utc>| (now - t).num_seconds().max(0);

@@ -139,10 +139,12 @@ impl Store {
     }
 
     pub fn event(&self, seq: u64) -> Result<Option<Event>, StoreError> {
-        Ok(self
-            .events_after(seq.saturating_sub(1), 1)?
-            .into_iter()
-            .find(|e| e.seq == seq))
+        let r = self.read()?;
+        let t = r.open_table(EVENTS)?;
+        match t.get(seq)? {
+            Some(v) => decode("events", &seq.to_string(), v.value()).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The newest event's seq (0 when none).
@@ -324,6 +326,8 @@ impl Store {
             outbox.insert(seq, encode(&entry).as_slice())?;
             let mut failed = tx.txn().open_table(WEBHOOK_FAILED)?;
             failed.remove(seq)?;
+            // The dispatcher may run on another instance.
+            tx.txn().notify_on_commit();
             Ok(true)
         })
     }

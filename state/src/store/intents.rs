@@ -309,6 +309,7 @@ impl Store {
             None => table.range(..)?,
         };
         let mut page = Vec::new();
+        let mut heights = ScannedHeights::new(&r);
         for entry in range.rev() {
             let (k, v) = entry?;
             let intent: Intent = decode("intents", k.value(), v.value())?;
@@ -319,7 +320,7 @@ impl Store {
                 let next = page.last().map(|v: &IntentView| v.id.clone());
                 return Ok((page, next));
             }
-            page.push(view_in_read(&r, &intent)?);
+            page.push(view_with(&r, &intent, &mut heights)?);
         }
         Ok((page, None))
     }
@@ -342,10 +343,11 @@ impl Store {
             }
             _ => table.range(from..to),
         }?;
+        let mut heights = ScannedHeights::new(&r);
         for entry in range.take(limit) {
             let (k, v) = entry?;
             let intent: Intent = decode("intents", k.value(), v.value())?;
-            page.push(view_in_read(&r, &intent)?);
+            page.push(view_with(&r, &intent, &mut heights)?);
         }
         Ok(page)
     }
@@ -463,14 +465,18 @@ fn read_meta(r: &ReadTxn, name: &str) -> Result<u64, StoreError> {
 }
 
 fn view_in_read(r: &ReadTxn, intent: &Intent) -> Result<IntentView, StoreError> {
+    view_with(r, intent, &mut ScannedHeights::new(r))
+}
+
+/// `view_in_read` for a row of a list: each asset's height read once.
+fn view_with(r: &ReadTxn, intent: &Intent, heights: &mut ScannedHeights<'_>) -> Result<IntentView, StoreError> {
     let mut payments = Vec::new();
     for key in &intent.payments {
         if let Some(t) = get_json(r, TRANSFERS, &key.encode())? {
             payments.push(t);
         }
     }
-    let scanned = scanned_height_in(r, intent.asset)?;
-    Ok(render_intent(intent, &payments, scanned))
+    Ok(render_intent(intent, &payments, heights.of(intent.asset)?))
 }
 
 fn create_in(

@@ -17,12 +17,8 @@ use std::ops::{Bound, RangeBounds};
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::StoreError;
 use super::pg::{PgTxn, Row};
-
-fn redb_err<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError::Db(e.into())
-}
+use super::{StoreError, db_err as redb_err};
 
 /// A type a table's keys or values have.
 pub trait Kind: 'static {
@@ -198,6 +194,15 @@ impl WriteTxn {
         }
     }
 
+    /// Wakes the other instances sharing the store (their feed readers and
+    /// webhook dispatcher) when this commits: events or outbox entries were
+    /// written. One process needs no wakeup through the store.
+    pub fn notify_on_commit(&self) {
+        if let WriteTxn::Pg(txn) = self {
+            txn.borrow_mut().notify_on_commit();
+        }
+    }
+
     /// Refuses the transaction unless `fence` still holds its lease (see
     /// `pg::Fence`). The embedded store has one process and no leases.
     pub fn check_fence(&self, fence: Option<&super::Fence>) -> Result<(), StoreError> {
@@ -211,13 +216,8 @@ impl WriteTxn {
 impl ReadTxn {
     pub fn open_table<K: KeyKind, V: Kind>(&self, def: TableDef<K, V>) -> Result<Table<'_, K, V>, StoreError> {
         let inner = match self {
-            ReadTxn::Redb(txn) => match txn.open_table(def.redb()) {
-                Ok(table) => Inner::Read(table),
-                // Tables are created at open; one missing here is a store
-                // written before it existed, and reads as empty.
-                Err(redb::TableError::TableDoesNotExist(_)) => Inner::Missing,
-                Err(e) => return Err(redb_err(e)),
-            },
+            // Every table is created when the store is opened.
+            ReadTxn::Redb(txn) => Inner::Read(txn.open_table(def.redb()).map_err(redb_err)?),
             ReadTxn::Pg(txn) => Inner::Pg(txn),
         };
         Ok(Table { name: def.name, inner })
@@ -227,7 +227,6 @@ impl ReadTxn {
 enum Inner<'t, K: KeyKind, V: Kind> {
     Read(redb::ReadOnlyTable<K::Redb, V::Redb>),
     Write(redb::Table<'t, K::Redb, V::Redb>),
-    Missing,
     Pg(&'t RefCell<PgTxn>),
 }
 
@@ -254,7 +253,6 @@ impl<'t, K: KeyKind, V: Kind> Table<'t, K, V> {
                 .get(K::to_redb(key))
                 .map_err(redb_err)?
                 .map(|v| Guard(V::from_redb(v.value())))),
-            Inner::Missing => Ok(None),
             Inner::Pg(txn) => match txn.borrow_mut().get(self.name, &K::encode(key))? {
                 Some(bytes) => decoded(self.name, bytes).map(Some),
                 None => Ok(None),
@@ -269,7 +267,7 @@ impl<'t, K: KeyKind, V: Kind> Table<'t, K, V> {
                 Ok(())
             }
             Inner::Pg(txn) => txn.borrow_mut().put(self.name, &K::encode(key), &V::encode(value)),
-            Inner::Read(_) | Inner::Missing => Err(read_only(self.name)),
+            Inner::Read(_) => Err(read_only(self.name)),
         }
     }
 
@@ -280,7 +278,7 @@ impl<'t, K: KeyKind, V: Kind> Table<'t, K, V> {
                 Ok(())
             }
             Inner::Pg(txn) => txn.borrow_mut().delete(self.name, &K::encode(key)),
-            Inner::Read(_) | Inner::Missing => Err(read_only(self.name)),
+            Inner::Read(_) => Err(read_only(self.name)),
         }
     }
 
@@ -297,7 +295,7 @@ impl<'t, K: KeyKind, V: Kind> Table<'t, K, V> {
             Inner::Pg(txn) => txn
                 .borrow_mut()
                 .delete_range(self.name, encode_bound::<K>(low), encode_bound::<K>(high)),
-            Inner::Read(_) | Inner::Missing => Err(read_only(self.name)),
+            Inner::Read(_) => Err(read_only(self.name)),
         }
     }
 
@@ -314,7 +312,6 @@ impl<'t, K: KeyKind, V: Kind> Table<'t, K, V> {
                 t.range::<<K::Redb as redb::Value>::SelfType<'k>>((low.map(K::to_redb), high.map(K::to_redb)))
                     .map_err(redb_err)?,
             ),
-            Inner::Missing => RangeInner::Empty,
             Inner::Pg(txn) => RangeInner::Pg(PgRange {
                 txn,
                 table: self.name,
@@ -345,7 +342,6 @@ impl<'t, K: KeyKind, V: Kind> Table<'t, K, V> {
         match &self.inner {
             Inner::Read(t) => t.len().map_err(redb_err),
             Inner::Write(t) => t.len().map_err(redb_err),
-            Inner::Missing => Ok(0),
             Inner::Pg(txn) => txn.borrow_mut().count(self.name),
         }
     }
@@ -361,7 +357,6 @@ fn encode_bound<K: Kind>(bound: Bound<K::Ref<'_>>) -> Bound<Vec<u8>> {
 
 enum RangeInner<'t, K: KeyKind, V: Kind> {
     Redb(redb::Range<'t, K::Redb, V::Redb>),
-    Empty,
     Pg(PgRange<'t>),
 }
 
@@ -386,7 +381,6 @@ impl<K: KeyKind, V: Kind> Range<'_, K, V> {
                         .map_err(redb_err),
                 )
             }
-            RangeInner::Empty => None,
             RangeInner::Pg(r) => match r.next(back)? {
                 Ok((k, v)) => Some(decoded::<K>(self.table, k).and_then(|k| Ok((k, decoded::<V>(self.table, v)?)))),
                 Err(e) => Some(Err(e)),

@@ -60,7 +60,8 @@ pub fn steps() -> Vec<(&'static str, String)> {
 }
 
 /// The store tables the migrations make (`pw_<name>`).
-pub fn tables_made() -> Vec<String> {
+#[cfg(test)]
+fn tables_made() -> Vec<String> {
     steps()
         .iter()
         .flat_map(|(_, sql)| {

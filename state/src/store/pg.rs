@@ -159,11 +159,10 @@ impl PgOptions {
     pub fn parse(url: &str, password: Option<String>) -> Result<PgOptions, String> {
         let mut config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| format!("store: not a PostgreSQL connection string: {e}"))?;
+            .map_err(|e| format!("not a PostgreSQL connection string: {e}"))?;
         if config.get_password().is_some() {
             return Err(
-                "store: the URL carries a password; give it in store_password_file or PAYWATCH_STORE_PASSWORD instead"
-                    .into(),
+                "the URL carries a password; give it in store_password_file or PAYWATCH_STORE_PASSWORD instead".into(),
             );
         }
         if let Some(password) = password {
@@ -635,8 +634,7 @@ pub struct PgTxn {
     begin: Option<String>,
     /// Writes not sent yet: a statement and its parameters.
     queued: Vec<(String, Vec<Vec<u8>>)>,
-    /// Set when events or outbox entries were written: `commit` wakes the
-    /// other instances.
+    /// Set by `notify_on_commit`: `commit` wakes the other instances.
     notify: bool,
     failed: bool,
 }
@@ -778,6 +776,11 @@ impl PgTxn {
         Ok(())
     }
 
+    /// Wake every instance's feed readers and dispatcher when this commits.
+    pub fn notify_on_commit(&mut self) {
+        self.notify = true;
+    }
+
     pub fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let sql = format!("SELECT v FROM {} WHERE k = $1", table_sql(table));
         let rows = self.query(&sql, &[&key])?;
@@ -785,9 +788,6 @@ impl PgTxn {
     }
 
     pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        if table == "events" || table == "outbox" {
-            self.notify = true;
-        }
         let sql = format!(
             "INSERT INTO {} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
             table_sql(table)

@@ -240,6 +240,7 @@ pub fn visit_tables(visitor: &mut impl TableVisitor) -> Result<(), StoreError> {
 }
 
 /// The names of every table, in `visit_tables` order.
+#[cfg(test)]
 pub fn table_names() -> Vec<&'static str> {
     struct Names(Vec<&'static str>);
     impl TableVisitor for Names {

@@ -398,6 +398,7 @@ impl<'a> Tx<'a> {
             let mut t = self.txn.open_table(OUTBOX)?;
             t.insert(seq, tables::encode(&entry).as_slice())?;
         }
+        self.txn.notify_on_commit();
         self.events.push(event);
         Ok(())
     }
