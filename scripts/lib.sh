@@ -142,3 +142,28 @@ ensure_chromium() {
     apt_install chromium CHROMIUM || return 1
     echo /usr/bin/chromium
 }
+
+# Prints the path of debootstrap (the Debian package is tested in a
+# throwaway root it makes), installing Debian's package if missing.
+ensure_debootstrap() { find_or_install "${DEBOOTSTRAP:-}" /usr/sbin/debootstrap debootstrap DEBOOTSTRAP; }
+
+# The cargo-deb release the package is built and tested with.
+CARGO_DEB_VERSION=3.8.0
+
+# Prints the path of cargo-deb, installing it from crates.io into .tools/
+# when neither $CARGO_DEB nor .tools/ nor $PATH has one.
+ensure_cargo_deb() {
+    local local_bin=".tools/cargo-deb/bin/cargo-deb"
+    for candidate in "${CARGO_DEB:-}" "$local_bin" "$(command -v cargo-deb 2>/dev/null || true)"; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+            echo "$(cd "$(dirname "$candidate")" && pwd)/$(basename "$candidate")"
+            return 0
+        fi
+    done
+    echo "cargo-deb not found; installing cargo-deb $CARGO_DEB_VERSION from crates.io into .tools/" >&2
+    cargo install --quiet --locked --version "$CARGO_DEB_VERSION" --root .tools/cargo-deb cargo-deb >&2 || {
+        echo "could not install cargo-deb; set CARGO_DEB=/path/to/cargo-deb" >&2
+        return 1
+    }
+    echo "$(pwd)/$local_bin"
+}

@@ -169,6 +169,8 @@ pub async fn run(
         checkout: config.checkout.clone(),
         checkout_limiter: Default::default(),
         cluster: cluster.clone(),
+        state_dir: config.state_dir.clone(),
+        backup_running: Default::default(),
     });
     let api_shutdown = cancel.clone().cancelled_owned();
     tasks.spawn("HTTP API", async move {

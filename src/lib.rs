@@ -16,11 +16,13 @@
 //! - `cluster` — instances sharing a PostgreSQL store: leases, wakeups
 //! - `config` — the configuration file; `cli` — the command line
 //! - `doctor` — the configuration checked against the live backends
+//! - `backup` — snapshots of the store while it runs
 //! - `metrics`, `signals`, `state_dir`, `backoff`, `clock` — small pieces
 
 pub mod api;
 mod backends;
 pub mod backoff;
+pub mod backup;
 pub mod checkout;
 pub mod cli;
 pub mod clock;

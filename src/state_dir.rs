@@ -42,6 +42,9 @@ pub fn open_embedded(state_dir: &Path) -> anyhow::Result<Arc<Store>> {
             path.display()
         )
     })?;
+    // Every record is in it: the owner's alone, whatever the umask.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("failed to make {} private", path.display()))?;
     Ok(Arc::new(store))
 }
 

@@ -91,7 +91,11 @@ impl Endpoints {
             .tcp_nodelay(true)
             .user_agent(concat!("paywatch/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ChainError::Config(format!("cannot build HTTP client: {e}")))?;
+            .map_err(|e| {
+                // Most often: no CA certificates on the system (Debian's
+                // ca-certificates package provides them).
+                ChainError::Config(format!("cannot build HTTP client: {}", error_text(e)))
+            })?;
         let endpoints = urls
             .into_iter()
             .enumerate()

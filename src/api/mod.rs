@@ -6,6 +6,7 @@
 
 mod accounts;
 mod auth;
+mod backup;
 mod export;
 mod feed;
 mod intents;
@@ -52,6 +53,10 @@ pub struct App {
     pub checkout_limiter: crate::checkout::RateLimiter,
     /// Which leases this instance holds (a shared store).
     pub cluster: Arc<crate::cluster::Cluster>,
+    /// Where backups are written before they are streamed (the state
+    /// directory), and the lock that lets one run at a time.
+    pub state_dir: std::path::PathBuf,
+    pub backup_running: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// An API error: `{"error": {"code", "message"}}` with its HTTP status.
@@ -128,6 +133,7 @@ pub fn routes() -> Vec<(&'static str, bool, MethodRouter<Arc<App>>)> {
         ("/v1/events/{id}/deliveries", true, get(feed::deliveries)),
         ("/v1/events/{id}/redeliver", true, post(feed::redeliver)),
         ("/v1/status", true, get(status::status)),
+        ("/v1/backup", true, post(backup::backup)),
         ("/v1/openapi.json", true, get(openapi)),
         ("/pay/{token}", false, get(crate::checkout::show)),
         ("/pay/{token}/status", false, get(crate::checkout::status)),

@@ -91,14 +91,25 @@ impl Client {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach paywatch at {}: {e}", self.base))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let code = body["error"]["code"].as_str().unwrap_or("error");
-            let message = body["error"]["message"].as_str().unwrap_or("");
-            anyhow::bail!("HTTP {}: {code}: {message}", status.as_u16());
+        if !resp.status().is_success() {
+            return Err(error_of(resp).await);
         }
-        Ok(body)
+        Ok(resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs an empty body to `path` and hands back the response, whatever
+    /// its status, for a body that is not JSON (a backup).
+    pub(super) async fn post_raw(&self, path: &str, timeout: Duration) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+    }
+
+    pub(super) fn base(&self) -> &str {
+        &self.base
     }
 
     pub(super) async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -109,6 +120,15 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
             .await
     }
+}
+
+/// The API's error (`{"error": {"code", "message"}}`) of a failed response.
+pub(super) async fn error_of(resp: reqwest::Response) -> anyhow::Error {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let code = body["error"]["code"].as_str().unwrap_or("error");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    anyhow::anyhow!("HTTP {}: {code}: {message}", status.as_u16())
 }
 
 pub(super) fn print_json(v: Value) -> anyhow::Result<()> {

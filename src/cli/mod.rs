@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config};
 
+mod backup;
 mod client;
 
 use self::client::{account, client_command, events, intent, print_json, transfer};
@@ -88,6 +89,33 @@ enum Command {
     },
     /// Show the daemon's status.
     Status(ClientArgs),
+    /// Write a consistent snapshot of the store to FILE while paywatch runs
+    /// (through its API; from the store itself when paywatch is stopped).
+    Backup {
+        /// Where the snapshot goes (replaced if it exists).
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make a backup the store again (paywatch stopped): the replaced store
+    /// is kept aside, and the daemon rescans from the backup's heights.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The seq the first event after the restore gets at least: one
+        /// more than the highest your shop has seen. Needed when the store
+        /// being replaced is lost.
+        #[arg(long)]
+        seq_floor: Option<u64>,
+        /// With the replaced store lost: how many addresses past the
+        /// backup's each xpub may have handed out (watched, never reused).
+        #[arg(long, default_value_t = 100)]
+        derive_ahead: u32,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Move the state between the embedded store and PostgreSQL.
     Store {
         #[command(subcommand)]
@@ -273,6 +301,23 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Backup { to, client } => {
+            let config_path = client.config.clone();
+            client_command(&client, move |c| {
+                Box::pin(async move { backup::backup(c, &config_path, &to).await })
+            })
+        }
+        Command::Restore {
+            from,
+            seq_floor,
+            derive_ahead,
+            config,
+        } => backup::restore(&backup::RestoreArgs {
+            config: config.config,
+            from,
+            seq_floor,
+            derive_ahead,
+        }),
         Command::Events { after, follow, client } => {
             client_command(&client, move |c| Box::pin(events(c, after, follow)))
         }

@@ -36,5 +36,6 @@ pub use scan::{AddressDeriver, AssetPolicy, Deriver, MempoolView, Observation, S
 pub use store::{
     AccountOutcome, Applied, BLOCKS_KEPT, CancelOutcome, CloseOutcome, Counts, CreateError, CreateOutcome, Created,
     DeliveryAttempt, Fence, IntentFilter, Lease, ListenHandle, ManualAction, ManualOutcome, NewAccount, NewIntent,
-    NewRecord, OutboxEntry, OutboxStats, PgOptions, Refusal, Store, StoreError, TableCount, TransferFilter,
+    NewRecord, OutboxEntry, OutboxStats, PgOptions, Refusal, RestoreFloors, RestoreReport, Store, StoreError,
+    TableCount, TransferFilter,
 };

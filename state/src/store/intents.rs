@@ -618,7 +618,7 @@ pub(super) fn derive_fresh(
     amount: Decimal,
     now: DateTime<Utc>,
 ) -> Result<(String, Option<u32>, Decimal), CreateError> {
-    let counter = format!("derive_next/{}/{}", asset.code(), deriver.0.id());
+    let counter = derive_counter_key(asset, deriver);
     for _ in 0..1000 {
         let index = tx.meta(&counter)?;
         let index32 = u32::try_from(index).map_err(|_| CreateError::NoFreeAddress(asset))?;

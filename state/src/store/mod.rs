@@ -19,6 +19,7 @@
 //! - `apply` — apply a chain `ScanUpdate`
 //! - `feed` — the event log, transfers listing, webhook outbox
 //! - `copy` — copying a whole store into another (export, import)
+//! - `restore` — backups, and making a snapshot safe to run again
 
 mod accounts;
 mod apply;
@@ -29,6 +30,7 @@ mod kv;
 mod manual;
 mod migrations;
 mod pg;
+mod restore;
 mod settle;
 mod tables;
 mod tx;
@@ -46,6 +48,7 @@ pub use feed::{DeliveryAttempt, OutboxEntry, OutboxStats, TransferFilter};
 pub use intents::{CancelOutcome, Counts, CreateError, CreateOutcome, Created, IntentFilter, NewIntent, NewRecord};
 pub use manual::{ManualAction, ManualOutcome, Refusal};
 pub use pg::{Lease, ListenHandle, PgOptions};
+pub use restore::{RestoreFloors, RestoreReport};
 pub use tables::BLOCKS_KEPT;
 
 use crate::Asset;
@@ -87,6 +90,13 @@ pub enum StoreError {
         held: u64,
         current: Option<u64>,
     },
+}
+
+impl StoreError {
+    /// The embedded store file is open in another process (a running daemon).
+    pub fn is_in_use(&self) -> bool {
+        matches!(self, StoreError::Db(redb::Error::DatabaseAlreadyOpen))
+    }
 }
 
 /// A lease as held by its holder: a transaction carrying it is refused

@@ -73,6 +73,14 @@ pub const POOL_MEMBERS: TableDef<Str, Unit> = TableDef::new("pool_members");
 /// candidate, checked against the match key before it is handed out.
 pub const POOL_FREE: TableDef<Str, Unit> = TableDef::new("pool_free");
 
+/// `meta` keys of the derivation counters: the next index to derive, per
+/// asset and key (`derive_next/ASSET/KEY ID`).
+pub const DERIVE_PREFIX: &str = "derive_next/";
+
+pub fn derive_counter_key(asset: crate::Asset, deriver: &crate::Deriver) -> String {
+    format!("{DERIVE_PREFIX}{}/{}", asset.code(), deriver.0.id())
+}
+
 pub fn pool_member_key(asset: &str, address: &str) -> String {
     format!("{asset}/{address}")
 }

@@ -1,0 +1,146 @@
+//! Backups and restores (docs/operations.md, "Backups"): a snapshot of the
+//! whole store written to a new embedded store file while the daemon runs,
+//! and the adjustments a snapshot needs before it becomes the store again.
+//!
+//! A snapshot is older than the store it replaces. What happened since is
+//! either still on chain (payments, which the daemon finds again by
+//! rescanning from the snapshot's cursors) or known only to the lost store:
+//! the numbering the shop has already seen (`seq`, listing numbers) and the
+//! addresses handed out since (derived from an xpub). Restoring raises the
+//! counters past what the shop saw and watches the addresses that may have
+//! been handed out, so payments to them are recorded (as unmatched) rather
+//! than never seen.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::tables::{DERIVE_PREFIX, META, derive_counter_key};
+use super::{Store, StoreError, TableCount};
+use crate::Asset;
+use crate::scan::AssetPolicy;
+
+/// The counters of `meta` a shop or an operator sees numbers of: events'
+/// `seq`, transfers' listing order, audit records. After a restore they
+/// continue above the highest the replaced store reached.
+const PUBLIC_COUNTERS: [&str; 3] = ["next_seq", "next_listing", "next_audit"];
+
+/// What the replaced store had reached, as far as it is known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreFloors {
+    /// `meta` counter -> the value the replaced store had reached (public
+    /// counters and derivation counters). Empty when that store is lost.
+    pub counters: BTreeMap<String, u64>,
+    /// The lowest `seq` the next event may have (the operator's word when
+    /// the replaced store is lost: one above the highest the shop has seen).
+    pub next_seq_at_least: Option<u64>,
+    /// With no derivation counter known: how many addresses past the
+    /// snapshot's to watch and skip, per xpub.
+    pub derive_ahead: u32,
+}
+
+/// What a restore prepared, for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The seq of the first event after the restore.
+    pub next_seq: u64,
+    /// The snapshot's seq of its newest event.
+    pub snapshot_seq: u64,
+    /// Per asset ever scanned: the height the daemon rescans from.
+    pub cursors: Vec<(Asset, u64)>,
+    /// Per asset with an xpub: addresses past the snapshot's that are now
+    /// watched and never handed out again.
+    pub addresses_watched: Vec<(Asset, u64)>,
+}
+
+impl Store {
+    /// Writes a consistent snapshot of this store (one read transaction)
+    /// into a new embedded store file at `path`, which must not exist, and
+    /// checks it entry by entry against the snapshot.
+    pub fn snapshot_to(&self, path: &Path) -> Result<Vec<TableCount>, StoreError> {
+        if path.exists() {
+            return Err(StoreError::Backend(format!("{} already exists", path.display())));
+        }
+        let target = Store::open(path)?;
+        self.copy_into(&target)
+    }
+
+    /// The counters this store reached: what a restore must not go below.
+    pub fn restore_floors(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(META)?;
+        let mut out = BTreeMap::new();
+        for name in PUBLIC_COUNTERS {
+            if let Some(v) = t.get(name)? {
+                out.insert(name.to_string(), v.value());
+            }
+        }
+        let end = format!("{}0", DERIVE_PREFIX.trim_end_matches('/'));
+        for entry in t.range(DERIVE_PREFIX..end.as_str())? {
+            let (k, v) = entry?;
+            out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
+    }
+
+    /// Makes this store (a restored snapshot, not yet in use) safe to run
+    /// after a newer store it replaces: public counters raised past the
+    /// replaced store's, and every address an xpub may have handed out
+    /// since the snapshot watched for good and skipped. One transaction.
+    pub fn prepare_restored(
+        &self,
+        policies: &[AssetPolicy],
+        floors: &RestoreFloors,
+    ) -> Result<RestoreReport, StoreError> {
+        self.write(|tx| {
+            let snapshot_seq = tx.meta("next_seq")?;
+            for name in PUBLIC_COUNTERS {
+                // Counters hold the last value handed out.
+                let mut floor = floors.counters.get(name).copied().unwrap_or(0);
+                if name == "next_seq"
+                    && let Some(at_least) = floors.next_seq_at_least
+                {
+                    floor = floor.max(at_least.saturating_sub(1));
+                }
+                if tx.meta(name)? < floor {
+                    tx.set_meta(name, floor)?;
+                }
+            }
+            let mut addresses_watched = Vec::new();
+            for policy in policies {
+                let Some(deriver) = &policy.deriver else { continue };
+                let asset = policy.asset;
+                let counter = derive_counter_key(asset, deriver);
+                let from = tx.meta(&counter)?;
+                let to = match floors.counters.get(&counter) {
+                    Some(reached) => (*reached).max(from),
+                    None if floors.counters.is_empty() => from + u64::from(floors.derive_ahead),
+                    // The replaced store is known and never derived with this key.
+                    None => from,
+                };
+                for index in from..to {
+                    let index = u32::try_from(index)
+                        .map_err(|_| StoreError::Backend(format!("{asset}: derivation index {index} out of range")))?;
+                    let address = deriver
+                        .0
+                        .derive(index)
+                        .map_err(|e| StoreError::Backend(format!("{asset}: cannot derive address {index}: {e}")))?;
+                    tx.watch_address(asset, &address)?;
+                }
+                tx.set_meta(&counter, to)?;
+                addresses_watched.push((asset, to - from));
+            }
+            let mut cursors = Vec::new();
+            for asset in Asset::ALL {
+                if let Some(state) = tx.chain_state(asset)? {
+                    cursors.push((asset, state.cursor.height));
+                }
+            }
+            Ok(RestoreReport {
+                next_seq: tx.meta("next_seq")? + 1,
+                snapshot_seq,
+                cursors,
+                addresses_watched,
+            })
+        })
+    }
+}
