@@ -70,6 +70,10 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
     node.mine(1).await;
     pw.wait_status(&a_id, "confirmed").await;
 
+    // P: open when the backup is taken, paid after it.
+    let p = pw.ltc_intent("0.12").await;
+    let p_id = p["id"].as_str().unwrap().to_string();
+
     // The backup, taken while intents are being created on the API.
     let creating = {
         let (url, http) = (format!("http://127.0.0.1:{}", pw.api_port), reqwest::Client::new());
@@ -111,16 +115,23 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
     assert!(resp.headers().contains_key("x-paywatch-backup-sha256"));
     drop(resp);
     assert_eq!(leftovers(&state_dir), Vec::<String>::new());
+    wait_for("a backup after the hang-up", Duration::from_secs(10), || async {
+        let (status, _) = pw.request("POST", "/v1/backup", None, Some(TOKEN)).await;
+        (status == 200).then_some(())
+    })
+    .await;
     let (status, _) = pw.request("POST", "/v1/backup", None, Some("wrong-token")).await;
     assert_eq!(status, 401);
 
-    // After the backup: B paid and confirmed, C handed out and cancelled;
-    // the shop sees their events.
+    // After the backup: P paid and confirmed; B paid and confirmed, C
+    // handed out and cancelled; the shop sees their events.
+    let p_txid = node.send(p["address"].as_str().unwrap(), "0.12").await;
     let b = pw.ltc_intent("0.22").await;
     let b_address = b["address"].as_str().unwrap().to_string();
     let b_txid = node.send(&b_address, "0.22").await;
     node.mine(1).await;
     pw.wait_status(b["id"].as_str().unwrap(), "confirmed").await;
+    pw.wait_status(&p_id, "confirmed").await;
     let c = pw.ltc_intent("0.33").await;
     let c_address = c["address"].as_str().unwrap().to_string();
     let (status, _) = pw
@@ -152,6 +163,10 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
         "{text}"
     );
     assert!(text.contains("LTC: rescans from height"), "{text}");
+    assert!(
+        text.contains(&format!("intent.cancelled {}", c["id"].as_str().unwrap())),
+        "the cancel after the snapshot is listed as undone: {text}"
+    );
     let watched_line = text
         .lines()
         .find(|l| l.contains("address(es) derived after the snapshot are watched"))
@@ -169,6 +184,15 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
     // What the backup held is there; B is not; B's payment, found again by
     // the rescan, is recorded as unmatched (its address watched).
     assert_eq!(pw.intent(&a_id).await["status"], "confirmed");
+    // P, open in the snapshot, is paid and confirmed again by the rescan,
+    // with its events above what the shop saw.
+    let again = pw.wait_status(&p_id, "confirmed").await;
+    assert_eq!(again["payments"][0]["txid"], p_txid.as_str(), "{again}");
+    let confirmed_again = pw.wait_event("intent.confirmed", Some(&p_id)).await;
+    assert!(
+        confirmed_again["seq"].as_u64().unwrap() > seen_by_shop,
+        "{confirmed_again}"
+    );
     // The snapshot is one moment: the intents created around it that it
     // holds, and the addresses it counts as handed out, agree. Those it
     // lacks, with B and C, are exactly the addresses now watched.
@@ -220,15 +244,33 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
     let (out, text) = paywatch(&["backup", "--to", offline.to_str().unwrap()], &config);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("taking the backup from the store directly"), "{text}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&offline).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // The disk is lost; the daemon is started on a new, empty store before
+    // anyone restores: that store's low seq must not be taken for what the
+    // shop saw.
     for entry in std::fs::read_dir(&state_dir).unwrap() {
         let path = entry.unwrap().path();
         if path.file_name().unwrap().to_string_lossy().starts_with("paywatch.redb") {
             std::fs::remove_file(path).unwrap();
         }
     }
+    pw.resume().await;
+    let fresh = pw.ltc_intent("0.01").await;
+    let (status, _) = pw
+        .post(
+            &format!("/v1/intents/{}/cancel", fresh["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    pw.terminate();
     let (out, text) = paywatch(&["restore", "--from", offline.to_str().unwrap()], &config);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("--seq-floor"), "{text}");
+    assert!(
+        text.contains("not a later state of this backup") && text.contains("--seq-floor"),
+        "{text}"
+    );
     let (out, text) = paywatch(
         &["restore", "--from", offline.to_str().unwrap(), "--seq-floor", "5000"],
         &config,

@@ -200,6 +200,12 @@ async fn the_package_installs_runs_upgrades_removes_and_purges_in_a_fresh_debian
         std::fs::copy(deb, root.join("tmp").join(deb.file_name().unwrap())).unwrap();
     }
 
+    // What apt must bring besides the base system.
+    let depends = text(&run(Command::new("dpkg-deb").args(["-f"]).arg(&first).arg("Depends")));
+    for needed in ["libc6", "passwd", "ca-certificates"] {
+        assert!(depends.contains(needed), "Depends: {depends}");
+    }
+
     // Install: the user, the directories, the unit, the example config.
     let installed = in_root(&root, "dpkg -i /tmp/paywatch_0.1.0-1.deb");
     assert!(
@@ -299,12 +305,13 @@ async fn the_package_installs_runs_upgrades_removes_and_purges_in_a_fresh_debian
     owned("var/lib/paywatch/paywatch.redb", 0o600, &uid, &gid);
 
     // Upgrade: the operator's config kept, a restart asked for (the unit
-    // was running), the state kept.
+    // runs: the recording systemctl says every unit is active), never a
+    // stop, the state kept.
     let edited = std::fs::read_to_string(&config_path).unwrap();
     std::fs::write(root.join("var/log/systemd-calls"), "").unwrap();
     in_root(&root, "dpkg -i /tmp/paywatch_0.1.0-2.deb");
     assert!(
-        systemd_calls(&root).contains("deb-systemd-invoke try-restart paywatch.service"),
+        systemd_calls(&root).contains("deb-systemd-invoke restart paywatch.service"),
         "{}",
         systemd_calls(&root)
     );
@@ -323,6 +330,22 @@ async fn the_package_installs_runs_upgrades_removes_and_purges_in_a_fresh_debian
     api.wait_ready(&log).await;
     api.wait_confirmed(&id).await;
     stop_daemon(&mut daemon);
+
+    // An upgrade to a version that refuses the config (here: a key it does
+    // not know) leaves the running daemon alone, and says so.
+    std::fs::write(&config_path, format!("retired_key = 1\n{edited}")).unwrap();
+    std::fs::write(root.join("var/log/systemd-calls"), "").unwrap();
+    let refused = run(Command::new("chroot")
+        .arg(&root)
+        .args(["/bin/sh", "-ec", "dpkg -i /tmp/paywatch_0.1.0-2.deb"]));
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(said.contains("NOT restarted"), "{said}");
+    assert!(
+        !systemd_calls(&root).contains("deb-systemd-invoke"),
+        "{}",
+        systemd_calls(&root)
+    );
+    std::fs::write(&config_path, &edited).unwrap();
 
     // Remove: stopped, the binary gone, the state and config kept.
     std::fs::write(root.join("var/log/systemd-calls"), "").unwrap();
@@ -343,6 +366,11 @@ async fn the_package_installs_runs_upgrades_removes_and_purges_in_a_fresh_debian
     api.wait_ready(&log).await;
     api.wait_confirmed(&id).await;
     stop_daemon(&mut daemon);
+
+    // A config the operator deleted is not a failure of the next install.
+    std::fs::remove_file(&config_path).unwrap();
+    in_root(&root, "dpkg -i /tmp/paywatch_0.1.0-2.deb");
+    assert!(!config_path.exists(), "dpkg does not bring back a deleted conffile");
 
     // Purge: the state and the config go.
     in_root(&root, "dpkg -P paywatch");

@@ -11,6 +11,10 @@ use axum::response::IntoResponse;
 
 use super::{ApiError, ApiResult, App, Caller};
 
+/// A client that reads nothing for this long loses its backup: the
+/// unlinked snapshot it holds takes room on the store's own disk.
+const STALLED_CLIENT: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn backup(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> ApiResult {
     // One at a time: each reads the whole store and writes a copy of it.
     let Ok(running) = app.backup_running.clone().try_lock_owned() else {
@@ -24,13 +28,10 @@ pub async fn backup(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
     let (store, dir) = (app.engine.store.clone(), app.state_dir.clone());
     // Taken to the end even if the client hangs up meanwhile: the snapshot
     // is unlinked as soon as it is written, so nothing is left behind.
-    let snapshot = tokio::task::spawn_blocking(move || {
-        let _running = running;
-        crate::backup::take_snapshot(&store, &dir)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    let snapshot = tokio::task::spawn_blocking(move || crate::backup::take_snapshot(&store, &dir))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
     tracing::info!(
         bytes = snapshot.len,
         entries = snapshot.entries,
@@ -38,9 +39,7 @@ pub async fn backup(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
         "backup taken"
     );
     let name = format!("paywatch-{}.redb", snapshot.taken_at.format("%Y%m%dT%H%M%SZ"));
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(
-        snapshot.file,
-    )));
+    let body = Body::from_stream(send_file(snapshot.file, running));
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -62,4 +61,41 @@ pub async fn backup(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
         body,
     )
         .into_response())
+}
+
+/// The snapshot's bytes, read by a task of their own that holds `running`
+/// (one backup at a time, streaming included) and gives up on a client
+/// that stops reading. A stream that ends early ends the response short of
+/// its `Content-Length`: the client sees a broken download, never a
+/// complete-looking one.
+fn send_file(
+    file: std::fs::File,
+    running: tokio::sync::OwnedMutexGuard<()>,
+) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> {
+    use tokio::io::AsyncReadExt;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(2);
+    tokio::spawn(async move {
+        let _running = running;
+        let mut file = tokio::fs::File::from_std(file);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let chunk = match file.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(n) => Ok(axum::body::Bytes::copy_from_slice(&buf[..n])),
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            match tokio::time::timeout(STALLED_CLIENT, sender.send(chunk)).await {
+                Ok(Ok(())) if !failed => {}
+                Ok(_) => return, // a read error sent, or the client hung up
+                Err(_) => {
+                    tracing::warn!("a backup's client read nothing for {STALLED_CLIENT:?}; cut off");
+                    return;
+                }
+            }
+        }
+    });
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    })
 }

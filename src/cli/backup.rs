@@ -44,7 +44,10 @@ pub(super) async fn backup(client: &Client, config_path: &Path, to: &Path) -> an
             return Err(e);
         }
     };
-    std::fs::rename(partial_path(to), to).with_context(|| format!("cannot rename into {}", to.display()))?;
+    if let Err(e) = std::fs::rename(partial_path(to), to) {
+        let _ = std::fs::remove_file(partial_path(to));
+        return Err(e).with_context(|| format!("cannot rename into {}", to.display()));
+    }
     sync_dir(
         to.parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -114,11 +117,15 @@ async fn download(mut resp: reqwest::Response, partial: &Path) -> anyhow::Result
 
 /// The snapshot taken from the configured store itself (no daemon running).
 fn offline_snapshot(config: &Config, partial: &Path) -> anyhow::Result<Written> {
+    let live = config.state_dir.join(STORE_FILE);
+    if matches!(config.store, StoreConfig::Embedded) && !live.exists() {
+        // Opening would make a new, empty store: a backup of nothing.
+        anyhow::bail!("there is no store at {} (is state_dir right?)", live.display());
+    }
     let store = crate::state_dir::open_store(config)?;
     let counts = store.snapshot_to(partial)?;
     let mut file = std::fs::File::open(partial)?;
     let (len, sha256) = crate::backup::digest(&mut file)?;
-    std::fs::set_permissions(partial, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     Ok(Written {
         len,
         sha256,
@@ -154,58 +161,44 @@ fn restore_into(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
+    // Held open to the end: a daemon starting meanwhile (systemd's restart,
+    // say) finds the store locked and writes nothing into it.
+    let replaced = match &config.store {
+        StoreConfig::Embedded => open_replaced(&config.state_dir.join(STORE_FILE))?,
+        // A database is restored into only when empty: nothing to read.
+        StoreConfig::Postgres(_) => Replaced::Absent,
+    };
     // The snapshot is copied, and the copy opened and prepared: the backup
     // file itself is never written to.
     let staging = config.state_dir.join(format!("{STORE_FILE}.restoring"));
     let _ = std::fs::remove_file(&staging);
     std::fs::copy(&args.from, &staging)
         .with_context(|| format!("cannot copy {} to {}", args.from.display(), staging.display()))?;
-    let prepared = prepare(config, args, &staging);
-    let outcome = prepared.and_then(|(report, replaced)| match &config.store {
-        StoreConfig::Embedded => put_in_place(config, &staging, replaced).map(|kept| (report, kept)),
-        StoreConfig::Postgres(_) => into_postgres(config, &staging).map(|()| (report, None)),
+    let outcome = prepare(config, args, &staging, &replaced).and_then(|prepared| match &config.store {
+        StoreConfig::Embedded => swap_in(config, &staging, &replaced).map(|kept| (prepared, kept)),
+        StoreConfig::Postgres(_) => into_postgres(config, &staging).map(|()| (prepared, None)),
     });
     let _ = std::fs::remove_file(&staging);
-    let (report, kept) = outcome?;
-    print_report(config, &args.from, &report, kept.as_deref());
+    let ((report, undone), kept) = outcome?;
+    drop(replaced);
+    print_report(config, &args.from, &report, &undone, kept.as_deref());
     Ok(())
 }
 
-/// Opens the copy (checking it is a store this build can run) and raises
-/// it past what the replaced store had reached, when that store is there.
-/// Returns whether an embedded store is being replaced.
-fn prepare(config: &Config, args: &RestoreArgs, staging: &Path) -> anyhow::Result<(RestoreReport, bool)> {
-    let snapshot = Store::open(staging).with_context(|| format!("{} is not a paywatch store", args.from.display()))?;
-    let (counters, replaced) = match &config.store {
-        StoreConfig::Embedded => replaced_counters(&config.state_dir.join(STORE_FILE))?,
-        // A database is restored into only when empty: nothing to read.
-        StoreConfig::Postgres(_) => (Default::default(), false),
-    };
-    if counters.is_empty() && args.seq_floor.is_none() {
-        anyhow::bail!(
-            "the store this replaces cannot be read, so the events your shop has already seen are unknown: \
-             pass --seq-floor with one more than the highest seq it has seen (the newest event it \
-             received, or its feed cursor), so that the events after the restore are not taken for old ones"
-        );
-    }
-    let floors = RestoreFloors {
-        counters,
-        next_seq_at_least: args.seq_floor,
-        derive_ahead: args.derive_ahead,
-    };
-    let policies: Vec<_> = config.assets.iter().map(|a| a.policy.clone()).collect();
-    let report = snapshot.prepare_restored(&policies, &floors)?;
-    Ok((report, replaced))
+/// The embedded store a restore replaces.
+enum Replaced {
+    Absent,
+    /// There, but it does not open (damaged); moved aside all the same.
+    Unreadable,
+    Open(Store),
 }
 
-/// The counters of the embedded store being replaced, if it is there and
-/// readable; refuses while a daemon holds it.
-fn replaced_counters(live: &Path) -> anyhow::Result<(std::collections::BTreeMap<String, u64>, bool)> {
+fn open_replaced(live: &Path) -> anyhow::Result<Replaced> {
     if !live.exists() {
-        return Ok((Default::default(), false));
+        return Ok(Replaced::Absent);
     }
     match Store::open(live) {
-        Ok(store) => Ok((store.restore_floors()?, true)),
+        Ok(store) => Ok(Replaced::Open(store)),
         Err(e) if e.is_in_use() => anyhow::bail!(
             "{} is in use: stop paywatch first (systemctl stop paywatch)",
             live.display()
@@ -215,28 +208,95 @@ fn replaced_counters(live: &Path) -> anyhow::Result<(std::collections::BTreeMap<
                 "paywatch: the store being replaced, {}, cannot be read ({e}); it is kept aside",
                 live.display()
             );
-            Ok((Default::default(), true))
+            Ok(Replaced::Unreadable)
         }
     }
 }
 
-/// Moves the replaced store aside (kept, never deleted) and the prepared
-/// copy into its place. Returns where the replaced store went.
-fn put_in_place(config: &Config, staging: &Path, replaced: bool) -> anyhow::Result<Option<PathBuf>> {
-    let live = config.state_dir.join(STORE_FILE);
-    let kept = if replaced {
-        let kept = config.state_dir.join(format!(
-            "{STORE_FILE}.replaced-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-        ));
-        std::fs::rename(&live, &kept).with_context(|| format!("cannot move {} aside", live.display()))?;
-        Some(kept)
-    } else {
-        None
+/// Opens the copy (checking it is a store this build can run) and raises
+/// it past what the replaced store had reached, when that store descends
+/// from the snapshot. Returns the report and the replaced store's
+/// off-chain decisions the restore undoes.
+fn prepare(
+    config: &Config,
+    args: &RestoreArgs,
+    staging: &Path,
+    replaced: &Replaced,
+) -> anyhow::Result<(RestoreReport, Vec<paywatch_state::Event>)> {
+    let snapshot = Store::open(staging).with_context(|| format!("{} is not a paywatch store", args.from.display()))?;
+    let snapshot_seq = snapshot.restore_floors()?.get("next_seq").copied().unwrap_or(0);
+    let (mut counters, mut undone) = (std::collections::BTreeMap::new(), Vec::new());
+    if let Replaced::Open(live) = replaced {
+        let reached = live.restore_floors()?;
+        // Only a store that went on from this snapshot knows what the shop
+        // saw since: a new store made after a loss (same path, different
+        // identity) or an older one knows less, and would lower the floors.
+        if live.store_id()? == snapshot.store_id()? && reached.get("next_seq").copied().unwrap_or(0) >= snapshot_seq {
+            counters = reached;
+            undone = live.off_chain_events_after(snapshot_seq)?;
+        } else {
+            eprintln!(
+                "paywatch: the store in place is not a later state of this backup (a new store made since?): \
+                 what it reached is not taken as what your shop saw"
+            );
+        }
+    }
+    if counters.is_empty() && args.seq_floor.is_none() {
+        anyhow::bail!(
+            "it is not known which events your shop has already seen (the store this replaces is lost, \
+             or is not a later state of this backup): pass --seq-floor with one more than the highest seq \
+             it has seen (the newest event it received, or its feed cursor), so that the events after the \
+             restore are not taken for old ones"
+        );
+    }
+    let floors = RestoreFloors {
+        counters,
+        next_seq_at_least: args.seq_floor,
+        derive_ahead: args.derive_ahead,
     };
-    std::fs::rename(staging, &live).with_context(|| format!("cannot move the restored store to {}", live.display()))?;
+    let policies: Vec<_> = config.assets.iter().map(|a| a.policy.clone()).collect();
+    let report = snapshot.prepare_restored(&policies, &floors)?;
+    Ok((report, undone))
+}
+
+/// Puts the prepared copy in place of the live store in one rename, the
+/// replaced store first linked under a name of its own (kept, never
+/// deleted): at every moment there is a whole store at the live path.
+/// Returns where the replaced store is kept.
+fn swap_in(config: &Config, staging: &Path, replaced: &Replaced) -> anyhow::Result<Option<PathBuf>> {
+    let live = config.state_dir.join(STORE_FILE);
+    let kept = match replaced {
+        Replaced::Absent => None,
+        Replaced::Unreadable | Replaced::Open(_) => Some(link_aside(&live)?),
+    };
+    if let Err(e) = std::fs::rename(staging, &live) {
+        if let Some(kept) = &kept {
+            let _ = std::fs::remove_file(kept);
+        }
+        return Err(e).with_context(|| format!("cannot move the restored store to {}", live.display()));
+    }
     sync_dir(&config.state_dir)?;
     Ok(kept)
+}
+
+/// A second name for `live`, `paywatch.redb.replaced-<time>[-N]`, never
+/// one that exists.
+fn link_aside(live: &Path) -> anyhow::Result<PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    for attempt in 1..100 {
+        let suffix = if attempt == 1 {
+            String::new()
+        } else {
+            format!("-{attempt}")
+        };
+        let kept = live.with_file_name(format!("{STORE_FILE}.replaced-{stamp}{suffix}"));
+        match std::fs::hard_link(live, &kept) {
+            Ok(()) => return Ok(kept),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot keep {} aside", live.display())),
+        }
+    }
+    anyhow::bail!("cannot find a free name to keep {} aside", live.display())
 }
 
 /// Copies the prepared snapshot into the configured database, which must
@@ -250,7 +310,13 @@ fn into_postgres(config: &Config, staging: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_report(config: &Config, from: &Path, report: &RestoreReport, kept: Option<&Path>) {
+fn print_report(
+    config: &Config,
+    from: &Path,
+    report: &RestoreReport,
+    undone: &[paywatch_state::Event],
+    kept: Option<&Path>,
+) {
     let target = match &config.store {
         StoreConfig::Embedded => config.state_dir.join(STORE_FILE).display().to_string(),
         StoreConfig::Postgres(options) => options.display.clone(),
@@ -268,6 +334,24 @@ fn print_report(config: &Config, from: &Path, report: &RestoreReport, kept: Opti
     }
     for (asset, count) in &report.addresses_watched {
         println!("  {asset}: {count} address(es) derived after the snapshot are watched and never handed out again");
+    }
+    if !undone.is_empty() {
+        println!("  decisions made after the snapshot, which the restore undoes (redo them by hand):");
+        for event in undone {
+            let what = [
+                event.intent.as_ref().map(|i| i.id.as_str()),
+                event.account.as_ref().map(|a| a.id.as_str()),
+                event.transfer.as_ref().map(|t| t.id.as_str()),
+            ];
+            let what: Vec<&str> = what.into_iter().flatten().collect();
+            println!(
+                "    {} {} (seq {}, {})",
+                event.kind.as_str(),
+                what.join(" "),
+                event.seq,
+                event.created_at
+            );
+        }
     }
     println!("start paywatch: payments since the snapshot are found again by the rescan");
 }

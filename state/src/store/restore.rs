@@ -14,9 +14,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::tables::{DERIVE_PREFIX, META, derive_counter_key};
+use super::tables::{DERIVE_PREFIX, EVENTS, META, STORE_ID, decode, derive_counter_key};
 use super::{Store, StoreError, TableCount};
 use crate::Asset;
+use crate::model::{Event, EventType};
 use crate::scan::AssetPolicy;
 
 /// The counters of `meta` a shop or an operator sees numbers of: events'
@@ -57,11 +58,42 @@ impl Store {
     /// into a new embedded store file at `path`, which must not exist, and
     /// checks it entry by entry against the snapshot.
     pub fn snapshot_to(&self, path: &Path) -> Result<Vec<TableCount>, StoreError> {
-        if path.exists() {
-            return Err(StoreError::Backend(format!("{} already exists", path.display())));
-        }
+        // Made private before the first record goes in (redb would use the
+        // umask); `create_new`: never into an existing file.
+        std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().write(true).create_new(true), 0o600)
+            .open(path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let target = Store::open(path)?;
         self.copy_into(&target)
+    }
+
+    /// The store's identity (`tables::STORE_ID`), shared by its copies.
+    pub fn store_id(&self) -> Result<u64, StoreError> {
+        let r = self.read()?;
+        Ok(r.open_table(META)?.get(STORE_ID)?.map_or(0, |v| v.value()))
+    }
+
+    /// Events after `seq` that record decisions made off the chain
+    /// (cancels, closes, assignments, resolutions): a rescan cannot bring
+    /// them back, so a restore from before them undoes them.
+    pub fn off_chain_events_after(&self, seq: u64) -> Result<Vec<Event>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for entry in t.range(seq.saturating_add(1)..)? {
+            let (k, v) = entry?;
+            let event: Event = decode("events", &k.value().to_string(), v.value())?;
+            if matches!(
+                event.kind,
+                EventType::IntentCancelled
+                    | EventType::AccountClosed
+                    | EventType::TransferAssigned
+                    | EventType::IntentResolved
+            ) {
+                out.push(event);
+            }
+        }
+        Ok(out)
     }
 
     /// The counters this store reached: what a restore must not go below.

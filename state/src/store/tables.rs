@@ -17,8 +17,12 @@ pub const SCHEMA_BASE: u64 = 1;
 /// the first of them raises the store to this and such a build refuses it.
 pub const SCHEMA_ACCOUNTS: u64 = 2;
 
-/// Counters and settings: `schema_version`, `next_seq`, `next_listing`.
+/// Counters and settings: `schema_version`, `store_id`, `next_seq`,
+/// `next_listing`.
 pub const META: TableDef<Str, U64> = TableDef::new("meta");
+/// `meta` key of the store's identity: random, made when the store is, and
+/// kept by every copy of it.
+pub const STORE_ID: &str = "store_id";
 /// Intent id -> JSON `Intent`. Ids sort by creation time.
 pub const INTENTS: TableDef<Str, Bytes> = TableDef::new("intents");
 /// external_id -> intent id.

@@ -69,6 +69,12 @@ impl<'a> Tx<'a> {
             }
         }
         visit_tables(&mut Create(self.txn))?;
+        if self.meta(STORE_ID)? == 0 {
+            // Copies (backups, `store copy`) keep it: it tells a restore
+            // whether the store it replaces descends from the backup.
+            let id = (u64::from(crate::ids::random_u32()) << 32 | u64::from(crate::ids::random_u32())).max(1);
+            self.set_meta(STORE_ID, id)?;
+        }
         match self.meta("schema_version")? {
             0 => self.set_meta("schema_version", SCHEMA_BASE),
             found if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
