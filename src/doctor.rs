@@ -2,8 +2,8 @@
 //! the first payment finds a wrong URL (docs/cli.md). Each asset's backend
 //! is asked what the daemon asks at start (the chain and network, the token
 //! contract and its decimals, `eth_getLogs`, XRP's `RequireDest`, the API
-//! key) and for its tip, through every configured endpoint; nothing is
-//! written anywhere.
+//! key), for its tip and the tip's time (synced: made within `max_lag`),
+//! through every configured endpoint; nothing is written anywhere.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -85,12 +85,17 @@ async fn check_asset(asset: &AssetConfig) -> Verdict {
         }
     }
     match tokio::time::timeout(limit, source.tip()).await {
-        Ok(Ok(tip)) => findings.push(format!(
-            "tip: {} ({}){}",
-            tip.height,
-            tip.hash,
-            tip.finalized.map(|f| format!(", finalized {f}")).unwrap_or_default()
-        )),
+        Ok(Ok(tip)) => {
+            findings.push(format!(
+                "tip: {} ({}){}",
+                tip.height,
+                tip.hash,
+                tip.finalized.map(|f| format!(", finalized {f}")).unwrap_or_default()
+            ));
+            let (line, synced) = judge_sync(asset, tokio::time::timeout(limit, source.tip_time(&tip)).await);
+            failed |= synced == Some(false);
+            findings.push(line);
+        }
         Ok(Err(e)) => {
             failed = true;
             findings.push(format!("cannot read the tip: {}", explain(&e)));
@@ -126,6 +131,58 @@ async fn check_asset(asset: &AssetConfig) -> Verdict {
     let warned = !warnings.is_empty();
     findings.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
     verdict(asset, failed, warned, findings)
+}
+
+/// Whether the tip is recent: made within the asset's `max_lag`, the
+/// longest the daemon lets an asset go without reaching a moving tip. A
+/// node still syncing answers with a tip from the past; endpoints compared
+/// with each other cannot show that when all of them are behind.
+fn judge_sync(
+    asset: &AssetConfig,
+    made: Result<Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>, tokio::time::error::Elapsed>,
+) -> (String, Option<bool>) {
+    let made = match made {
+        Ok(Ok(Some(made))) => made,
+        Ok(Ok(None)) => {
+            return (
+                "synced: unknown (the tip's block was not found to read its time)".into(),
+                None,
+            );
+        }
+        Ok(Err(e)) => {
+            return (
+                format!("synced: unknown (cannot read the tip's time: {})", explain(&e)),
+                None,
+            );
+        }
+        Err(_) => return ("synced: unknown (no answer for the tip's time)".into(), None),
+    };
+    let age = (chrono::Utc::now() - made).to_std().unwrap_or_default();
+    if age > asset.max_lag {
+        (
+            format!(
+                "NOT synced: the newest block was made {} ago ({made}), more than max_lag ({}): the node is still syncing, or stuck",
+                span(age),
+                span(asset.max_lag)
+            ),
+            Some(false),
+        )
+    } else {
+        (
+            format!("synced: the newest block was made {} ago", span(age)),
+            Some(true),
+        )
+    }
+}
+
+/// `45s`, `12m 5s`, `3h 20m`.
+fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 /// Blocks an endpoint may trail the best one before it is pointed out.

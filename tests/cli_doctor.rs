@@ -57,6 +57,24 @@ async fn each_backend_gets_a_verdict_that_says_what_is_wrong() {
         "{text}"
     );
     assert!(text.contains("all 1 asset(s) ok"), "{text}");
+    assert!(text.contains("synced: the newest block was made "), "{text}");
+
+    // A node whose newest block is older than max_lag is not synced: here
+    // the chain is cut back to its genesis block (2011), as a node early in
+    // its sync would answer.
+    let first_block = node.rpc("getblockhash", serde_json::json!([1])).await;
+    node.rpc("invalidateblock", serde_json::json!([first_block])).await;
+    let (out, text) = doctor(&ltc(dir.path(), &url, RPC_PASSWORD, "regtest", &addresses));
+    node.rpc("reconsiderblock", serde_json::json!([first_block])).await;
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("LTC (core-rpc, regtest): FAILED")
+            && text.contains("tip: 0 (")
+            && text.contains("NOT synced: the newest block was made ")
+            && text.contains("more than max_lag (30m 0s)"),
+        "{text}"
+    );
+    assert_eq!(node.height().await, height, "the chain is back");
 
     let (out, text) = doctor(&ltc(dir.path(), &url, "not-the-password", "regtest", &addresses));
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -93,4 +111,19 @@ async fn each_backend_gets_a_verdict_that_says_what_is_wrong() {
     // A configuration the daemon refuses is exit code 2, as at start.
     let (out, text) = doctor("[assets.DOGE]\nbackend = \"core-rpc\"\nurl = \"http://x\"\n");
     assert_eq!(out.status.code(), Some(2), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evm_node_is_checked_for_its_token_logs_and_freshness() {
+    let node = common::anvil::Anvil::start().await;
+    let token = node.deploy_token(18).await;
+    let config = common::configs::usdt_bsc(&node.url(), &token, std::slice::from_ref(&node.accounts[1]));
+    let (out, text) = doctor(&config);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("USDT_BSC (evm, mainnet): ok")
+            && text.contains("with 18 decimals; eth_getLogs served")
+            && text.contains("synced: the newest block was made "),
+        "{text}"
+    );
 }

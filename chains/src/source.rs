@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use chrono::{DateTime, Utc};
 use paywatch_state::{BlockRef, ChainTip, MempoolView, Observation};
 
 use crate::ChainError;
@@ -59,6 +60,12 @@ pub trait ChainSource: Send + Sync + 'static {
 
     /// The node's best block and, where the chain has one, its finality mark.
     fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>>;
+
+    /// When `tip` was made (its block's or ledger's own time), so that a
+    /// node still syncing, or stuck, shows as behind the world and not only
+    /// behind other endpoints (`paywatch doctor`). `None` when the node does
+    /// not hold the block (another endpoint answered the tip).
+    fn tip_time<'a>(&'a self, tip: &'a ChainTip) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, ChainError>>;
 
     /// Scans blocks after `req.from` up to `req.to` (fewer if the source
     /// prefers smaller steps), detecting reorgs by block hash first.

@@ -56,6 +56,10 @@ async fn tron_blocks_are_walked_and_a_fork_is_found_from_the_stored_hashes() {
     let watch = watching(&base58_of(&merchant));
 
     let tip = source.tip().await.unwrap();
+    // The fake's blocks are 3 s apart from a fixed start, as the recorded
+    // getnowblock answer's timestamp (milliseconds).
+    let made = source.tip_time(&tip).await.unwrap().expect("the tip's time");
+    assert_eq!(made.timestamp_millis(), 1_777_445_307_000 + 3_000 * tip.height as i64);
     let start = BlockRef {
         height: tip.height,
         hash: tip.hash,
@@ -113,6 +117,11 @@ async fn litecoin_blocks_are_walked_and_a_reorg_is_found_from_the_stored_hashes(
     );
     let source = UtxoSource::new(Asset::Ltc, Network::Regtest, CoreRpc::new(rpc), 50);
     source.preflight().await.expect("Litecoin regtest genesis");
+    // The tip's time, read from its header, is the node's own.
+    let tip = source.tip().await.unwrap();
+    let header = node.rpc("getblockheader", serde_json::json!([tip.hash])).await;
+    let made = source.tip_time(&tip).await.unwrap().expect("the tip's time");
+    assert_eq!(Some(made.timestamp()), header["time"].as_i64());
     let merchant = node.new_address().await;
     let watch = watching(&merchant);
 

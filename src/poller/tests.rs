@@ -70,6 +70,13 @@ impl ChainSource for ScriptedChain {
         &self.endpoints
     }
 
+    fn tip_time<'a>(
+        &'a self,
+        _tip: &'a ChainTip,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     fn tip(&self) -> BoxFuture<'_, Result<ChainTip, ChainError>> {
         Box::pin(async move {
             let height = *self.tip.lock().unwrap_or_else(|p| p.into_inner());

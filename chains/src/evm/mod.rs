@@ -233,6 +233,26 @@ impl ChainSource for EvmSource {
         })
     }
 
+    fn tip_time<'a>(
+        &'a self,
+        tip: &'a ChainTip,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>> {
+        Box::pin(async move {
+            let v = self
+                .rpc
+                .call_raw("eth_getBlockByNumber", json!([format!("{:#x}", tip.height), false]))
+                .await?;
+            if v.is_null() {
+                return Ok(None);
+            }
+            let header: RpcHeader =
+                serde_json::from_value(v).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
+            let seconds = quantity(header.timestamp.as_deref().unwrap_or_default())?;
+            let seconds = i64::try_from(seconds).map_err(|e| ChainError::garbage("block timestamp", e))?;
+            Ok(chrono::DateTime::from_timestamp(seconds, 0))
+        })
+    }
+
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
         Box::pin(async move {
             let watch = self.watch_map(req.watch);

@@ -189,6 +189,13 @@ impl ChainSource for TronSource {
         })
     }
 
+    fn tip_time<'a>(
+        &'a self,
+        tip: &'a ChainTip,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>> {
+        Box::pin(async move { Ok(self.block(tip.height).await?.and_then(|b| b.time)) })
+    }
+
     fn preflight(&self) -> BoxFuture<'_, Result<(), ChainError>> {
         Box::pin(async move {
             self.check_genesis().await?;

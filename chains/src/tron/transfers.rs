@@ -19,6 +19,8 @@ pub struct TronBlock {
     pub(super) parent: String,
     /// The ids of its transactions (`transactions[].txID`; absent when none).
     pub(super) txids: Vec<String>,
+    /// `raw_data.timestamp`, milliseconds since 1970.
+    pub(super) time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub(super) fn parse_block(v: &Value) -> Option<TronBlock> {
@@ -40,6 +42,10 @@ pub(super) fn parse_block(v: &Value) -> Option<TronBlock> {
             .unwrap_or_default()
             .to_string(),
         txids,
+        time: raw
+            .get("timestamp")
+            .and_then(Value::as_i64)
+            .and_then(chrono::DateTime::from_timestamp_millis),
     })
 }
 

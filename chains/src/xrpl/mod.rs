@@ -37,6 +37,23 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).expect("fixture json")
 }
 
+/// Seconds from 1970 to the Ripple epoch (2000-01-01T00:00:00Z), which
+/// `close_time` counts from.
+const RIPPLE_EPOCH: i64 = 946_684_800;
+
+/// When a `ledger` answer's ledger closed: `ledger.close_time` (seconds
+/// since the Ripple epoch), else `ledger.close_time_iso` (API v2).
+fn close_time(answer: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    let ledger = answer.get("ledger")?;
+    if let Some(seconds) = ledger.get("close_time").and_then(Value::as_i64) {
+        return chrono::DateTime::from_timestamp(seconds.checked_add(RIPPLE_EPOCH)?, 0);
+    }
+    let iso = ledger.get("close_time_iso")?.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(iso)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// `lsfRequireDestTag`: the account refuses payments without a tag.
 const LSF_REQUIRE_DEST_TAG: u64 = 0x0002_0000;
 const PAGE_LIMIT: u32 = 200;
@@ -255,6 +272,19 @@ impl ChainSource for RippledSource {
         })
     }
 
+    fn tip_time<'a>(
+        &'a self,
+        tip: &'a ChainTip,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>> {
+        Box::pin(async move {
+            match self.call("ledger", json!({"ledger_index": tip.height})).await {
+                Ok(answer) => Ok(close_time(&answer)),
+                Err(ChainError::Rpc { message, .. }) if message.starts_with("lgrNotFound") => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
         Box::pin(async move {
             let from = req.from.height + 1;
@@ -292,5 +322,22 @@ impl ChainSource for RippledSource {
             batch.cursor = Some(cursor);
             Ok(batch)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_ledger_close_time_counts_from_the_ripple_epoch() {
+        // The shape `ledger` answers in (docs: ledger.close_time, and
+        // close_time_iso in API v2): 2020-07-16T20:53:40Z both ways.
+        let seconds = json!({"ledger": {"close_time": 648_248_020, "ledger_index": "56865245"}});
+        let iso = json!({"ledger": {"close_time_iso": "2020-07-16T20:53:40Z"}});
+        let expected = chrono::DateTime::parse_from_rfc3339("2020-07-16T20:53:40Z").unwrap();
+        assert_eq!(super::close_time(&seconds), Some(expected.into()));
+        assert_eq!(super::close_time(&iso), Some(expected.into()));
+        assert_eq!(super::close_time(&json!({"ledger": {}})), None);
     }
 }
