@@ -335,7 +335,7 @@ mod tests {
         // close_time_iso in API v2): 2020-07-16T20:53:40Z both ways.
         let seconds = json!({"ledger": {"close_time": 648_248_020, "ledger_index": "56865245"}});
         let iso = json!({"ledger": {"close_time_iso": "2020-07-16T20:53:40Z"}});
-        let expected = chrono::DateTime::parse_from_rfc3339("2020-07-16T20:53:40Z").unwrap();
+        let expected = chrono::DateTime::parse_from_rfc3339("2020-07-16T20:53:40Z").expect("a valid time");
         assert_eq!(super::close_time(&seconds), Some(expected.into()));
         assert_eq!(super::close_time(&iso), Some(expected.into()));
         assert_eq!(super::close_time(&json!({"ledger": {}})), None);
