@@ -290,4 +290,36 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
     assert_eq!(status, 200);
     let cancelled = pw.wait_event("intent.cancelled", e["id"].as_str()).await;
     assert_eq!(cancelled["seq"].as_u64(), Some(5000));
+    pw.terminate();
+
+    // That store was restored on estimates: a later restore onto it (from
+    // the first backup) trusts its seq, but still watches the guessed
+    // addresses on top of what it reached.
+    let (out, text) = paywatch(&["restore", "--from", backup.to_str().unwrap()], &config);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("events continue at seq 5001"), "{text}");
+    let watched: u64 = text
+        .lines()
+        .filter(|l| l.contains("address(es) derived"))
+        .find_map(|l| l.trim().strip_prefix("LTC: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(watched >= 100, "{text}");
+
+    // A store that `store copy` copied elsewhere may be a stale twin of the
+    // copy: a restore does not take it for the latest state.
+    let elsewhere = pw.dir.path().join("elsewhere");
+    let out = Command::new(env!("CARGO_BIN_EXE_paywatch"))
+        .args(["store", "copy", "--from", state_dir.to_str().unwrap(), "--to"])
+        .arg(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (out, text) = paywatch(&["restore", "--from", backup.to_str().unwrap()], &config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("copied elsewhere by `store copy`") && text.contains("--seq-floor"),
+        "{text}"
+    );
 }

@@ -81,13 +81,20 @@ fn bootstrap(root: &Path) {
         .args(["--variant=minbase", "--include=ca-certificates", &release])
         .arg(root)
         .arg("http://deb.debian.org/debian"));
-    // The maintainer scripts act only where systemd runs.
+    // The maintainer scripts act only where systemd runs. `systemctl
+    // is-active` answers from a marker the test keeps while its daemon runs.
     std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
-    for name in ["systemctl", "deb-systemd-invoke"] {
+    for (name, answer) in [
+        (
+            "systemctl",
+            "[ \"$1\" != is-active ] || [ -e /run/paywatch-test-running ]\n",
+        ),
+        ("deb-systemd-invoke", ""),
+    ] {
         let path = root.join("usr/local/sbin").join(name);
         std::fs::write(
             &path,
-            format!("#!/bin/sh\necho \"{name} $*\" >> /var/log/systemd-calls\n"),
+            format!("#!/bin/sh\necho \"{name} $*\" >> /var/log/systemd-calls\n{answer}"),
         )
         .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -118,6 +125,7 @@ fn start_daemon(root: &Path, uid: &str, gid: &str, log: &Path) -> Child {
         .map(str::to_string)
         .collect();
     let log = std::fs::File::create(log).unwrap();
+    std::fs::write(root.join("run/paywatch-test-running"), "").unwrap();
     Command::new("chroot")
         .arg(format!("--userspec={uid}:{gid}"))
         .arg(root)
@@ -131,10 +139,11 @@ fn start_daemon(root: &Path, uid: &str, gid: &str, log: &Path) -> Child {
         .unwrap()
 }
 
-fn stop_daemon(child: &mut Child) {
+fn stop_daemon(root: &Path, child: &mut Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().unwrap();
     assert!(status.success(), "paywatch stopped with {status}");
+    std::fs::remove_file(root.join("run/paywatch-test-running")).unwrap();
 }
 
 struct Api {
@@ -304,48 +313,47 @@ async fn the_package_installs_runs_upgrades_removes_and_purges_in_a_fresh_debian
     let store_file = root.join("var/lib/paywatch/paywatch.redb");
     owned("var/lib/paywatch/paywatch.redb", 0o600, &uid, &gid);
 
-    // Upgrade: the operator's config kept, a restart asked for (the unit
-    // runs: the recording systemctl says every unit is active), never a
-    // stop, the state kept.
+    // Upgrade while it runs: the operator's config kept, a restart asked
+    // for (never a stop), the state kept.
     let edited = std::fs::read_to_string(&config_path).unwrap();
     std::fs::write(root.join("var/log/systemd-calls"), "").unwrap();
     in_root(&root, "dpkg -i /tmp/paywatch_0.1.0-2.deb");
+    let calls = systemd_calls(&root);
     assert!(
-        systemd_calls(&root).contains("deb-systemd-invoke restart paywatch.service"),
-        "{}",
-        systemd_calls(&root)
+        calls.contains("deb-systemd-invoke try-restart paywatch.service"),
+        "{calls}"
     );
-    assert!(
-        !systemd_calls(&root).contains("deb-systemd-invoke stop"),
-        "{}",
-        systemd_calls(&root)
-    );
+    assert!(!calls.contains("deb-systemd-invoke stop"), "{calls}");
     assert_eq!(std::fs::read_to_string(&config_path).unwrap(), edited);
     assert_eq!(
         text(&in_root(&root, "dpkg-query -W -f='${Version}' paywatch")),
         "0.1.0-2"
     );
-    stop_daemon(&mut daemon);
+    owned("etc/paywatch/paywatch.toml", 0o640, "0", &gid);
+    // The restart, as systemd would make it.
+    stop_daemon(&root, &mut daemon);
     let mut daemon = start_daemon(&root, &uid, &gid, &log);
     api.wait_ready(&log).await;
     api.wait_confirmed(&id).await;
-    stop_daemon(&mut daemon);
 
     // An upgrade to a version that refuses the config (here: a key it does
     // not know) leaves the running daemon alone, and says so.
     std::fs::write(&config_path, format!("retired_key = 1\n{edited}")).unwrap();
     std::fs::write(root.join("var/log/systemd-calls"), "").unwrap();
-    let refused = run(Command::new("chroot")
-        .arg(&root)
-        .args(["/bin/sh", "-ec", "dpkg -i /tmp/paywatch_0.1.0-2.deb"]));
+    let refused = in_root(&root, "dpkg -i /tmp/paywatch_0.1.0-2.deb");
     let said = String::from_utf8_lossy(&refused.stderr).to_string();
     assert!(said.contains("NOT restarted"), "{said}");
-    assert!(
-        !systemd_calls(&root).contains("deb-systemd-invoke"),
-        "{}",
-        systemd_calls(&root)
-    );
+    let calls = systemd_calls(&root);
+    assert!(!calls.contains("deb-systemd-invoke"), "{calls}");
     std::fs::write(&config_path, &edited).unwrap();
+    stop_daemon(&root, &mut daemon);
+
+    // An upgrade while it is stopped starts nothing.
+    std::fs::write(root.join("var/log/systemd-calls"), "").unwrap();
+    in_root(&root, "dpkg -i /tmp/paywatch_0.1.0-2.deb");
+    let calls = systemd_calls(&root);
+    assert!(calls.contains("systemctl is-active"), "{calls}");
+    assert!(!calls.contains("deb-systemd-invoke"), "{calls}");
 
     // Remove: stopped, the binary gone, the state and config kept.
     std::fs::write(root.join("var/log/systemd-calls"), "").unwrap();
@@ -365,7 +373,7 @@ async fn the_package_installs_runs_upgrades_removes_and_purges_in_a_fresh_debian
     let mut daemon = start_daemon(&root, &uid, &gid, &log);
     api.wait_ready(&log).await;
     api.wait_confirmed(&id).await;
-    stop_daemon(&mut daemon);
+    stop_daemon(&root, &mut daemon);
 
     // A config the operator deleted is not a failure of the next install.
     std::fs::remove_file(&config_path).unwrap();
@@ -377,4 +385,9 @@ async fn the_package_installs_runs_upgrades_removes_and_purges_in_a_fresh_debian
     assert!(!root.join("var/lib/paywatch").exists(), "purge deletes the state");
     assert!(!root.join("etc/paywatch").exists(), "purge deletes the config");
     assert!(!root.join("usr/lib/systemd/system/paywatch.service").exists());
+    assert_eq!(
+        text(&in_root(&root, "dpkg-statoverride --list || true")),
+        "",
+        "purge removes the permission overrides"
+    );
 }

@@ -231,7 +231,14 @@ fn prepare(
         // Only a store that went on from this snapshot knows what the shop
         // saw since: a new store made after a loss (same path, different
         // identity) or an older one knows less, and would lower the floors.
-        if live.store_id()? == snapshot.store_id()? && reached.get("next_seq").copied().unwrap_or(0) >= snapshot_seq {
+        let descends =
+            live.store_id()? == snapshot.store_id()? && reached.get("next_seq").copied().unwrap_or(0) >= snapshot_seq;
+        if live.superseded()? {
+            eprintln!(
+                "paywatch: the store in place was copied elsewhere by `store copy` and may be a stale twin of \
+                 the copy: what it reached is not taken as what your shop saw"
+            );
+        } else if descends {
             counters = reached;
             undone = live.off_chain_events_after(snapshot_seq)?;
         } else {
@@ -266,7 +273,19 @@ fn prepare(
 fn swap_in(config: &Config, staging: &Path, replaced: &Replaced) -> anyhow::Result<Option<PathBuf>> {
     let live = config.state_dir.join(STORE_FILE);
     let kept = match replaced {
-        Replaced::Absent => None,
+        Replaced::Absent => {
+            // Nothing to replace: linked in, which fails rather than replace
+            // a store a daemon started meanwhile has made.
+            std::fs::hard_link(staging, &live).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                    "a store appeared at {} while restoring (did paywatch start?): stop it, then restore again",
+                    live.display()
+                ),
+                _ => anyhow::Error::new(e).context(format!("cannot link the restored store to {}", live.display())),
+            })?;
+            sync_dir(&config.state_dir)?;
+            return Ok(None);
+        }
         Replaced::Unreadable | Replaced::Open(_) => Some(link_aside(&live)?),
     };
     if let Err(e) = std::fs::rename(staging, &live) {

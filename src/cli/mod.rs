@@ -449,6 +449,11 @@ fn copy_store(from: &str, to: &str, password_file: Option<&Path>) -> anyhow::Res
     let source = open(from).context("cannot open the source store")?;
     let target = open(to).context("cannot open the target store")?;
     let counts = source.copy_into(&target).context("the copy failed")?;
+    // The copy goes on from here; the source may linger as its stale twin,
+    // which a restore must not take for the latest state.
+    source
+        .mark_superseded()
+        .context("copied, but the source could not be marked as copied")?;
     let total: u64 = counts.iter().map(|c| c.entries).sum();
     for c in &counts {
         println!("{:<24} {:>10}", c.table, c.entries);

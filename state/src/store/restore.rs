@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::tables::{DERIVE_PREFIX, EVENTS, META, STORE_ID, decode, derive_counter_key};
+use super::tables::{
+    DERIVE_PREFIX, EVENTS, META, RESTORED_ON_ESTIMATES, STORE_ID, SUPERSEDED, decode, derive_counter_key,
+};
 use super::{Store, StoreError, TableCount};
 use crate::Asset;
 use crate::model::{Event, EventType};
@@ -69,8 +71,23 @@ impl Store {
 
     /// The store's identity (`tables::STORE_ID`), shared by its copies.
     pub fn store_id(&self) -> Result<u64, StoreError> {
+        self.meta_value(STORE_ID)
+    }
+
+    /// Whether `store copy` copied this store elsewhere (`tables::SUPERSEDED`).
+    pub fn superseded(&self) -> Result<bool, StoreError> {
+        Ok(self.meta_value(SUPERSEDED)? == 1)
+    }
+
+    /// Marks this store as copied elsewhere: a restore will not take it for
+    /// the latest state of its backups.
+    pub fn mark_superseded(&self) -> Result<(), StoreError> {
+        self.write(|tx| tx.set_meta(SUPERSEDED, 1))
+    }
+
+    fn meta_value(&self, name: &str) -> Result<u64, StoreError> {
         let r = self.read()?;
-        Ok(r.open_table(META)?.get(STORE_ID)?.map_or(0, |v| v.value()))
+        Ok(r.open_table(META)?.get(name)?.map_or(0, |v| v.value()))
     }
 
     /// Events after `seq` that record decisions made off the chain
@@ -101,7 +118,7 @@ impl Store {
         let r = self.read()?;
         let t = r.open_table(META)?;
         let mut out = BTreeMap::new();
-        for name in PUBLIC_COUNTERS {
+        for name in PUBLIC_COUNTERS.into_iter().chain([RESTORED_ON_ESTIMATES]) {
             if let Some(v) = t.get(name)? {
                 out.insert(name.to_string(), v.value());
             }
@@ -125,6 +142,14 @@ impl Store {
     ) -> Result<RestoreReport, StoreError> {
         self.write(|tx| {
             let snapshot_seq = tx.meta("next_seq")?;
+            // Without the replaced store's counters, or with counters that
+            // were themselves estimates, how far each key got is a guess:
+            // the guessed addresses are watched on top of what is known.
+            let estimated =
+                floors.counters.is_empty() || floors.counters.get(RESTORED_ON_ESTIMATES).copied() == Some(1);
+            if estimated {
+                tx.set_meta(RESTORED_ON_ESTIMATES, 1)?;
+            }
             for name in PUBLIC_COUNTERS {
                 // Counters hold the last value handed out.
                 let mut floor = floors.counters.get(name).copied().unwrap_or(0);
@@ -143,11 +168,11 @@ impl Store {
                 let asset = policy.asset;
                 let counter = derive_counter_key(asset, deriver);
                 let from = tx.meta(&counter)?;
-                let to = match floors.counters.get(&counter) {
-                    Some(reached) => (*reached).max(from),
-                    None if floors.counters.is_empty() => from + u64::from(floors.derive_ahead),
-                    // The replaced store is known and never derived with this key.
-                    None => from,
+                let reached = floors.counters.get(&counter).copied().unwrap_or(0).max(from);
+                let to = if estimated {
+                    reached.max(from + u64::from(floors.derive_ahead))
+                } else {
+                    reached
                 };
                 for index in from..to {
                     let index = u32::try_from(index)

@@ -23,6 +23,13 @@ pub const META: TableDef<Str, U64> = TableDef::new("meta");
 /// `meta` key of the store's identity: random, made when the store is, and
 /// kept by every copy of it.
 pub const STORE_ID: &str = "store_id";
+/// `meta` key set (to 1) on a store `store copy` copied elsewhere: it may
+/// be a stale twin of the copy, which goes on.
+pub const SUPERSEDED: &str = "superseded";
+/// `meta` key set (to 1) on a store restored without knowing how far the
+/// store it replaced had got (its floors were the operator's estimates);
+/// kept by its copies.
+pub const RESTORED_ON_ESTIMATES: &str = "restored_on_estimates";
 /// Intent id -> JSON `Intent`. Ids sort by creation time.
 pub const INTENTS: TableDef<Str, Bytes> = TableDef::new("intents");
 /// external_id -> intent id.
