@@ -9,9 +9,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paywatch_chains::ChainError;
+use chrono::{DateTime, Utc};
 use paywatch_chains::http::redact_url;
 use paywatch_chains::source::ChainSource;
+use paywatch_chains::{ChainError, Network};
+use paywatch_state::Asset;
 
 use crate::backends;
 use crate::config::{AssetConfig, Config};
@@ -54,7 +56,7 @@ const CALLS: u32 = 4;
 
 async fn check_asset(asset: &AssetConfig) -> Verdict {
     let mut findings = Vec::new();
-    let mut failed = false;
+    let (mut failed, mut sync_warned) = (false, false);
     let limit = asset.call_timeout * CALLS;
     let source: Arc<dyn ChainSource> = match backends::source(asset) {
         Ok(source) => source,
@@ -92,8 +94,21 @@ async fn check_asset(asset: &AssetConfig) -> Verdict {
                 tip.hash,
                 tip.finalized.map(|f| format!(", finalized {f}")).unwrap_or_default()
             ));
-            let (line, synced) = judge_sync(asset, tokio::time::timeout(limit, source.tip_time(&tip)).await);
-            failed |= synced == Some(false);
+            let made = tokio::time::timeout(limit, source.tip_time(&tip)).await;
+            let (line, judged) = match made {
+                Ok(Ok(Some(made))) => judge_sync(made, chrono::Utc::now(), asset),
+                Ok(Ok(None)) => (
+                    "synced: unknown (the tip's block was not found to read its time)".into(),
+                    Judged::Warn,
+                ),
+                Ok(Err(e)) => (
+                    format!("synced: unknown (cannot read the tip's time: {})", explain(&e)),
+                    Judged::Warn,
+                ),
+                Err(_) => ("synced: unknown (no answer for the tip's time)".into(), Judged::Warn),
+            };
+            failed |= judged == Judged::Fail;
+            sync_warned = judged == Judged::Warn;
             findings.push(line);
         }
         Ok(Err(e)) => {
@@ -128,51 +143,64 @@ async fn check_asset(asset: &AssetConfig) -> Verdict {
         findings.push(line);
     }
     let warnings = source.warnings();
-    let warned = !warnings.is_empty();
+    let warned = !warnings.is_empty() || sync_warned;
     findings.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
     verdict(asset, failed, warned, findings)
+}
+
+/// What one finding makes of the asset's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Judged {
+    Ok,
+    Warn,
+    Fail,
 }
 
 /// Whether the tip is recent: made within the asset's `max_lag`, the
 /// longest the daemon lets an asset go without reaching a moving tip. A
 /// node still syncing answers with a tip from the past; endpoints compared
-/// with each other cannot show that when all of them are behind.
-fn judge_sync(
-    asset: &AssetConfig,
-    made: Result<Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>, tokio::time::error::Elapsed>,
-) -> (String, Option<bool>) {
-    let made = match made {
-        Ok(Ok(Some(made))) => made,
-        Ok(Ok(None)) => {
-            return (
-                "synced: unknown (the tip's block was not found to read its time)".into(),
-                None,
-            );
-        }
-        Ok(Err(e)) => {
-            return (
-                format!("synced: unknown (cannot read the tip's time: {})", explain(&e)),
-                None,
-            );
-        }
-        Err(_) => return ("synced: unknown (no answer for the tip's time)".into(), None),
+/// with each other cannot show that when all of them are behind. On
+/// regtest, where blocks come only when asked, an old tip is a warning.
+fn judge_sync(made: DateTime<Utc>, now: DateTime<Utc>, asset: &AssetConfig) -> (String, Judged) {
+    // Bitcoin and Litecoin accept block times up to 2 h ahead; the others
+    // stamp blocks with their producers' clocks.
+    let ahead_allowed = match asset.asset {
+        Asset::Btc | Asset::Ltc => Duration::from_secs(2 * 3600),
+        _ => Duration::from_secs(60),
     };
-    let age = (chrono::Utc::now() - made).to_std().unwrap_or_default();
-    if age > asset.max_lag {
-        (
+    if let Ok(ahead) = (made - now).to_std()
+        && ahead > ahead_allowed
+    {
+        return (
             format!(
-                "NOT synced: the newest block was made {} ago ({made}), more than max_lag ({}): the node is still syncing, or stuck",
-                span(age),
-                span(asset.max_lag)
+                "synced: unknown: the newest block's time is {} ahead of this machine's clock: check the clock (NTP)",
+                span(ahead)
             ),
-            Some(false),
-        )
-    } else {
-        (
-            format!("synced: the newest block was made {} ago", span(age)),
-            Some(true),
-        )
+            Judged::Warn,
+        );
     }
+    let age = (now - made).to_std().unwrap_or_default();
+    if age <= asset.max_lag {
+        return (
+            format!("synced: the newest block was made {} ago", span(age)),
+            Judged::Ok,
+        );
+    }
+    let made_when = format!(
+        "the newest block was made {} ago ({made}), more than max_lag ({})",
+        span(age),
+        span(asset.max_lag)
+    );
+    if asset.network == Network::Regtest {
+        return (
+            format!("synced: {made_when}; a regtest chain makes blocks only when asked"),
+            Judged::Warn,
+        );
+    }
+    (
+        format!("NOT synced: {made_when}: the node is still syncing, or stuck (or this machine's clock is wrong)"),
+        Judged::Fail,
+    )
 }
 
 /// `45s`, `12m 5s`, `3h 20m`.
@@ -218,3 +246,57 @@ fn verdict(asset: &AssetConfig, failed: bool, warned: bool, findings: Vec<String
 
 /// How long `doctor` waits in all, whatever the assets' timeouts.
 pub const OVERALL_LIMIT: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asset(code: &str, keys: &str) -> AssetConfig {
+        let text = format!("[assets.{code}]\nurl = \"http://127.0.0.1:1\"\n{keys}\n");
+        let config = Config::parse(&text, |_| None).expect("a valid config");
+        config.assets.into_iter().next().expect("one asset")
+    }
+
+    #[test]
+    fn a_tip_is_synced_up_to_max_lag_and_not_a_second_more() {
+        // LTC on mainnet: max_lag 30 min by default.
+        let ltc = asset(
+            "LTC",
+            "backend = \"core-rpc\"\naddresses = [\"ltc1qkehv22jw3dzxlwdj29wvh70m5nwanc3jyajwwz\"]",
+        );
+        let now = Utc::now();
+        let (line, judged) = judge_sync(now - chrono::Duration::minutes(30), now, &ltc);
+        assert_eq!(judged, Judged::Ok, "{line}");
+        assert_eq!(line, "synced: the newest block was made 30m 0s ago");
+        let (line, judged) = judge_sync(now - chrono::Duration::seconds(30 * 60 + 1), now, &ltc);
+        assert_eq!(judged, Judged::Fail, "{line}");
+        assert!(
+            line.starts_with("NOT synced: the newest block was made 30m 1s ago") && line.contains("max_lag (30m 0s)"),
+            "{line}"
+        );
+        // Ahead of this clock within the 2 h Bitcoin-family chains allow: synced.
+        let (_, judged) = judge_sync(now + chrono::Duration::minutes(90), now, &ltc);
+        assert_eq!(judged, Judged::Ok);
+        let (line, judged) = judge_sync(now + chrono::Duration::hours(3), now, &ltc);
+        assert_eq!(judged, Judged::Warn);
+        assert!(line.contains("ahead of this machine's clock"), "{line}");
+    }
+
+    #[test]
+    fn on_regtest_an_old_tip_is_a_warning_and_elsewhere_the_clock_is_strict() {
+        let regtest = asset("LTC", "backend = \"core-rpc\"\nnetwork = \"regtest\"");
+        let now = Utc::now();
+        let (line, judged) = judge_sync(now - chrono::Duration::hours(5), now, &regtest);
+        assert_eq!(judged, Judged::Warn, "{line}");
+        assert!(line.contains("a regtest chain makes blocks only when asked"), "{line}");
+        // XRP: max_lag 2 min; a ledger 2 min ahead of this clock is the clock.
+        let xrp = asset(
+            "XRP",
+            "backend = \"rippled\"\naddresses = [\"rPT1Sjq2YGrBMTttX4GZHjKu9dyfzbpAYe\"]",
+        );
+        let (_, judged) = judge_sync(now - chrono::Duration::seconds(121), now, &xrp);
+        assert_eq!(judged, Judged::Fail);
+        let (_, judged) = judge_sync(now + chrono::Duration::seconds(120), now, &xrp);
+        assert_eq!(judged, Judged::Warn);
+    }
+}

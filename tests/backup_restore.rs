@@ -26,11 +26,7 @@ fn paywatch(args: &[&str], config: &Path) -> (Output, String) {
         .env_remove("PAYWATCH_API_TOKEN")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::paywatch::said(&out);
     (out, text)
 }
 
@@ -134,10 +130,7 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
     pw.wait_status(&p_id, "confirmed").await;
     let c = pw.ltc_intent("0.33").await;
     let c_address = c["address"].as_str().unwrap().to_string();
-    let (status, _) = pw
-        .post(&format!("/v1/intents/{}/cancel", c["id"].as_str().unwrap()), json!({}))
-        .await;
-    assert_eq!(status, 200);
+    pw.cancel(c["id"].as_str().unwrap()).await;
     let seen_by_shop = newest_seq(&pw).await;
 
     // Refused while the daemon holds the store.
@@ -257,13 +250,7 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
     }
     pw.resume().await;
     let fresh = pw.ltc_intent("0.01").await;
-    let (status, _) = pw
-        .post(
-            &format!("/v1/intents/{}/cancel", fresh["id"].as_str().unwrap()),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    pw.cancel(fresh["id"].as_str().unwrap()).await;
     pw.terminate();
     let (out, text) = paywatch(&["restore", "--from", offline.to_str().unwrap()], &config);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -284,10 +271,7 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
     pw.resume().await;
     assert_eq!(pw.intent(d["id"].as_str().unwrap()).await["status"], "confirmed");
     let e = pw.ltc_intent("0.55").await;
-    let (status, _) = pw
-        .post(&format!("/v1/intents/{}/cancel", e["id"].as_str().unwrap()), json!({}))
-        .await;
-    assert_eq!(status, 200);
+    pw.cancel(e["id"].as_str().unwrap()).await;
     let cancelled = pw.wait_event("intent.cancelled", e["id"].as_str()).await;
     assert_eq!(cancelled["seq"].as_u64(), Some(5000));
     pw.terminate();

@@ -23,13 +23,7 @@ fn copy(from: &str, to: &str) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::paywatch::said as text;
 
 /// Intents as listed, oldest first.
 async fn intents(pw: &Paywatch) -> Vec<Value> {

@@ -122,6 +122,33 @@ async fn litecoin_blocks_are_walked_and_a_reorg_is_found_from_the_stored_hashes(
     let header = node.rpc("getblockheader", serde_json::json!([tip.hash])).await;
     let made = source.tip_time(&tip).await.unwrap().expect("the tip's time");
     assert_eq!(Some(made.timestamp()), header["time"].as_i64());
+    // The same through Esplora's `/block/:hash` (its `timestamp`).
+    let esplora = paywatch_testenv::esplora::FakeEsplora::start(node.url()).await;
+    let through_esplora = UtxoSource::new(
+        Asset::Ltc,
+        Network::Regtest,
+        paywatch_chains::utxo::esplora::Esplora::new(
+            Endpoints::new(vec![esplora.url.clone()], Duration::from_secs(10)).unwrap(),
+            Asset::Ltc,
+        ),
+        50,
+    );
+    assert_eq!(through_esplora.tip_time(&tip).await.unwrap(), Some(made));
+    let unknown = paywatch_state::ChainTip {
+        height: tip.height,
+        hash: "00".repeat(32),
+        finalized: None,
+    };
+    assert_eq!(
+        through_esplora.tip_time(&unknown).await.unwrap(),
+        None,
+        "a block it does not hold"
+    );
+    assert_eq!(
+        source.tip_time(&unknown).await.unwrap(),
+        None,
+        "a block it does not hold"
+    );
     let merchant = node.new_address().await;
     let watch = watching(&merchant);
 

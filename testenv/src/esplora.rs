@@ -127,10 +127,11 @@ async fn block(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Respon
         return f;
     }
     match rpc(&s, "getblockheader", json!([hash, true])).await {
-        Ok(h) => {
-            axum::Json(json!({"id": h["hash"], "height": h["height"], "previousblockhash": h["previousblockhash"]}))
-                .into_response()
-        }
+        Ok(h) => axum::Json(
+            json!({"id": h["hash"], "height": h["height"], "previousblockhash": h["previousblockhash"],
+                "timestamp": h["time"]}),
+        )
+        .into_response(),
         Err(_) => (StatusCode::NOT_FOUND, "Block not found").into_response(),
     }
 }

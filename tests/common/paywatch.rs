@@ -320,6 +320,13 @@ impl Paywatch {
         .await
     }
 
+    /// Cancels an intent and asserts 200.
+    pub async fn cancel(&self, id: &str) -> Value {
+        let (status, v) = self.post(&format!("/v1/intents/{id}/cancel"), json!({})).await;
+        assert_eq!(status, 200, "cancel {id}: {v}");
+        v
+    }
+
     pub async fn ltc_intent(&self, amount: &str) -> Value {
         self.create(json!({"asset": "LTC", "amount": amount})).await
     }
@@ -329,4 +336,14 @@ impl Drop for Paywatch {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A finished command's stdout and stderr together, as an operator reads
+/// them in a terminal.
+pub fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -39,9 +39,6 @@ pub(super) struct RpcHeader {
     /// Absent from some answers: then the block is re-read by hash.
     #[serde(default)]
     logs_bloom: Option<Bloom>,
-    /// Seconds since 1970, as a quantity.
-    #[serde(default)]
-    pub(super) timestamp: Option<String>,
 }
 
 impl RpcHeader {

@@ -243,11 +243,15 @@ impl ChainSource for EvmSource {
                 .call_raw("eth_getBlockByNumber", json!([format!("{:#x}", tip.height), false]))
                 .await?;
             if v.is_null() {
-                return Ok(None);
+                return Ok(None); // not on this node
             }
-            let header: RpcHeader =
-                serde_json::from_value(v).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
-            let seconds = quantity(header.timestamp.as_deref().unwrap_or_default())?;
+            // Seconds since 1970, as a quantity (read here only: scans need
+            // no time).
+            let seconds = quantity(
+                v["timestamp"]
+                    .as_str()
+                    .ok_or_else(|| ChainError::garbage("eth_getBlockByNumber", "no timestamp"))?,
+            )?;
             let seconds = i64::try_from(seconds).map_err(|e| ChainError::garbage("block timestamp", e))?;
             Ok(chrono::DateTime::from_timestamp(seconds, 0))
         })

@@ -68,6 +68,24 @@ impl UtxoBackend for CoreRpc {
         })
     }
 
+    fn block_time<'a>(
+        &'a self,
+        hash: &'a str,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>> {
+        Box::pin(async move {
+            match self.rpc.call_raw("getblockheader", json!([hash, true])).await {
+                Ok(header) => {
+                    let seconds = header["time"]
+                        .as_i64()
+                        .ok_or_else(|| ChainError::garbage("getblockheader", "no time"))?;
+                    Ok(chrono::DateTime::from_timestamp(seconds, 0))
+                }
+                Err(ChainError::Rpc { code: -5, .. }) => Ok(None), // not on this node
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     fn endpoints(&self) -> &crate::http::Endpoints {
         self.rpc.endpoints()
     }

@@ -28,6 +28,9 @@ pub struct Esplora {
 #[derive(Deserialize)]
 struct BlockInfo {
     height: u64,
+    /// The header's time, seconds since 1970.
+    #[serde(default)]
+    timestamp: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +141,22 @@ impl UtxoBackend for Esplora {
             self.get("block raw", &format!("/block/{hash}/raw"))
                 .await?
                 .ok_or_else(|| ChainError::Behind(format!("block {hash} is unknown to this endpoint")))
+        })
+    }
+
+    fn block_time<'a>(
+        &'a self,
+        hash: &'a str,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>> {
+        Box::pin(async move {
+            let Some(body) = self.get("block", &format!("/block/{hash}")).await? else {
+                return Ok(None); // not on this endpoint
+            };
+            let info: BlockInfo = serde_json::from_slice(&body).map_err(|e| ChainError::garbage("/block", e))?;
+            let seconds = info
+                .timestamp
+                .ok_or_else(|| ChainError::garbage("/block", "no timestamp"))?;
+            Ok(chrono::DateTime::from_timestamp(seconds, 0))
         })
     }
 

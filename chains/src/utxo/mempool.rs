@@ -237,6 +237,12 @@ mod tests {
         fn raw_block<'a>(&'a self, _hash: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ChainError>> {
             Box::pin(async { Err(ChainError::Config("unused".into())) })
         }
+        fn block_time<'a>(
+            &'a self,
+            _hash: &'a str,
+        ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>> {
+            Box::pin(async { Ok(None) })
+        }
         fn endpoints(&self) -> &crate::http::Endpoints {
             &self.endpoints
         }

@@ -44,6 +44,8 @@ pub trait UtxoBackend: Send + Sync + 'static {
     /// The hash at `height` on the best chain; `None` above the tip.
     fn block_hash(&self, height: u64) -> BoxFuture<'_, Result<Option<String>, ChainError>>;
     fn raw_block<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ChainError>>;
+    /// The block's header time; `None` when the backend does not know it.
+    fn block_time<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, ChainError>>;
     /// See `ChainSource::endpoints`.
     fn endpoints(&self) -> &crate::http::Endpoints;
     /// Whether the block is on the backend's best chain; `None` when the
@@ -187,17 +189,7 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
     }
 
     fn tip_time<'a>(&'a self, tip: &'a ChainTip) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, ChainError>> {
-        Box::pin(async move {
-            let bytes = match self.backend.raw_block(&tip.hash).await {
-                Ok(bytes) => bytes,
-                // Not on this node (Core's "not found", Esplora's 404).
-                Err(ChainError::Rpc { code: -5, .. } | ChainError::Http { status: 404, .. }) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            header_time(&bytes)
-                .map(Some)
-                .ok_or_else(|| ChainError::garbage(format!("block {}", tip.hash), "no 80-byte header"))
-        })
+        self.backend.block_time(&tip.hash)
     }
 
     fn scan<'a>(&'a self, req: ScanRequest<'a>) -> BoxFuture<'a, Result<ScanBatch, ChainError>> {
@@ -227,24 +219,5 @@ impl<B: UtxoBackend> ChainSource for UtxoSource<B> {
 
     fn endpoints(&self) -> &crate::http::Endpoints {
         self.backend.endpoints()
-    }
-}
-
-/// A block header's time: bytes 68..72 of the 80-byte header, little-endian
-/// seconds (version, previous hash and merkle root come before it).
-fn header_time(block: &[u8]) -> Option<DateTime<Utc>> {
-    let seconds = u32::from_le_bytes(block.get(68..72)?.try_into().ok()?);
-    DateTime::from_timestamp(i64::from(seconds), 0)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_header_time_is_read_from_a_real_block() {
-        let genesis = bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin);
-        let bytes = bitcoin::consensus::serialize(&genesis);
-        // 2009-01-03 18:15:05 UTC, the genesis block's own time.
-        assert_eq!(super::header_time(&bytes).map(|t| t.timestamp()), Some(1_231_006_505));
-        assert_eq!(super::header_time(&bytes[..70]), None, "a short answer is no time");
     }
 }
