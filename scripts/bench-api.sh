@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # API and resource figures: durable creates per second and latency, reads per
 # second, idle CPU and RSS, RSS with many pending intents, and detection
-# latency (broadcast to intent.detected, poll_interval 1s), on a local
-# Litecoin regtest node. Prints the figures; BENCHMARKS.md records them.
+# latency (broadcast to intent.detected, poll_interval 1s), and a backup of
+# the filled store while creates go on, on a local Litecoin regtest node. Prints the figures; BENCHMARKS.md records them.
 # STORE=postgres runs paywatch on a local PostgreSQL server instead of the
 # embedded store.
 set -euo pipefail
@@ -120,3 +120,12 @@ fi
 python3 -c "print(f'RSS with $PENDING pending intents: {$(rss_kb) / 1024:.1f} MiB; store ($STORE): {$SIZE / 1048576:.0f} MiB')"
 T0=$(cpu_ticks); sleep 10; T1=$(cpu_ticks)
 python3 -c "print(f'CPU with $PENDING pending intents, idle chain: {($T1 - $T0) / $HZ / 10 * 100:.2f} % of one core')"
+
+echo "==> a backup of that store while creates go on (paywatch backup, through the API)"
+$LOAD "$URL" "$TOKEN" create 32 20000 > "$WORK/creates-during-backup" & LOAD_PID=$!
+B0=$(date +%s.%N)
+$PAYWATCH backup --config "$WORK/paywatch.toml" --to "$WORK/backup.redb" >/dev/null
+B1=$(date +%s.%N)
+wait "$LOAD_PID"
+python3 -c "print(f'backup with $PENDING pending intents: {$B1 - $B0:.1f} s, {$(stat -c %s "$WORK/backup.redb") / 1048576:.0f} MiB')"
+echo "creates meanwhile: $(cat "$WORK/creates-during-backup")"

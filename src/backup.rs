@@ -1,12 +1,14 @@
 //! Backups while the daemon runs (docs/operations.md, "Backups"): a
 //! snapshot of the store in one read transaction, written as a new
-//! embedded store file, checked entry by entry, then handed out as an open
-//! file that is already gone from its directory: a client that hangs up
-//! mid-download, or a second backup, leaves nothing behind.
+//! embedded store file and checked entry by entry. The daemon hands it out
+//! as an open file already gone from its directory, so a client that hangs
+//! up mid-download leaves nothing behind; the command line writes it where
+//! it was asked to when no daemon runs.
 
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -18,13 +20,25 @@ use sha2::{Digest, Sha256};
 const PARTIAL_PREFIX: &str = "backup-";
 const PARTIAL_SUFFIX: &str = ".partial";
 
-/// A finished snapshot: an open file, its length and SHA-256.
-pub struct Snapshot {
-    pub file: File,
+/// The longest a backup download may take once the snapshot is written:
+/// the daemon cuts a slower client off, so that the unlinked copy does not
+/// hold room on the store's disk for long.
+pub const LONGEST_DOWNLOAD: Duration = Duration::from_secs(3600);
+
+/// What a snapshot holds, as its reader can check it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
     pub len: u64,
+    /// Hex SHA-256 of the file.
     pub sha256: String,
     /// Entries in all tables, as copied and verified.
     pub entries: u64,
+}
+
+/// A finished snapshot: an open file at its start, and what it holds.
+pub struct Snapshot {
+    pub file: File,
+    pub summary: Summary,
     pub taken_at: DateTime<Utc>,
 }
 
@@ -38,27 +52,28 @@ pub fn take_snapshot(store: &Store, dir: &Path) -> anyhow::Result<Snapshot> {
         paywatch_state::ids::random_u32()
     ));
     let taken_at = Utc::now();
-    let made = snapshot_file(store, &path);
+    let made = write_snapshot(store, &path);
     // Unlinked whatever happened: an open handle keeps the data readable.
     let _ = std::fs::remove_file(&path);
-    let (mut file, entries) = made?;
-    let (len, sha256) = digest(&mut file)?;
-    file.rewind()?;
+    let (file, summary) = made?;
     Ok(Snapshot {
         file,
-        len,
-        sha256,
-        entries,
+        summary,
         taken_at,
     })
 }
 
-fn snapshot_file(store: &Store, path: &Path) -> anyhow::Result<(File, u64)> {
+/// Writes a snapshot of `store` to `path` (a new file, 0600) and returns it
+/// open at its start, with what it holds.
+pub fn write_snapshot(store: &Store, path: &Path) -> anyhow::Result<(File, Summary)> {
     let counts = store
         .snapshot_to(path)
         .with_context(|| format!("cannot write a snapshot to {}", path.display()))?;
-    let file = File::open(path).with_context(|| format!("cannot reopen the snapshot {}", path.display()))?;
-    Ok((file, counts.iter().map(|c| c.entries).sum()))
+    let mut file = File::open(path).with_context(|| format!("cannot reopen the snapshot {}", path.display()))?;
+    let (len, sha256) = digest(&mut file)?;
+    file.rewind()?;
+    let entries = counts.iter().map(|c| c.entries).sum();
+    Ok((file, Summary { len, sha256, entries }))
 }
 
 /// The length and hex SHA-256 of what `reader` holds from where it is.
@@ -88,7 +103,7 @@ fn remove_stale_partials(dir: &Path) {
     }
 }
 
-/// `FILE.partial` beside `file`: where a backup or restore writes before it
+/// `FILE.partial` beside `file`: where `paywatch backup` writes before it
 /// renames into place.
 pub fn partial_path(file: &Path) -> PathBuf {
     let mut name = file.file_name().unwrap_or_default().to_os_string();

@@ -98,7 +98,9 @@ async fn check_asset(asset: &AssetConfig) -> Verdict {
             let (line, judged) = match made {
                 Ok(Ok(Some(made))) => judge_sync(made, chrono::Utc::now(), asset),
                 Ok(Ok(None)) => (
-                    "synced: unknown (the tip's block was not found to read its time)".into(),
+                    "synced: unknown (the tip's time could not be read: the endpoint asked lacks the \
+                     block, behind the one that answered the tip?)"
+                        .into(),
                     Judged::Warn,
                 ),
                 Ok(Err(e)) => (
@@ -173,7 +175,7 @@ fn judge_sync(made: DateTime<Utc>, now: DateTime<Utc>, asset: &AssetConfig) -> (
     {
         return (
             format!(
-                "synced: unknown: the newest block's time is {} ahead of this machine's clock: check the clock (NTP)",
+                "synced: unknown (the newest block's time is {} ahead of this machine's clock: check the clock, NTP)",
                 span(ahead)
             ),
             Judged::Warn,

@@ -144,7 +144,7 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
     std::fs::write(&garbage, b"not a store at all, just bytes").unwrap();
     let (out, text) = paywatch(&["restore", "--from", garbage.to_str().unwrap()], &config);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("is not a paywatch store"), "{text}");
+    assert!(text.contains("as a paywatch store"), "{text}");
     assert_eq!(leftovers(&state_dir), Vec::<String>::new());
 
     // The restore: the replaced store kept aside, the seq continued above
@@ -306,4 +306,14 @@ async fn a_backup_taken_while_running_restores_and_the_rescan_finds_what_came_af
         text.contains("copied elsewhere by `store copy`") && text.contains("--seq-floor"),
         "{text}"
     );
+    // Restored, a store is the one that goes on again: a later restore onto
+    // it takes it for the latest state.
+    let (out, text) = paywatch(
+        &["restore", "--from", backup.to_str().unwrap(), "--seq-floor", "6000"],
+        &config,
+    );
+    assert!(out.status.success(), "{text}");
+    let (out, text) = paywatch(&["restore", "--from", backup.to_str().unwrap()], &config);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("events continue at seq 6000"), "{text}");
 }

@@ -12,10 +12,9 @@ use axum::response::IntoResponse;
 use super::{ApiError, ApiResult, App, Caller};
 
 /// A client that reads nothing for this long loses its backup: the
-/// unlinked snapshot it holds takes room on the store's own disk.
+/// unlinked snapshot it holds takes room on the store's own disk (and so
+/// does one slower in all than `backup::LONGEST_DOWNLOAD`).
 const STALLED_CLIENT: std::time::Duration = std::time::Duration::from_secs(60);
-/// And one that reads, but so slowly that the download outlasts this.
-const LONGEST_DOWNLOAD: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub async fn backup(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> ApiResult {
     // One at a time: each reads the whole store and writes a copy of it.
@@ -30,32 +29,28 @@ pub async fn backup(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
     let (store, dir) = (app.engine.store.clone(), app.state_dir.clone());
     // Taken to the end even if the client hangs up meanwhile (the snapshot
     // is unlinked as soon as it is written, so nothing is left behind), and
-    // the lock with it: a client that gives up and asks again waits for
-    // this one rather than starting a second copy.
+    // the lock held with it: a client that gives up and asks again is
+    // refused (409) until this one ends, rather than starting a second copy.
     let (taken, running) = tokio::task::spawn_blocking(move || (crate::backup::take_snapshot(&store, &dir), running))
         .await
         .map_err(ApiError::internal)?;
     let snapshot = taken.map_err(|e| ApiError::internal(format!("{e:#}")))?;
-    tracing::info!(
-        bytes = snapshot.len,
-        entries = snapshot.entries,
-        sha256 = %snapshot.sha256,
-        "backup taken"
-    );
+    let summary = snapshot.summary.clone();
+    tracing::info!(bytes = summary.len, entries = summary.entries, sha256 = %summary.sha256, "backup taken");
     let name = format!("paywatch-{}.redb", snapshot.taken_at.format("%Y%m%dT%H%M%SZ"));
-    let body = Body::from_stream(send_file(snapshot.file, running));
+    let body = Body::from_stream(send_file(snapshot.file, running, STALLED_CLIENT));
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, snapshot.len.to_string()),
+            (header::CONTENT_LENGTH, summary.len.to_string()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
             (
                 header::HeaderName::from_static("x-paywatch-backup-sha256"),
-                snapshot.sha256,
+                summary.sha256,
             ),
             (
                 header::HeaderName::from_static("x-paywatch-backup-entries"),
-                snapshot.entries.to_string(),
+                summary.entries.to_string(),
             ),
             (
                 header::HeaderName::from_static("x-paywatch-backup-taken-at"),
@@ -74,6 +69,7 @@ pub async fn backup(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
 fn send_file(
     file: std::fs::File,
     running: tokio::sync::OwnedMutexGuard<()>,
+    stalled: std::time::Duration,
 ) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::AsyncReadExt;
@@ -82,7 +78,7 @@ fn send_file(
     let sent_all = complete.clone();
     tokio::spawn(async move {
         let _running = running;
-        let deadline = tokio::time::Instant::now() + LONGEST_DOWNLOAD;
+        let deadline = tokio::time::Instant::now() + crate::backup::LONGEST_DOWNLOAD;
         let mut file = tokio::fs::File::from_std(file);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -95,13 +91,14 @@ fn send_file(
                 Err(e) => Err(e),
             };
             let failed = chunk.is_err();
-            let wait = STALLED_CLIENT.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let wait = stalled.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
             match tokio::time::timeout(wait, sender.send(chunk)).await {
                 Ok(Ok(())) if !failed => {}
                 Ok(_) => return, // a read error sent, or the client hung up
                 Err(_) => {
                     tracing::warn!(
-                        "a backup's client read too slowly (nothing for {STALLED_CLIENT:?}, or longer than {LONGEST_DOWNLOAD:?} in all); cut off"
+                        "a backup's client read too slowly (nothing for {stalled:?}, or longer than {:?} in all); cut off",
+                        crate::backup::LONGEST_DOWNLOAD
                     );
                     return;
                 }
@@ -119,4 +116,77 @@ fn send_file(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, Write};
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    const LEN: usize = 1 << 20;
+
+    fn file_of(len: usize) -> std::fs::File {
+        let mut file = tempfile::tempfile().expect("a temporary file");
+        file.write_all(&vec![7u8; len]).expect("written");
+        file.rewind().expect("rewound");
+        file
+    }
+
+    async fn freed(lock: &tokio::sync::Mutex<()>) -> bool {
+        for _ in 0..100 {
+            if lock.try_lock().is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn one_backup_at_a_time_means_until_its_download_ends_or_is_dropped() {
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let guard = lock.clone().try_lock_owned().expect("free");
+        let mut stream = std::pin::pin!(send_file(file_of(LEN), guard, STALLED_CLIENT));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(lock.try_lock().is_err(), "held while the client has read nothing");
+        let mut read = 0;
+        while let Some(chunk) = stream.next().await {
+            read += chunk.expect("no error").len();
+        }
+        assert_eq!(read, LEN);
+        assert!(freed(&lock).await, "free once the download ended");
+
+        let guard = lock.clone().try_lock_owned().expect("free");
+        let mut stream = Box::pin(send_file(file_of(LEN), guard, STALLED_CLIENT));
+        assert!(stream.next().await.expect("a chunk").is_ok());
+        assert!(lock.try_lock().is_err(), "held mid-download");
+        drop(stream); // the client hung up
+        assert!(freed(&lock).await, "free once the client hung up");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off_with_an_error() {
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let guard = lock.clone().try_lock_owned().expect("free");
+        let mut stream = std::pin::pin!(send_file(file_of(LEN), guard, Duration::from_millis(100)));
+        let mut read = stream.next().await.expect("a chunk").expect("no error").len();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(freed(&lock).await, "the stalled download let the lock go");
+        let mut last = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => read += bytes.len(),
+                Err(e) => last = Some(e),
+            }
+        }
+        assert!(read < LEN, "cut off before the end ({read} bytes)");
+        assert!(
+            last.is_some(),
+            "a cut-off download ends in an error, never short and clean"
+        );
+    }
 }

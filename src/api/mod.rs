@@ -54,8 +54,9 @@ pub struct App {
     /// Which leases this instance holds (a shared store).
     pub cluster: Arc<crate::cluster::Cluster>,
     /// Where backups are written before they are streamed (the state
-    /// directory), and the lock that lets one run at a time.
+    /// directory).
     pub state_dir: std::path::PathBuf,
+    /// Held by the one backup that may run at a time, to its download's end.
     pub backup_running: Arc<tokio::sync::Mutex<()>>,
 }
 

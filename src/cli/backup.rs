@@ -5,26 +5,24 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use paywatch_state::{RestoreFloors, RestoreReport, Store};
 use sha2::{Digest, Sha256};
 
 use super::client::{Client, error_of};
-use crate::backup::{partial_path, sync_dir};
+use crate::backup::{LONGEST_DOWNLOAD, Summary, partial_path, sync_dir, write_snapshot};
 use crate::config::{Config, StoreConfig};
 use crate::state_dir::STORE_FILE;
-
-/// How long a backup download may take at most.
-const DOWNLOAD_LIMIT: Duration = Duration::from_secs(3600);
 
 /// `backup --to FILE`: from the running daemon's API; when nothing answers
 /// there, from the store itself (which fails if a daemon holds it).
 pub(super) async fn backup(client: &Client, config_path: &Path, to: &Path) -> anyhow::Result<()> {
     let partial = partial_path(to);
     let _ = std::fs::remove_file(&partial);
-    let written = match client.post_raw("/v1/backup", DOWNLOAD_LIMIT).await {
+    // The daemon first writes the snapshot, then allows the download
+    // `LONGEST_DOWNLOAD`: as long again for the writing.
+    let written = match client.post_raw("/v1/backup", 2 * LONGEST_DOWNLOAD).await {
         Ok(resp) => download(resp, &partial).await,
         Err(e) if e.is_connect() => {
             eprintln!(
@@ -33,21 +31,23 @@ pub(super) async fn backup(client: &Client, config_path: &Path, to: &Path) -> an
             );
             let config = Config::load(config_path)
                 .with_context(|| format!("invalid configuration {}", config_path.display()))?;
-            tokio::task::spawn_blocking(move || offline_snapshot(&config, &partial)).await?
+            let into = partial.clone();
+            tokio::task::spawn_blocking(move || offline_snapshot(&config, &into)).await?
         }
         Err(e) => Err(anyhow::anyhow!("cannot reach paywatch at {}: {e}", client.base())),
     };
-    let written = match written {
-        Ok(w) => w,
+    let renamed = written.and_then(|summary| {
+        std::fs::rename(&partial, to)
+            .with_context(|| format!("cannot rename into {}", to.display()))
+            .map(|()| summary)
+    });
+    let summary = match renamed {
+        Ok(summary) => summary,
         Err(e) => {
-            let _ = std::fs::remove_file(partial_path(to));
+            let _ = std::fs::remove_file(&partial);
             return Err(e);
         }
     };
-    if let Err(e) = std::fs::rename(partial_path(to), to) {
-        let _ = std::fs::remove_file(partial_path(to));
-        return Err(e).with_context(|| format!("cannot rename into {}", to.display()));
-    }
     sync_dir(
         to.parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -56,32 +56,17 @@ pub(super) async fn backup(client: &Client, config_path: &Path, to: &Path) -> an
     println!(
         "backup written to {}: {} bytes, {} entries, sha256 {}",
         to.display(),
-        written.len,
-        written.entries,
-        written.sha256
+        summary.len,
+        summary.entries,
+        summary.sha256
     );
     Ok(())
 }
 
-struct Written {
-    len: u64,
-    sha256: String,
-    entries: String,
-}
-
-/// A file only its owner reads: a backup holds every record.
-fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))
-}
-
-/// Streams the daemon's snapshot into `partial`, checking its length and
-/// SHA-256 against what the daemon said they are.
-async fn download(mut resp: reqwest::Response, partial: &Path) -> anyhow::Result<Written> {
+/// Streams the daemon's snapshot into `partial` (a new file, 0600: a backup
+/// holds every record), checking its length and SHA-256 against what the
+/// daemon said they are.
+async fn download(mut resp: reqwest::Response, partial: &Path) -> anyhow::Result<Summary> {
     if !resp.status().is_success() {
         return Err(error_of(resp).await);
     }
@@ -91,12 +76,19 @@ async fn download(mut resp: reqwest::Response, partial: &Path) -> anyhow::Result
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let (Some(expected_sha), Some(entries)) = (header("x-paywatch-backup-sha256"), header("x-paywatch-backup-entries"))
-    else {
-        anyhow::bail!("the answer is not a paywatch backup (no X-Paywatch-Backup-Sha256)");
+    let (Some(expected_sha), Some(entries)) = (
+        header("x-paywatch-backup-sha256"),
+        header("x-paywatch-backup-entries").and_then(|e| e.parse::<u64>().ok()),
+    ) else {
+        anyhow::bail!("the answer is not a paywatch backup (no X-Paywatch-Backup-Sha256 and -Entries)");
     };
     let expected_len = resp.content_length();
-    let mut file = create_private(partial)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
     let (mut hasher, mut len) = (Sha256::new(), 0u64);
     while let Some(chunk) = resp.chunk().await.context("the download broke off; nothing was kept")? {
         hasher.update(&chunk);
@@ -112,25 +104,18 @@ async fn download(mut resp: reqwest::Response, partial: &Path) -> anyhow::Result
         );
     }
     file.sync_all()?;
-    Ok(Written { len, sha256, entries })
+    Ok(Summary { len, sha256, entries })
 }
 
 /// The snapshot taken from the configured store itself (no daemon running).
-fn offline_snapshot(config: &Config, partial: &Path) -> anyhow::Result<Written> {
+fn offline_snapshot(config: &Config, partial: &Path) -> anyhow::Result<Summary> {
     let live = config.state_dir.join(STORE_FILE);
     if matches!(config.store, StoreConfig::Embedded) && !live.exists() {
         // Opening would make a new, empty store: a backup of nothing.
         anyhow::bail!("there is no store at {} (is state_dir right?)", live.display());
     }
     let store = crate::state_dir::open_store(config)?;
-    let counts = store.snapshot_to(partial)?;
-    let mut file = std::fs::File::open(partial)?;
-    let (len, sha256) = crate::backup::digest(&mut file)?;
-    Ok(Written {
-        len,
-        sha256,
-        entries: counts.iter().map(|c| c.entries).sum::<u64>().to_string(),
-    })
+    write_snapshot(&store, partial).map(|(_, summary)| summary)
 }
 
 /// What `restore` was asked for.
@@ -223,7 +208,8 @@ fn prepare(
     staging: &Path,
     replaced: &Replaced,
 ) -> anyhow::Result<(RestoreReport, Vec<paywatch_state::Event>)> {
-    let snapshot = Store::open(staging).with_context(|| format!("{} is not a paywatch store", args.from.display()))?;
+    let snapshot =
+        Store::open(staging).with_context(|| format!("cannot open {} as a paywatch store", args.from.display()))?;
     let snapshot_seq = snapshot.restore_floors()?.get("next_seq").copied().unwrap_or(0);
     let (mut counters, mut undone) = (std::collections::BTreeMap::new(), Vec::new());
     if let Replaced::Open(live) = replaced {
@@ -249,11 +235,14 @@ fn prepare(
         }
     }
     if counters.is_empty() && args.seq_floor.is_none() {
+        let why = match &config.store {
+            StoreConfig::Postgres(_) => "a restore into a database never reads the database it replaces",
+            StoreConfig::Embedded => "the store this replaces is lost, or is not a later state of this backup",
+        };
         anyhow::bail!(
-            "it is not known which events your shop has already seen (the store this replaces is lost, \
-             or is not a later state of this backup): pass --seq-floor with one more than the highest seq \
-             it has seen (the newest event it received, or its feed cursor), so that the events after the \
-             restore are not taken for old ones"
+            "it is not known which events your shop has already seen ({why}): pass --seq-floor with one more \
+             than the highest seq it has seen (the newest event it received, or its feed cursor), so that the \
+             events after the restore are not taken for old ones"
         );
     }
     let floors = RestoreFloors {

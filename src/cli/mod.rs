@@ -452,8 +452,12 @@ fn copy_store(from: &str, to: &str, password_file: Option<&Path>) -> anyhow::Res
     // The copy goes on from here; the source may linger as its stale twin,
     // which a restore must not take for the latest state.
     source
-        .mark_superseded()
+        .mark_superseded(true)
         .context("copied, but the source could not be marked as copied")?;
+    // The target inherits a mark its source had from an earlier copy.
+    target
+        .mark_superseded(false)
+        .context("copied, but the target could not be marked as the one that goes on")?;
     let total: u64 = counts.iter().map(|c| c.entries).sum();
     for c in &counts {
         println!("{:<24} {:>10}", c.table, c.entries);

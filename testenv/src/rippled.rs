@@ -224,7 +224,8 @@ async fn handle(State(state): State<Arc<Mutex<Ledger>>>, body: axum::body::Bytes
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                let close_time = now.saturating_sub(946_684_800 + 4 * (l.validated - n));
+                const RIPPLE_EPOCH: u64 = 946_684_800; // 2000-01-01, what close_time counts from
+                let close_time = now.saturating_sub(RIPPLE_EPOCH + 4 * (l.validated - n));
                 json!({"result": {"ledger": {"ledger_index": index(n), "ledger_hash": ledger_hash(n), "closed": true,
                         "close_time": close_time},
                     "ledger_hash": ledger_hash(n), "ledger_index": n, "validated": true, "status": "success"}})

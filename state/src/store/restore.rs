@@ -30,8 +30,9 @@ const PUBLIC_COUNTERS: [&str; 3] = ["next_seq", "next_listing", "next_audit"];
 /// What the replaced store had reached, as far as it is known.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoreFloors {
-    /// `meta` counter -> the value the replaced store had reached (public
-    /// counters and derivation counters). Empty when that store is lost.
+    /// `meta` key -> the value the replaced store had reached (public
+    /// counters, derivation counters, and its `restored_on_estimates`
+    /// mark). Empty when that store is lost.
     pub counters: BTreeMap<String, u64>,
     /// The lowest `seq` the next event may have (the operator's word when
     /// the replaced store is lost: one above the highest the shop has seen).
@@ -79,10 +80,11 @@ impl Store {
         Ok(self.meta_value(SUPERSEDED)? == 1)
     }
 
-    /// Marks this store as copied elsewhere: a restore will not take it for
-    /// the latest state of its backups.
-    pub fn mark_superseded(&self) -> Result<(), StoreError> {
-        self.write(|tx| tx.set_meta(SUPERSEDED, 1))
+    /// Marks this store as copied elsewhere (`copied`), or as the one that
+    /// goes on (a copy's target): a restore does not take a copied store
+    /// for the latest state of its backups.
+    pub fn mark_superseded(&self, copied: bool) -> Result<(), StoreError> {
+        self.write(|tx| tx.set_meta(SUPERSEDED, u64::from(copied)))
     }
 
     fn meta_value(&self, name: &str) -> Result<u64, StoreError> {
@@ -150,6 +152,9 @@ impl Store {
             if estimated {
                 tx.set_meta(RESTORED_ON_ESTIMATES, 1)?;
             }
+            // A snapshot of a store that had been copied carries the mark;
+            // restored, it is the store that goes on.
+            tx.set_meta(SUPERSEDED, 0)?;
             for name in PUBLIC_COUNTERS {
                 // Counters hold the last value handed out.
                 let mut floor = floors.counters.get(name).copied().unwrap_or(0);
