@@ -105,6 +105,21 @@ async fn a_fiat_price_is_fixed_at_the_median_of_fresh_rates_and_paid_in_ltc() {
     // EUR: Binance and Kraken answer; Coinbase has no EUR price; CoinGecko is stale.
     let eur = quote(&pw, "LTC/EUR", "64.5").await;
     assert_eq!(eur["source"], "median of kraken, binance");
+    // CoinGecko answers every read, but nothing it holds is fresh, and it
+    // leaves EUR out (said as a failure of that pair): not up.
+    let gecko = pw.get("/v1/status").await["rates"]["sources"]["coingecko"].clone();
+    assert_eq!(
+        gecko["last_error"].as_str(),
+        Some("no price for LTC/EUR in the answer"),
+        "{gecko}"
+    );
+    let metrics = pw.metrics().await;
+    for (source, up) in [("coingecko", 0), ("kraken", 1), ("binance", 1)] {
+        assert!(
+            metrics.contains(&format!("paywatch_rate_source_up{{source=\"{source}\"}} {up}")),
+            "{source} {up}: {metrics}"
+        );
+    }
     let (status, v) = pw
         .post(
             "/v1/intents",

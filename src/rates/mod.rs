@@ -290,11 +290,10 @@ impl RateBook {
             if p == Provider::Fixed {
                 continue;
             }
-            let health = book.health.get(&p).cloned().unwrap_or_default();
             metrics
                 .rate_source_up
                 .with_label_values(&[p.name()])
-                .set(i64::from(health.last_ok_at.is_some() && health.last_error.is_none()));
+                .set(i64::from(self.source_up(&book, p, now)));
             for ((coin, currency), by) in &book.quotes {
                 if let Some(q) = by.get(&p) {
                     metrics
@@ -304,6 +303,21 @@ impl RateBook {
                 }
             }
         }
+    }
+
+    /// Whether a source serves: its last read answered with no failure, and
+    /// every answer it holds is fresh (a source whose answers all carry old
+    /// times of their own answers, but serves nothing usable).
+    fn source_up(&self, book: &Book, provider: Provider, now: DateTime<Utc>) -> bool {
+        let health = book.health.get(&provider).cloned().unwrap_or_default();
+        let max_age = chrono::Duration::from_std(self.config.max_rate_age).unwrap_or(chrono::Duration::MAX);
+        health.last_ok_at.is_some()
+            && health.last_error.is_none()
+            && book
+                .quotes
+                .values()
+                .filter_map(|by| by.get(&provider))
+                .all(|q| now - q.at <= max_age)
     }
 
     /// Reads every source once.
@@ -363,6 +377,15 @@ impl RateBook {
             };
             match answer.await {
                 Ok(found) => {
+                    // A pair asked for and left out of the answer is a
+                    // failure of that pair, said like any other.
+                    if let Some((coin, currency)) = request
+                        .pairs
+                        .iter()
+                        .find(|(coin, currency)| !found.iter().any(|p| p.coin == *coin && &p.currency == currency))
+                    {
+                        failure.get_or_insert(format!("no price for {}/{currency} in the answer", coin.code()));
+                    }
                     let received = clock.now();
                     prices.extend(found.into_iter().map(|p| (p, received)));
                 }
@@ -570,6 +593,49 @@ mod tests {
             book.status(now)["sources"]["kraken"]["last_error"],
             serde_json::json!("EUR: HTTP 500")
         );
+    }
+
+    #[test]
+    fn a_source_is_up_only_while_it_answers_everything_and_freshly() {
+        let book = RateBook::new(config(&[Provider::Coingecko, Provider::Kraken]), &[Asset::Btc]);
+        let now = Utc::now();
+        let book_now = |book: &RateBook, p| {
+            let held = book.book.read().unwrap_or_else(|e| e.into_inner());
+            book.source_up(&held, p, now)
+        };
+        assert!(!book_now(&book, Provider::Kraken), "never read: not up");
+        book.record(
+            Provider::Kraken,
+            vec![(price(Coin::Btc, "97000", None), now)],
+            None,
+            now,
+        );
+        assert!(book_now(&book, Provider::Kraken));
+        // Answers whose own times are older than max_rate_age: read fine,
+        // but nothing usable.
+        let old = now - chrono::Duration::minutes(10);
+        book.record(
+            Provider::Coingecko,
+            vec![(price(Coin::Btc, "97000", Some(old)), now)],
+            None,
+            now,
+        );
+        assert!(!book_now(&book, Provider::Coingecko), "only stale answers: not up");
+        book.record(
+            Provider::Coingecko,
+            vec![(price(Coin::Btc, "97000", Some(now)), now)],
+            None,
+            now,
+        );
+        assert!(book_now(&book, Provider::Coingecko));
+        // A pair left out of an answer is a failure of that pair.
+        book.record(
+            Provider::Kraken,
+            vec![(price(Coin::Btc, "97000", None), now)],
+            Some("no price for BTC/EUR in the answer".into()),
+            now,
+        );
+        assert!(!book_now(&book, Provider::Kraken), "a pair missing: not up");
     }
 
     #[test]

@@ -130,11 +130,18 @@ pub fn parse(provider: Provider, request: &Request, body: &Value) -> Result<Vec<
                     kraken_asset(coin)
                 ));
             }
-            // The middle of the best ask and bid is the price now; the last
-            // trade (`c`) can be hours old on a quiet pair.
+            // The middle of the best ask and bid is the price now. Never the
+            // last trade (`c`): it carries no time and can be hours old on a
+            // quiet pair, yet would be stamped fresh when it arrives.
             let rate = match (price(&ticker["a"][0]), price(&ticker["b"][0])) {
                 (Ok(ask), Ok(bid)) if bid <= ask => bid + (ask - bid) / Decimal::TWO,
-                _ => price(&ticker["c"][0])?,
+                (ask, bid) => {
+                    return Err(format!(
+                        "no usable best ask and bid (ask {}, bid {})",
+                        ask.map_or_else(|e| e, |a| a.to_string()),
+                        bid.map_or_else(|e| e, |b| b.to_string())
+                    ));
+                }
             };
             Ok(vec![Price {
                 coin,
@@ -182,17 +189,23 @@ pub fn parse(provider: Provider, request: &Request, body: &Value) -> Result<Vec<
             for (coin, currency) in &request.pairs {
                 let entry = &body[coingecko_id(*coin)];
                 let value = &entry[currency.to_lowercase()];
-                if value.is_null() {
-                    continue; // not listed: that pair has no price from this source
-                }
-                let at = entry["last_updated_at"]
+                // Not listed, or without the time it was asked for (an
+                // aggregate's price with no time could be of any age): that
+                // pair has no price from this source, which is said.
+                let Some(at) = entry["last_updated_at"]
                     .as_i64()
-                    .and_then(|secs| DateTime::from_timestamp(secs, 0));
+                    .and_then(|secs| DateTime::from_timestamp(secs, 0))
+                else {
+                    continue;
+                };
+                if value.is_null() {
+                    continue;
+                }
                 out.push(Price {
                     coin: *coin,
                     currency: currency.clone(),
                     rate: price(value)?,
-                    at,
+                    at: Some(at),
                 });
             }
             if out.is_empty() {
@@ -293,6 +306,37 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_price_without_a_time_of_its_own_is_never_stamped_fresh() {
+        // Kraken with no usable best ask and bid: its last trade has no time
+        // and is not read.
+        let request = one(Provider::Kraken, Coin::Btc, "USD");
+        let mut ticker = fixture("kraken_ticker.json");
+        let pair = ticker["result"]
+            .as_object()
+            .and_then(|r| r.keys().next().cloned())
+            .expect("a pair");
+        ticker["result"][&pair]["a"] = serde_json::json!([]);
+        let refused = parse(Provider::Kraken, &request, &ticker).expect_err("no ask");
+        assert!(refused.contains("no usable best ask and bid"), "{refused}");
+        // CoinGecko without `last_updated_at` for a coin: that coin's
+        // prices are left out (and said missing by the reader).
+        let request = requests(
+            Provider::Coingecko,
+            "http://x",
+            &[Coin::Btc, Coin::Usdt],
+            &["USD".to_string()],
+        )
+        .remove(0);
+        let mut answer = fixture("coingecko_simple_price.json");
+        answer["bitcoin"]
+            .as_object_mut()
+            .expect("an object")
+            .remove("last_updated_at");
+        let read = parse(Provider::Coingecko, &request, &answer).expect("tether still reads");
+        assert!(read.iter().all(|p| p.coin == Coin::Usdt), "{read:?}");
     }
 
     #[test]
