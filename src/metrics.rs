@@ -40,7 +40,8 @@ pub struct Metrics {
     pub endpoint_up: IntGaugeVec,
     pub endpoint_height: IntGaugeVec,
     pub endpoint_requests: IntCounterVec,
-    /// 1 while a rate source's last read succeeded.
+    /// 1 while a rate source's last read answered every pair, with a fresh
+    /// answer among them.
     pub rate_source_up: IntGaugeVec,
     /// Age of each source's answer per pair; refreshed at scrape time.
     pub rate_age: IntGaugeVec,
@@ -168,7 +169,10 @@ impl Metrics {
                 &["asset", "endpoint", "outcome"],
             )?,
             rate_source_up: IntGaugeVec::new(
-                opts("rate_source_up", "1 if the rate source's last read succeeded."),
+                opts(
+                    "rate_source_up",
+                    "1 if the rate source's last read answered every pair and it holds a fresh answer.",
+                ),
                 &["source"],
             )?,
             rate_age: IntGaugeVec::new(

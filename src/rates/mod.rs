@@ -305,9 +305,11 @@ impl RateBook {
         }
     }
 
-    /// Whether a source serves: its last read answered with no failure, and
-    /// every answer it holds is fresh (a source whose answers all carry old
-    /// times of their own answers, but serves nothing usable).
+    /// Whether a source serves: its last read answered every pair with no
+    /// failure, and it holds a fresh answer. A source whose answers all
+    /// carry old times of their own answers every read, yet serves nothing
+    /// usable. (Any fresh answer, not all: a provider's own times trail by
+    /// varying amounts, and one pair a little behind is not an outage.)
     fn source_up(&self, book: &Book, provider: Provider, now: DateTime<Utc>) -> bool {
         let health = book.health.get(&provider).cloned().unwrap_or_default();
         let max_age = chrono::Duration::from_std(self.config.max_rate_age).unwrap_or(chrono::Duration::MAX);
@@ -317,7 +319,7 @@ impl RateBook {
                 .quotes
                 .values()
                 .filter_map(|by| by.get(&provider))
-                .all(|q| now - q.at <= max_age)
+                .any(|q| now - q.at <= max_age)
     }
 
     /// Reads every source once.
@@ -621,6 +623,13 @@ mod tests {
             now,
         );
         assert!(!book_now(&book, Provider::Coingecko), "only stale answers: not up");
+        book.record(
+            Provider::Coingecko,
+            vec![(price(Coin::Usdt, "1", Some(now)), now)],
+            None,
+            now,
+        );
+        assert!(book_now(&book, Provider::Coingecko), "one fresh answer: up");
         book.record(
             Provider::Coingecko,
             vec![(price(Coin::Btc, "97000", Some(now)), now)],
