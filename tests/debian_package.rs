@@ -113,9 +113,22 @@ fn systemd_calls(root: &Path) -> String {
     std::fs::read_to_string(root.join("var/log/systemd-calls")).unwrap_or_default()
 }
 
+/// The daemon in the root; killed if the test ends before it is stopped
+/// (a failing assertion must not leave it running).
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts the daemon as the installed unit would: its `ExecStart`, as its
 /// `User=`, with `$STATE_DIRECTORY`.
-fn start_daemon(root: &Path, uid: &str, gid: &str, log: &Path) -> Child {
+fn start_daemon(root: &Path, uid: &str, gid: &str, log: &Path) -> Daemon {
     let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system/paywatch.service")).unwrap();
     let exec: Vec<String> = unit
         .lines()
@@ -126,7 +139,7 @@ fn start_daemon(root: &Path, uid: &str, gid: &str, log: &Path) -> Child {
         .collect();
     let log = std::fs::File::create(log).unwrap();
     std::fs::write(root.join("run/paywatch-test-running"), "").unwrap();
-    Command::new("chroot")
+    let child = Command::new("chroot")
         .arg(format!("--userspec={uid}:{gid}"))
         .arg(root)
         .args(&exec)
@@ -136,10 +149,12 @@ fn start_daemon(root: &Path, uid: &str, gid: &str, log: &Path) -> Child {
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
-        .unwrap()
+        .unwrap();
+    Daemon(child)
 }
 
-fn stop_daemon(root: &Path, child: &mut Child) {
+fn stop_daemon(root: &Path, daemon: &mut Daemon) {
+    let child = &mut daemon.0;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().unwrap();
     assert!(status.success(), "paywatch stopped with {status}");
