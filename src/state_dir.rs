@@ -29,6 +29,19 @@ pub fn open_postgres(options: &PgOptions) -> anyhow::Result<Arc<Store>> {
     Ok(Arc::new(store))
 }
 
+/// Refuses a state directory without a store: opening it would make a
+/// new, empty one (a copy or a backup of nothing).
+pub fn require_store(state_dir: &Path) -> anyhow::Result<()> {
+    let path = state_dir.join(STORE_FILE);
+    if !path.exists() {
+        anyhow::bail!(
+            "there is no store at {} (is the state directory right?)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn open_embedded(state_dir: &Path) -> anyhow::Result<Arc<Store>> {
     std::fs::DirBuilder::new()
         .recursive(true)

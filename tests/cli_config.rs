@@ -30,6 +30,8 @@ fn ltc(extra: &str) -> String {
 
 #[test]
 fn bad_configs_stop_the_start_with_exit_code_2_naming_the_key() {
+    // A valid asset table, after top-level keys under test.
+    let good_ltc = ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"));
     let cases = [
         (
             ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]\nbogus_key = 1")),
@@ -58,39 +60,18 @@ fn bad_configs_stop_the_start_with_exit_code_2_naming_the_key() {
         (format!("[api]\nlisten = \"localhost\"\n{}", ltc("")), "api.listen"),
         (format!("[webhook]\nurl = \"ftp://x\"\n{}", ltc("")), "webhook.url"),
         ("state_dir = 5\n".to_string(), "state_dir"),
+        (format!("store = \"postgres://u:secret@db/pw\"\n{good_ltc}"), "store"),
+        (format!("store = \"mysql://db/pw\"\n{good_ltc}"), "store"),
         (
-            format!(
-                "store = \"postgres://u:secret@db/pw\"\n{}",
-                ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
-            ),
-            "store",
-        ),
-        (
-            format!(
-                "store = \"mysql://db/pw\"\n{}",
-                ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
-            ),
-            "store",
-        ),
-        (
-            format!(
-                "store = \"postgres://u@db/pw\"\n[cluster]\nlease_ttl = \"1s\"\n{}",
-                ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
-            ),
+            format!("store = \"postgres://u@db/pw\"\n[cluster]\nlease_ttl = \"1s\"\n{good_ltc}"),
             "cluster.lease_ttl",
         ),
         (
-            format!(
-                "[cluster]\ninstance = \"two words\"\n{}",
-                ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
-            ),
+            format!("[cluster]\ninstance = \"two words\"\n{good_ltc}"),
             "cluster.instance",
         ),
         (
-            format!(
-                "store_password_file = \"/x\"\n{}",
-                ltc(&format!("addresses = [\"{GOOD_ADDRESS}\"]"))
-            ),
+            format!("store_password_file = \"/x\"\n{good_ltc}"),
             "store_password_file",
         ),
     ];

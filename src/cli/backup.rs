@@ -109,10 +109,8 @@ async fn download(mut resp: reqwest::Response, partial: &Path) -> anyhow::Result
 
 /// The snapshot taken from the configured store itself (no daemon running).
 fn offline_snapshot(config: &Config, partial: &Path) -> anyhow::Result<Summary> {
-    let live = config.state_dir.join(STORE_FILE);
-    if matches!(config.store, StoreConfig::Embedded) && !live.exists() {
-        // Opening would make a new, empty store: a backup of nothing.
-        anyhow::bail!("there is no store at {} (is state_dir right?)", live.display());
+    if matches!(config.store, StoreConfig::Embedded) {
+        crate::state_dir::require_store(&config.state_dir)?;
     }
     let store = crate::state_dir::open_store(config)?;
     write_snapshot(&store, partial).map(|(_, summary)| summary)

@@ -427,7 +427,7 @@ fn doctor(path: &Path) -> ExitCode {
 /// `store copy`: opens both stores (migrating a new database first),
 /// copies, verifies, and prints what each table held.
 fn copy_store(from: &str, to: &str, password_file: Option<&Path>) -> anyhow::Result<()> {
-    let is_url = |l: &str| l.starts_with("postgres://") || l.starts_with("postgresql://");
+    let is_url = config::is_postgres_url;
     let open = |location: &str| -> anyhow::Result<std::sync::Arc<paywatch_state::Store>> {
         if !is_url(location) {
             return crate::state_dir::open_embedded(Path::new(location));
@@ -440,11 +440,8 @@ fn copy_store(from: &str, to: &str, password_file: Option<&Path>) -> anyhow::Res
             config::StoreConfig::Embedded => anyhow::bail!("{location} is not a postgres:// URL"),
         }
     };
-    if !is_url(from) && !Path::new(from).join(crate::state_dir::STORE_FILE).exists() {
-        anyhow::bail!(
-            "cannot open the source store: {from} holds no {}",
-            crate::state_dir::STORE_FILE
-        );
+    if !is_url(from) {
+        crate::state_dir::require_store(Path::new(from)).context("cannot open the source store")?;
     }
     let source = open(from).context("cannot open the source store")?;
     let target = open(to).context("cannot open the target store")?;

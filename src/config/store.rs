@@ -51,7 +51,7 @@ pub(crate) fn parse_store(
         }
         return Ok(StoreConfig::Embedded);
     };
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+    if !is_postgres_url(&url) {
         return Err(err(
             "store",
             "must be a postgres:// URL; leave it out for the embedded store in state_dir",
@@ -93,4 +93,9 @@ pub(super) fn parse_cluster(
         return Err(err("cluster.lease_ttl", "must be between 2s and 5m"));
     }
     Ok(ClusterConfig { instance, lease_ttl })
+}
+
+/// Whether `location` names a PostgreSQL store (else a state directory).
+pub(crate) fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }

@@ -137,7 +137,9 @@ impl Engine {
             per_address_mempool,
             health,
             scanning_here: Mutex::default(),
-            creates_holder: format!("creates-hold/{}/{}", std::process::id(), clock.now().timestamp_micros()),
+            // Unique per process, as the cluster's holders are: containers
+            // share process ids, and a test clock repeats times.
+            creates_holder: format!("creates-hold/{:08x}", paywatch_state::ids::random_u32()),
             last_seq,
             webhook_wake: Arc::new(Notify::new()),
             metrics,

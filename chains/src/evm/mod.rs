@@ -119,11 +119,17 @@ impl EvmSource {
     }
 
     /// A block by number or tag; `None` when the node does not have it.
-    async fn block(&self, which: Value) -> Result<Option<(u64, String)>, ChainError> {
+    /// `eth_getBlockByNumber` as it answers; `None` when the node lacks the
+    /// block.
+    async fn block_json(&self, which: Value) -> Result<Option<Value>, ChainError> {
         let v = self.rpc.call_raw("eth_getBlockByNumber", json!([which, false])).await?;
-        if v.is_null() {
+        Ok((!v.is_null()).then_some(v))
+    }
+
+    async fn block(&self, which: Value) -> Result<Option<(u64, String)>, ChainError> {
+        let Some(v) = self.block_json(which).await? else {
             return Ok(None);
-        }
+        };
         let b: RpcHeader = serde_json::from_value(v).map_err(|e| ChainError::garbage("eth_getBlockByNumber", e))?;
         Ok(Some((quantity(&b.number)?, format!("{:#x}", b.hash))))
     }
@@ -238,13 +244,9 @@ impl ChainSource for EvmSource {
         tip: &'a ChainTip,
     ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>> {
         Box::pin(async move {
-            let v = self
-                .rpc
-                .call_raw("eth_getBlockByNumber", json!([format!("{:#x}", tip.height), false]))
-                .await?;
-            if v.is_null() {
+            let Some(v) = self.block_json(json!(format!("{:#x}", tip.height))).await? else {
                 return Ok(None); // not on this node
-            }
+            };
             // Seconds since 1970, as a quantity (read here only: scans need
             // no time).
             let seconds = quantity(

@@ -86,6 +86,16 @@ impl Esplora {
         }
     }
 
+    /// `/block/:hash`; `None` when this endpoint does not know the block.
+    async fn block_info(&self, hash: &str) -> Result<Option<BlockInfo>, ChainError> {
+        match self.get("block", &format!("/block/{hash}")).await? {
+            None => Ok(None),
+            Some(body) => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| ChainError::garbage("/block", e)),
+        }
+    }
+
     async fn get_json<T: serde::de::DeserializeOwned>(&self, call: &str, path: &str) -> Result<T, ChainError> {
         let body = self
             .get(call, path)
@@ -114,7 +124,10 @@ impl UtxoBackend for Esplora {
                     format!("{hash:?} is not a block hash"),
                 ));
             }
-            let info: BlockInfo = self.get_json("tip block", &format!("/block/{hash}")).await?;
+            let info = self
+                .block_info(&hash)
+                .await?
+                .ok_or_else(|| ChainError::garbage("tip block", "not found"))?;
             self.endpoints.note_height(info.height);
             Ok((info.height, hash))
         })
@@ -149,10 +162,9 @@ impl UtxoBackend for Esplora {
         hash: &'a str,
     ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, ChainError>> {
         Box::pin(async move {
-            let Some(body) = self.get("block", &format!("/block/{hash}")).await? else {
+            let Some(info) = self.block_info(hash).await? else {
                 return Ok(None); // not on this endpoint
             };
-            let info: BlockInfo = serde_json::from_slice(&body).map_err(|e| ChainError::garbage("/block", e))?;
             let seconds = info
                 .timestamp
                 .ok_or_else(|| ChainError::garbage("/block", "no timestamp"))?;

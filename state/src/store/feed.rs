@@ -119,11 +119,7 @@ impl Store {
 
     /// The webhook configuration deliveries are made with (0: none yet).
     pub fn webhook_config(&self) -> Result<u64, StoreError> {
-        let r = self.read()?;
-        Ok(r.open_table(META)?
-            .get("webhook_config")?
-            .map(|v| v.value())
-            .unwrap_or(0))
+        read_meta(&self.read()?, "webhook_config")
     }
 
     /// Events with `seq > after`, ascending, at most `limit`.
@@ -139,12 +135,7 @@ impl Store {
     }
 
     pub fn event(&self, seq: u64) -> Result<Option<Event>, StoreError> {
-        let r = self.read()?;
-        let t = r.open_table(EVENTS)?;
-        match t.get(seq)? {
-            Some(v) => decode("events", &seq.to_string(), v.value()).map(Some),
-            None => Ok(None),
-        }
+        event_in(&self.read()?, seq)
     }
 
     /// The newest event's seq (0 when none).
@@ -297,13 +288,11 @@ impl Store {
 
     /// The event a receiver knows by its id.
     pub fn event_by_id(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        let seq = {
-            let r = self.read()?;
-            let t = r.open_table(EVENT_IDS)?;
-            t.get(id)?.map(|v| v.value())
-        };
+        // One read transaction: one snapshot, one round trip less.
+        let r = self.read()?;
+        let seq = r.open_table(EVENT_IDS)?.get(id)?.map(|v| v.value());
         match seq {
-            Some(seq) => self.event(seq),
+            Some(seq) => event_in(&r, seq),
             None => Ok(None),
         }
     }
@@ -371,5 +360,12 @@ impl Store {
             out.push(decode("webhook_failed", &k.value().to_string(), v.value())?);
         }
         Ok(out)
+    }
+}
+
+fn event_in(r: &ReadTxn, seq: u64) -> Result<Option<Event>, StoreError> {
+    match r.open_table(EVENTS)?.get(seq)? {
+        Some(v) => decode("events", &seq.to_string(), v.value()).map(Some),
+        None => Ok(None),
     }
 }

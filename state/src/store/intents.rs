@@ -459,11 +459,6 @@ impl Store {
     }
 }
 
-fn read_meta(r: &ReadTxn, name: &str) -> Result<u64, StoreError> {
-    let t = r.open_table(META)?;
-    Ok(t.get(name)?.map(|v| v.value()).unwrap_or(0))
-}
-
 fn view_in_read(r: &ReadTxn, intent: &Intent) -> Result<IntentView, StoreError> {
     view_with(r, intent, &mut ScannedHeights::new(r))
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::tables::{
-    DERIVE_PREFIX, EVENTS, META, RESTORED_ON_ESTIMATES, STORE_ID, SUPERSEDED, decode, derive_counter_key,
+    DERIVE_PREFIX, EVENTS, META, RESTORED_ON_ESTIMATES, STORE_ID, SUPERSEDED, decode, derive_counter_key, read_meta,
 };
 use super::{Store, StoreError, TableCount};
 use crate::Asset;
@@ -88,8 +88,7 @@ impl Store {
     }
 
     fn meta_value(&self, name: &str) -> Result<u64, StoreError> {
-        let r = self.read()?;
-        Ok(r.open_table(META)?.get(name)?.map_or(0, |v| v.value()))
+        read_meta(&self.read()?, name)
     }
 
     /// Events after `seq` that record decisions made off the chain

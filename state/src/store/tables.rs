@@ -173,6 +173,12 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// A `meta` value as of a read transaction (0 when never set).
+pub fn read_meta(r: &ReadTxn, name: &str) -> Result<u64, StoreError> {
+    let t = r.open_table(META)?;
+    Ok(t.get(name)?.map(|v| v.value()).unwrap_or(0))
+}
+
 /// The height `asset` is scanned to, as of a read transaction (0 before
 /// its first poll): what views count confirmations against.
 pub fn scanned_height_in(r: &ReadTxn, asset: crate::Asset) -> Result<u64, StoreError> {

@@ -30,6 +30,9 @@ pub struct Tx<'a> {
     pub new_dust: u64,
     /// New deposits to accounts recorded in this transaction.
     pub new_deposits: u64,
+    /// `meta` `webhooks_enabled`, once read: every event asks it, and it
+    /// changes only through `set_meta` here.
+    webhooks_enabled: Option<bool>,
 }
 
 /// When an ended intent's pool address is free again: the end of its late
@@ -56,6 +59,7 @@ impl<'a> Tx<'a> {
             new_transfers: (0, 0),
             new_dust: 0,
             new_deposits: 0,
+            webhooks_enabled: None,
         }
     }
 
@@ -101,6 +105,9 @@ impl<'a> Tx<'a> {
     }
 
     pub fn set_meta(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
+        if name == "webhooks_enabled" {
+            self.webhooks_enabled = None;
+        }
         let mut t = self.txn.open_table(META)?;
         t.insert(name, value)?;
         Ok(())
@@ -399,7 +406,11 @@ impl<'a> Tx<'a> {
             let mut ids = self.txn.open_table(EVENT_IDS)?;
             ids.insert(event.id.as_str(), seq)?;
         }
-        if self.meta("webhooks_enabled")? == 1 {
+        let webhooks_enabled = match self.webhooks_enabled {
+            Some(enabled) => enabled,
+            None => *self.webhooks_enabled.insert(self.meta("webhooks_enabled")? == 1),
+        };
+        if webhooks_enabled {
             let entry = OutboxEntry::new(&event, super::feed::ordering_key_of(&event));
             let mut t = self.txn.open_table(OUTBOX)?;
             t.insert(seq, tables::encode(&entry).as_slice())?;
