@@ -118,7 +118,6 @@ impl EvmSource {
         })
     }
 
-    /// A block by number or tag; `None` when the node does not have it.
     /// `eth_getBlockByNumber` as it answers; `None` when the node lacks the
     /// block.
     async fn block_json(&self, which: Value) -> Result<Option<Value>, ChainError> {
@@ -126,6 +125,7 @@ impl EvmSource {
         Ok((!v.is_null()).then_some(v))
     }
 
+    /// A block by number or tag; `None` when the node does not have it.
     async fn block(&self, which: Value) -> Result<Option<(u64, String)>, ChainError> {
         let Some(v) = self.block_json(which).await? else {
             return Ok(None);
